@@ -1,0 +1,1 @@
+"""callsure's runtime: Ray actors, the gRPC server, the SIP gateway and the CLI."""

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from callsure.actors.cli import cli
+
+
+def test_help_lists_subcommands():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    assert "config" in result.output
+
+
+def test_version_printed():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert "callsure, version" in result.output
+
+
+def test_invalid_config_stops_with_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[log]\nlevel = "LOUD"\n')
+    result = CliRunner().invoke(cli, ["--config", str(path), "config", "show"])
+    assert result.exit_code == 2
+    assert "log.level" in result.output
+    assert "LOUD" in result.output
+
+
+def test_config_show_hides_token():
+    result = CliRunner().invoke(
+        cli, ["config", "show"], env={"CALLSURE_SERVER__TOKEN": "hunter2"}
+    )
+    assert result.exit_code == 0
+    assert "hunter2" not in result.output
+    assert json.loads(result.output)["server"]["token"] == "<secret>"
+
+
+def test_json_log_format_emits_json_lines():
+    code = (
+        "import logging, sys; from callsure.actors.cli import main;"
+        "sys.argv=['callsure','--log-format','json','config','show'];"
+        "main(); logging.getLogger('callsure.test').warning('hello %s', 'x')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    line = result.stderr.strip().splitlines()[-1]
+    assert json.loads(line)["message"] == "hello x"
+
+
+def test_installed_command_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "callsure.actors.cli", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0
+    assert "Commands:" in result.stdout
