@@ -52,9 +52,9 @@ def test_callback_round_trips_through_bytes():
         customer_id="c-1",
         phone_number="+14155550100",
         queue="billing",
-        mode=callback_pb2.CALLBACK_MODE_SCHEDULED,
+        mode=callback_pb2.CALLBACK_MODE_AT_TIME,
     )
     callback.requested_time.FromSeconds(1_800_000_000)
-    callback.ivr_history.add(menu="billing", choice="2")
+    callback.ivr_history.append("main:2")
     parsed = callback_pb2.Callback.FromString(callback.SerializeToString())
     assert parsed == callback
