@@ -161,6 +161,26 @@ _add(
                 "callsure",
                 "Ray namespace of the named actors.",
             ),
+            Setting(
+                "temp_dir",
+                str,
+                "",
+                "Session folder of a local Ray; empty uses Ray's default.",
+            ),
+            Setting(
+                "customer_shards",
+                int,
+                2,
+                "CustomerShard actors; customers are spread by hash of their id.",
+                at_least(1),
+            ),
+            Setting(
+                "dispatch_interval_s",
+                float,
+                1.0,
+                "Seconds between the coordinator's releases of due callbacks.",
+                at_least(0.05),
+            ),
         ),
     )
 )

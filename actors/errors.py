@@ -1,0 +1,194 @@
+"""Translation of engine errors into gRPC status codes with details.
+
+Every servicer method runs its body inside ``translate_errors``, so a
+domain error leaves the server as a canonical status code (the table in
+``google/rpc/code.proto``) with a ``google.rpc.Status`` in the
+``grpc-status-details-bin`` trailer, the layout that grpcio-status and the
+other languages' clients read:
+
+==========================  ===================  ==========================
+engine error                status code          detail
+==========================  ===================  ==========================
+ValidationError             INVALID_ARGUMENT     BadRequest field violation
+ConfigError                 INVALID_ARGUMENT     BadRequest field violation
+NotFoundError               NOT_FOUND            ResourceInfo
+InfeasibleTimeError         FAILED_PRECONDITION  ErrorInfo TIME_INFEASIBLE
+InvalidStateError           FAILED_PRECONDITION  ErrorInfo INVALID_STATE
+LeaseError                  ABORTED              ErrorInfo LEASE_HELD
+StorageError, GatewayError  UNAVAILABLE          ErrorInfo
+Ray actor unavailable       UNAVAILABLE          ErrorInfo ACTOR_UNAVAILABLE
+anything else               INTERNAL             (logged with its traceback)
+==========================  ===================  ==========================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from callsure.engine.exceptions import (
+    CallsureError,
+    ConfigError,
+    GatewayError,
+    InfeasibleTimeError,
+    InvalidStateError,
+    LeaseError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
+
+logger = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "callsure.v1"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class RpcError(Exception):
+    """A status to send to the client, raised inside a servicer method.
+
+    Attributes
+    ----------
+    code : grpc.StatusCode
+    message : str
+    details : list of protobuf messages
+        Packed into ``google.rpc.Status.details``.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, details=()):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = list(details)
+
+
+def invalid_argument(field: str, value: object, fix: str) -> RpcError:
+    """Build an INVALID_ARGUMENT error naming ``field`` and ``value``."""
+    return _from_validation(ValidationError(field, value, fix))
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """Return the engine exception inside a Ray task error, or ``exc``."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def _from_validation(exc: ValidationError) -> RpcError:
+    violation = error_details_pb2.BadRequest.FieldViolation(
+        field=exc.field, description=f"invalid value {exc.value!r}: {exc.fix}"
+    )
+    return RpcError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        str(exc),
+        [error_details_pb2.BadRequest(field_violations=[violation])],
+    )
+
+
+def _error_info(reason: str, **metadata: str) -> error_details_pb2.ErrorInfo:
+    return error_details_pb2.ErrorInfo(
+        reason=reason, domain=ERROR_DOMAIN, metadata=metadata
+    )
+
+
+def to_rpc_error(exc: BaseException) -> RpcError:
+    """Map an exception raised by the engine or Ray to an ``RpcError``."""
+    exc = unwrap(exc)
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return _from_validation(exc)
+    if isinstance(exc, ConfigError):
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=exc.key, description=f"invalid value {exc.value!r}: {exc.expected}"
+        )
+        return RpcError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            str(exc),
+            [error_details_pb2.BadRequest(field_violations=[violation])],
+        )
+    if isinstance(exc, NotFoundError):
+        info = error_details_pb2.ResourceInfo(
+            resource_type=exc.kind, resource_name=str(exc.resource_id)
+        )
+        return RpcError(grpc.StatusCode.NOT_FOUND, str(exc), [info])
+    if isinstance(exc, InfeasibleTimeError):
+        metadata = {"requested_time": exc.requested.isoformat(), "reason": exc.reason}
+        if exc.nearest_feasible is not None:
+            metadata["nearest_feasible_time"] = exc.nearest_feasible.isoformat()
+        violation = error_details_pb2.PreconditionFailure.Violation(
+            type="TIME_INFEASIBLE", subject="requested_time", description=str(exc)
+        )
+        return RpcError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            str(exc),
+            [
+                _error_info("TIME_INFEASIBLE", **metadata),
+                error_details_pb2.PreconditionFailure(violations=[violation]),
+            ],
+        )
+    if isinstance(exc, InvalidStateError):
+        return RpcError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            str(exc),
+            [_error_info("INVALID_STATE")],
+        )
+    if isinstance(exc, LeaseError):
+        return RpcError(grpc.StatusCode.ABORTED, str(exc), [_error_info("LEASE_HELD")])
+    if isinstance(exc, StorageError | GatewayError):
+        reason = "STORAGE_FAILED" if isinstance(exc, StorageError) else "GATEWAY_FAILED"
+        return RpcError(grpc.StatusCode.UNAVAILABLE, str(exc), [_error_info(reason)])
+    if _is_actor_unavailable(exc):
+        return RpcError(
+            grpc.StatusCode.UNAVAILABLE,
+            "the engine is restarting; retry the call",
+            [_error_info("ACTOR_UNAVAILABLE")],
+        )
+    if isinstance(exc, CallsureError):
+        return RpcError(grpc.StatusCode.INTERNAL, str(exc), [_error_info("ENGINE")])
+    return RpcError(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+
+def _is_actor_unavailable(exc: BaseException) -> bool:
+    try:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+    except ImportError:  # pragma: no cover - Ray is a dependency
+        return False
+    return isinstance(exc, ActorDiedError | ActorUnavailableError)
+
+
+def status_trailer(error: RpcError) -> tuple[tuple[str, bytes], ...]:
+    """Encode ``error`` as the ``grpc-status-details-bin`` trailing metadata."""
+    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    for detail in error.details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+def decode_status(rpc_error: grpc.RpcError) -> status_pb2.Status | None:
+    """Read the ``google.rpc.Status`` a client received, if the server sent one."""
+    for key, value in rpc_error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+@contextlib.asynccontextmanager
+async def translate_errors(context: grpc.aio.ServicerContext, method: str):
+    """Abort the RPC with the mapped status when the body raises."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every error becomes a status
+        error = to_rpc_error(exc)
+        if error.code == grpc.StatusCode.INTERNAL:
+            logger.exception("%s failed", method)
+        else:
+            logger.debug("%s: %s %s", method, error.code.name, error.message)
+        await context.abort(error.code, error.message, status_trailer(error))

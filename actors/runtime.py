@@ -1,0 +1,63 @@
+"""Start or join the Ray runtime, kept on loopback unless configured.
+
+Ray listens on every interface and advertises the machine's external
+address by default. ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` must be in the
+environment before ``ray`` is imported, and ``_node_ip_address`` must be
+given to ``ray.init``, for a local Ray to stay on 127.0.0.1; either alone
+is not enough (measured with Ray 2.60).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import ray  # noqa: E402 - the environment variable above must come first
+
+
+def start_ray(ray_config, address: str | None = None) -> None:
+    """Start a local Ray, or join the cluster at ``address``.
+
+    Parameters
+    ----------
+    ray_config : SectionValues
+        The ``[ray]`` section: ``address``, ``node_ip_address``,
+        ``num_cpus``, ``namespace``, ``temp_dir``.
+    address : str, optional
+        Overrides ``ray_config.address``; empty or ``None`` starts a local
+        Ray.
+    """
+    address = address or ray_config.address
+    options = {
+        "namespace": ray_config.namespace,
+        "include_dashboard": False,
+        "_node_ip_address": ray_config.node_ip_address,
+        "log_to_driver": True,
+        # callsure configures logging in its entry points only.
+        "configure_logging": False,
+    }
+    if address:
+        logger.info("joining Ray cluster at %s", address)
+        ray.init(address=address, **options)
+        return
+    if ray_config.num_cpus:
+        options["num_cpus"] = ray_config.num_cpus
+    if ray_config.temp_dir:
+        options["_temp_dir"] = os.path.abspath(ray_config.temp_dir)
+    logger.info(
+        "starting a local Ray on %s (namespace %s)",
+        ray_config.node_ip_address,
+        ray_config.namespace,
+    )
+    ray.init(**options)
+
+
+def stop_ray() -> None:
+    """Disconnect from Ray; a local Ray started by ``start_ray`` stops."""
+    if ray.is_initialized():
+        ray.shutdown()
+        logger.info("Ray stopped")
