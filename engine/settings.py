@@ -199,3 +199,198 @@ _add(
         ),
     )
 )
+
+
+def sip_uri_template(value: str) -> str | None:
+    """Check a SIP URI template such as ``sip:{number}@127.0.0.1:5070``."""
+    if not value.startswith(("sip:", "sips:")) or value.count("{") != 1:
+        return "a sip: URI with one {field}, such as sip:{number}@127.0.0.1:5070"
+    return None
+
+
+def optional_sip_uri(value: str) -> str | None:
+    if value and not value.startswith(("sip:", "sips:")):
+        return "empty, or a sip: URI such as sip:127.0.0.1:5060;lr"
+    return None
+
+
+def ip_addresses(value: list) -> str | None:
+    for item in value:
+        if ip_address(item):
+            return "a list of IP addresses, such as ['127.0.0.1']"
+    return None
+
+
+_add(
+    Section(
+        "sip",
+        "The SIP call gateway: pjsua2 endpoint processes, trunk and call flow.",
+        (
+            Setting(
+                "bind_address",
+                str,
+                "127.0.0.1",
+                "IP address every endpoint binds for SIP and RTP.",
+                ip_address,
+            ),
+            Setting(
+                "sip_port",
+                int,
+                0,
+                "SIP UDP port of the first endpoint process, the next ones use "
+                "the following ports; 0 picks a free port for each.",
+                between(0, 65535),
+            ),
+            Setting(
+                "rtp_port",
+                int,
+                0,
+                "First RTP port of the first endpoint; each endpoint gets "
+                "rtp_ports_per_endpoint ports from there; 0 picks free ports.",
+                between(0, 65535),
+            ),
+            Setting(
+                "rtp_ports_per_endpoint",
+                int,
+                100,
+                "Size of each endpoint's RTP port range (RTP and RTCP pairs).",
+                at_least(2),
+            ),
+            Setting(
+                "endpoint_processes",
+                int,
+                2,
+                "pjsua2 endpoint processes per gateway; each holds as many "
+                "calls as the pjsua2 build allows (4 for the PyPI wheel).",
+                at_least(1),
+            ),
+            Setting(
+                "max_calls_per_endpoint",
+                int,
+                0,
+                "Cap on calls per endpoint; 0 uses the limit probed at start.",
+                at_least(0),
+            ),
+            Setting(
+                "customer_uri_template",
+                str,
+                "sip:{number}@127.0.0.1:5070",
+                "SIP URI dialed for a customer; {number} is the E.164 number.",
+                sip_uri_template,
+            ),
+            Setting(
+                "agent_uri_template",
+                str,
+                "sip:{agent}@127.0.0.1:5070",
+                "SIP URI dialed for an agent; {agent} is the agent id, or the "
+                "queue name when no agent is named.",
+                sip_uri_template,
+            ),
+            Setting(
+                "outbound_proxy",
+                str,
+                "",
+                "SIP URI of the outbound proxy every request goes through; "
+                "empty sends requests straight to the URI's host.",
+                optional_sip_uri,
+            ),
+            Setting("auth_realm", str, "*", "Digest realm; * answers any realm."),
+            Setting("auth_username", str, "", "Digest user name; empty: no auth."),
+            Setting(
+                "auth_password",
+                str,
+                "",
+                "Digest password. Prefer the environment variable "
+                "CALLSURE_SIP__AUTH_PASSWORD.",
+                secret=True,
+            ),
+            Setting(
+                "trunk_sources",
+                list,
+                ["127.0.0.1"],
+                "IP addresses inbound calls are accepted from; any other "
+                "source gets 403 Forbidden.",
+                ip_addresses,
+            ),
+            Setting(
+                "codecs",
+                list,
+                ["PCMU/8000", "PCMA/8000"],
+                "Codecs offered, most preferred first; others are disabled.",
+            ),
+            Setting(
+                "ring_timeout_s",
+                float,
+                30.0,
+                "Seconds a customer's phone may ring before the call is "
+                "cancelled as no answer.",
+                at_least(1),
+            ),
+            Setting(
+                "analysis_timeout_s",
+                float,
+                8.0,
+                "Seconds after answer without a call-progress verdict before "
+                "the call is treated as NOTSURE (and bridged).",
+                at_least(1),
+            ),
+            Setting(
+                "confirm_with_dtmf",
+                bool,
+                False,
+                "Ask a person to press 1 before the agent is connected.",
+            ),
+            Setting(
+                "confirm_timeout_s",
+                float,
+                10.0,
+                "Seconds to wait for the confirmation key after the prompt.",
+                at_least(1),
+            ),
+            Setting(
+                "agent_ring_timeout_s",
+                float,
+                20.0,
+                "Seconds an agent's phone may ring before the leg is cancelled.",
+                at_least(1),
+            ),
+            Setting(
+                "bridge_method",
+                str,
+                "conference",
+                "conference bridges both legs in one endpoint process; refer "
+                "transfers the customer to the agent (RFC 3515).",
+                one_of("conference", "refer"),
+            ),
+            Setting(
+                "machine_action",
+                str,
+                "hang_up",
+                "On an answering machine: hang_up, or leave_message after the "
+                "beep (the prompt machine_message).",
+                one_of("hang_up", "leave_message"),
+            ),
+            Setting(
+                "beep_wait_s",
+                float,
+                6.0,
+                "Seconds to wait for a voicemail beep before leaving the message.",
+                at_least(0),
+            ),
+            Setting(
+                "scenario",
+                str,
+                "",
+                "Inbound IVR scenario file (YAML or JSON); empty uses the "
+                "shipped default.",
+            ),
+            Setting(
+                "prompts_dir",
+                str,
+                "",
+                "Folder of prompt WAV files (8 kHz mono 16-bit); empty uses the "
+                "shipped prompts.",
+            ),
+        ),
+    )
+)

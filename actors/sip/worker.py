@@ -1,0 +1,795 @@
+"""One pjsua2 endpoint process: SIP calls, media taps, prompts and bridges.
+
+A ``CallGateway`` starts many of these, because PJSUA is a process-wide
+singleton (one endpoint per process) and the pjsua2 wheel on PyPI is
+compiled with ``PJSUA_MAX_CALLS = 4``. The process speaks msgpack over a
+Unix socket inherited from the gateway (see ``callsure.actors.sip.wire``):
+it receives commands (``dial``, ``answer``, ``play``, ``bridge``, ...) and
+sends events (call states, DTMF digits, call-progress verdicts, ...).
+
+Threading model
+---------------
+Every pjsua2 call happens on the main thread. The endpoint is created with
+``threadCnt = 0`` and ``mainThreadOnly = True``, and the main loop pumps
+``libHandleEvents`` in slices of ``PUMP_MS``, reading commands from the
+socket between slices. One thread is enough for signalling, and it removes
+the failure mode where pjlib is called from a thread it does not know
+(which aborts the whole process).
+
+Two PJSIP threads remain: the media ioqueue thread (RTP receive) and the
+conference bridge clock thread. The clock thread calls
+``_Tap.onFrameReceived`` for every tapped call every frame, holding the
+GIL. That callback only copies the frame (320 bytes) into a ring in a
+numpy array, reading the ``std::vector`` data pointer with ctypes (about
+1 microsecond), because ``bytes(frame.buf)`` walks the vector element by
+element (300-520 microseconds a frame) and 50 such taps fall behind real
+time. The main thread then runs the call-progress batch analyser once per
+tick for all calls of the process.
+
+Lifetime: a pjsua2 object still referenced when the library is destroyed
+aborts the process, so every call, tap and player lives in registries
+that ``shutdown`` empties before ``libDestroy``.
+
+Run as ``python -m callsure.actors.sip.worker --fd N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import logging
+import os
+import resource
+import socket
+import sys
+import time
+
+import numpy as np
+import pjsua2 as pj
+
+from callsure.actors.sip.wire import MessageChannel
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE_HZ = 8000
+FRAME_MS = 20
+SAMPLES_PER_FRAME = SAMPLE_RATE_HZ * FRAME_MS // 1000
+# Frames kept per call between two analyser ticks; a power of two so the
+# write index is a mask. 16 frames = 320 ms of slack for a late tick.
+RING_FRAMES = 16
+# Slice of libHandleEvents between two looks at the command socket. It
+# bounds command latency and the analyser tick jitter.
+PUMP_MS = 10
+# Calls requested from PJSUA before probing how many it really allows.
+REQUESTED_MAX_CALLS = 512
+# Conference ports besides the calls' own and their taps: players,
+# recorders and the probe, so maxMediaPorts >= 2 x calls + 8 holds.
+SPARE_MEDIA_PORTS = 8
+
+_memmove = ctypes.memmove
+_pointer_pair = ctypes.c_void_p * 2
+
+
+class _Tap(pj.AudioMediaPort):
+    """Conference port that copies each received frame into a ring row."""
+
+    def __init__(self, ring: np.ndarray, slot: int):
+        super().__init__()
+        self.count = 0
+        self.short_frames = 0
+        frame_bytes = ring.shape[2] * ring.itemsize
+        base = ring.ctypes.data
+        stride = ring.strides[0]
+        self._frame_bytes = frame_bytes
+        self._addresses = [
+            base + index * stride + slot * ring.strides[1]
+            for index in range(ring.shape[0])
+        ]
+        self._mask = ring.shape[0] - 1
+
+    def onFrameReceived(self, frame):  # noqa: N802 - pjsua2 callback name
+        # Runs on the conference clock thread: copy and count, nothing else.
+        begin, end = _pointer_pair.from_address(int(frame.buf.this))
+        if begin is None or end - begin < self._frame_bytes:
+            self.short_frames += 1
+            return
+        count = self.count
+        _memmove(self._addresses[count & self._mask], begin, self._frame_bytes)
+        self.count = count + 1
+
+
+class _Call(pj.Call):
+    """A pjsua2 call that forwards its callbacks to the worker."""
+
+    def __init__(self, worker, account, key: str, call_id=pj.PJSUA_INVALID_ID):
+        super().__init__(account, call_id)
+        self.worker = worker
+        self.key = key
+
+    def onCallState(self, prm):  # noqa: N802
+        self.worker.guard(self.worker.on_call_state, self)
+
+    def onCallMediaState(self, prm):  # noqa: N802
+        self.worker.guard(self.worker.on_call_media_state, self)
+
+    def onDtmfDigit(self, prm):  # noqa: N802
+        self.worker.emit(
+            {"ev": "dtmf", "call": self.key, "digit": prm.digit, "source": "rfc4733"}
+        )
+
+
+class _Player(pj.AudioMediaPlayer):
+    def __init__(self, worker, key: str):
+        super().__init__()
+        self.worker = worker
+        self.key = key
+
+    def onEof2(self):  # noqa: N802
+        # Called from the media path; the main loop sends the event and
+        # destroys the player, because a player must not be destroyed
+        # from inside its own callback.
+        self.worker.finished_players.append(self)
+
+
+class _Account(pj.Account):
+    def __init__(self, worker):
+        super().__init__()
+        self.worker = worker
+
+    def onIncomingCall(self, prm):  # noqa: N802
+        self.worker.guard(self.worker.on_incoming_call, prm)
+
+
+class _CallRecord:
+    """What the worker keeps about one call besides the pjsua2 object."""
+
+    __slots__ = (
+        "call",
+        "direction",
+        "tap",
+        "slot",
+        "read_count",
+        "ring_deadline",
+        "timed_out",
+        "answered",
+        "verdict_sent",
+        "player",
+        "peer",
+        "media_active",
+        "lost_frames",
+    )
+
+    def __init__(self, call: _Call, direction: str):
+        self.call = call
+        self.direction = direction
+        self.tap: _Tap | None = None
+        self.slot: int | None = None
+        self.read_count = 0
+        self.ring_deadline: float | None = None
+        self.timed_out = False
+        self.answered = False
+        self.verdict_sent = False
+        self.player: _Player | None = None
+        self.peer: str | None = None
+        self.media_active = False
+        self.lost_frames = 0
+
+
+def _status_reason(info) -> tuple[int, str]:
+    try:
+        return int(info.lastStatusCode), str(info.lastReason)
+    except (AttributeError, ValueError):
+        return 0, ""
+
+
+def parse_x_headers(whole_message: str) -> dict[str, str]:
+    """Return the ``X-`` headers of a SIP message, names as sent."""
+    headers: dict[str, str] = {}
+    for line in whole_message.split("\r\n")[1:]:
+        if not line:
+            break
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower().startswith("x-"):
+            headers[name.strip()] = value.strip()
+    return headers
+
+
+class EndpointWorker:
+    """The endpoint, its calls and the analyser of one process.
+
+    Parameters
+    ----------
+    channel : MessageChannel
+        Socket to the gateway.
+    spec : dict
+        Endpoint settings sent by the gateway as the first message; see
+        ``CallGateway._endpoint_spec``.
+    """
+
+    def __init__(self, channel: MessageChannel, spec: dict):
+        self.channel = channel
+        self.spec = spec
+        self.name = spec["name"]
+        self.calls: dict[str, _CallRecord] = {}
+        self.finished_players: list[_Player] = []
+        self._graveyard: list[object] = []
+        self._inbound_serial = 0
+        self._rejected_sources: dict[str, int] = {}
+        self._probe_calls: list[_Call] = []
+        self.max_calls = 0
+        self.running = True
+        self.frames_analysed = 0
+        self.frames_lost = 0
+        self.analyser = None
+        self.ring: np.ndarray | None = None
+        self.batch: np.ndarray | None = None
+        self.present: np.ndarray | None = None
+        self.free_slots: list[int] = []
+
+    # ----------------------------------------------------------------- start
+
+    def start(self) -> None:
+        """Create the endpoint, probe its call limit and announce readiness."""
+        self.endpoint = pj.Endpoint()
+        self.endpoint.libCreate()
+        config = pj.EpConfig()
+        config.uaConfig.threadCnt = 0
+        config.uaConfig.mainThreadOnly = True
+        config.uaConfig.maxCalls = REQUESTED_MAX_CALLS
+        config.uaConfig.userAgent = "callsure"
+        config.medConfig.maxMediaPorts = 2 * REQUESTED_MAX_CALLS + SPARE_MEDIA_PORTS
+        config.medConfig.clockRate = SAMPLE_RATE_HZ
+        config.medConfig.sndClockRate = SAMPLE_RATE_HZ
+        config.medConfig.audioFramePtime = FRAME_MS
+        config.medConfig.ptime = FRAME_MS
+        # No echo canceller and no silence suppression: the far end is a
+        # phone line, and the analyser needs every frame, silence included.
+        config.medConfig.ecTailLen = 0
+        config.medConfig.noVad = True
+        config.logConfig.level = int(self.spec.get("pjsip_log_level", 0))
+        config.logConfig.consoleLevel = int(self.spec.get("pjsip_log_level", 0))
+        self.endpoint.libInit(config)
+
+        transport = pj.TransportConfig()
+        transport.boundAddress = self.spec["bind_address"]
+        transport.port = int(self.spec.get("sip_port", 0))
+        self.transport_id = self.endpoint.transportCreate(
+            pj.PJSIP_TRANSPORT_UDP, transport
+        )
+        self.sip_port = self.endpoint.transportGetInfo(self.transport_id).localName
+        self.endpoint.libStart()
+        self.endpoint.audDevManager().setNullDev()
+        self._set_codec_priorities(self.spec.get("codecs", ["PCMU/8000"]))
+
+        self.account = self._create_account(proxies=True)
+        self.max_calls = self._probe_max_calls()
+        configured = int(self.spec.get("max_calls", 0))
+        if configured:
+            self.max_calls = min(self.max_calls, configured)
+        self._create_analyser(self.max_calls)
+        host, _, port = self.sip_port.rpartition(":")
+        self.emit(
+            {
+                "ev": "ready",
+                "max_calls": self.max_calls,
+                "sip_address": self.sip_port,
+                "sip_port": int(port),
+                "pid": os.getpid(),
+                "analyser": self.analyser is not None,
+            }
+        )
+
+    def _set_codec_priorities(self, codecs: list[str]) -> None:
+        # PJSIP prefers speex/16000 by default; the gateway offers G.711
+        # only, in the configured order, so the far end cannot pick a codec
+        # the analyser was not tuned for.
+        wanted = {name.lower(): len(codecs) - rank for rank, name in enumerate(codecs)}
+        for codec in self.endpoint.codecEnum2():
+            codec_id = codec.codecId
+            base = codec_id.rsplit("/", 1)[0] if codec_id.count("/") > 1 else codec_id
+            priority = wanted.get(base.lower(), 0)
+            self.endpoint.codecSetPriority(codec_id, 128 + priority if priority else 0)
+
+    def _create_account(self, proxies: bool) -> _Account:
+        config = pj.AccountConfig()
+        user = self.spec.get("user", "callsure")
+        config.idUri = f"sip:{user}@{self.sip_port}"
+        config.sipConfig.transportId = self.transport_id
+        media = config.mediaConfig.transportConfig
+        media.boundAddress = self.spec["bind_address"]
+        media.port = int(self.spec.get("rtp_port", 0))
+        media.portRange = int(self.spec.get("rtp_port_range", 0))
+        if proxies and self.spec.get("outbound_proxy"):
+            config.sipConfig.proxies.append(self.spec["outbound_proxy"])
+        credentials = self.spec.get("credentials")
+        if proxies and credentials:
+            info = pj.AuthCredInfo(
+                "digest",
+                credentials.get("realm", "*"),
+                credentials["username"],
+                0,
+                credentials["password"],
+            )
+            config.sipConfig.authCreds.append(info)
+        account = _Account(self)
+        account.create(config)
+        return account
+
+    def _probe_max_calls(self) -> int:
+        """Count the calls PJSUA accepts, by dialing this endpoint itself.
+
+        ``UaConfig.maxCalls`` above the compiled ``PJSUA_MAX_CALLS`` is
+        clamped without notice; the clamped value is readable nowhere in
+        pjsua2, so the probe makes calls until ``makeCall`` raises. The
+        probe INVITEs reach this endpoint only after the loop, when every
+        slot is taken, so PJSUA answers them 486 and the probe calls end.
+        """
+        target = f"sip:probe@{self.sip_port}"
+        count = 0
+        for _ in range(REQUESTED_MAX_CALLS):
+            call = _Call(self, self.account, f"probe-{count}")
+            parameters = pj.CallOpParam(True)
+            try:
+                call.makeCall(target, parameters)
+            except pj.Error:
+                break
+            self._probe_calls.append(call)
+            count += 1
+        deadline = time.monotonic() + 5.0
+        while self._probe_calls and time.monotonic() < deadline:
+            self.endpoint.libHandleEvents(PUMP_MS)
+            self._probe_calls = [c for c in self._probe_calls if c.isActive()]
+        for call in self._probe_calls:
+            try:
+                call.hangup(pj.CallOpParam(True))
+            except pj.Error:
+                pass
+        self._probe_calls.clear()
+        self._collect()
+        return count
+
+    def _create_analyser(self, max_streams: int) -> None:
+        self.ring = np.zeros(
+            (RING_FRAMES, max(max_streams, 1), SAMPLES_PER_FRAME), dtype=np.int16
+        )
+        self.batch = np.zeros((max(max_streams, 1), SAMPLES_PER_FRAME), np.int16)
+        self.present = np.zeros(max(max_streams, 1), dtype=bool)
+        try:
+            from callsure.dsp import BatchAnalyzer
+        except ImportError:
+            # NOTE: without callsure.dsp.BatchAnalyzer the taps still run but
+            # no verdict is produced; the gateway's verdict timer then
+            # treats each answered call as NOTSURE.
+            logger.warning("%s: callsure.dsp.BatchAnalyzer is missing", self.name)
+            self.free_slots = list(range(max_streams))
+            return
+        self.analyser = BatchAnalyzer(
+            max_streams, sample_rate_hz=SAMPLE_RATE_HZ, frame_ms=FRAME_MS
+        )
+
+    # ------------------------------------------------------------- main loop
+
+    def run(self) -> None:
+        """Pump events and commands until ``shutdown`` or the gateway leaves."""
+        next_tick = time.monotonic()
+        while self.running:
+            self.endpoint.libHandleEvents(PUMP_MS)
+            messages = self.channel.poll()
+            if messages is None:
+                logger.info("%s: gateway closed the socket", self.name)
+                break
+            for message in messages:
+                self.guard(self.handle, message)
+            now = time.monotonic()
+            if now >= next_tick:
+                self.guard(self.tick, now)
+                next_tick = now + FRAME_MS / 1000
+            self._finish_players()
+            self._collect()
+        self.shutdown()
+
+    def guard(self, function, *args) -> None:
+        """Run a callback body; log and report an error instead of raising.
+
+        Exceptions must not escape into SWIG director callbacks, and the
+        main loop must not die on one bad command.
+        """
+        try:
+            function(*args)
+        except Exception as error:  # noqa: BLE001 - loop must not die
+            logger.exception("%s: %s failed", self.name, function.__name__)
+            self.emit({"ev": "error", "message": f"{function.__name__}: {error}"})
+
+    def emit(self, event: dict) -> None:
+        try:
+            self.channel.send(event)
+        except OSError:
+            self.running = False
+
+    def handle(self, message: dict) -> None:
+        operation = message.get("op")
+        handler = getattr(self, f"op_{operation}", None)
+        if handler is None:
+            raise ValueError(f"unknown command op={operation!r}")
+        handler(message)
+
+    # -------------------------------------------------------------- commands
+
+    def op_dial(self, message: dict) -> None:
+        key = message["call"]
+        call = _Call(self, self.account, key)
+        parameters = pj.CallOpParam(True)
+        parameters.opt.audioCount = 1
+        parameters.opt.videoCount = 0
+        for name, value in message.get("headers", {}).items():
+            header = pj.SipHeader()
+            header.hName = name
+            header.hValue = value
+            parameters.txOption.headers.append(header)
+        record = _CallRecord(call, "outbound")
+        record.peer = message.get("peer")
+        ring_timeout_s = message.get("ring_timeout_s")
+        if ring_timeout_s:
+            record.ring_deadline = time.monotonic() + float(ring_timeout_s)
+        self.calls[key] = record
+        try:
+            call.makeCall(message["uri"], parameters)
+        except pj.Error as error:
+            del self.calls[key]
+            self._graveyard.append(call)
+            self.emit(
+                {
+                    "ev": "state",
+                    "call": key,
+                    "state": "DISCONNECTED",
+                    "code": 503,
+                    "reason": f"makeCall failed: {error.reason}",
+                    "local_failure": True,
+                }
+            )
+
+    def op_answer(self, message: dict) -> None:
+        record = self.calls[message["call"]]
+        parameters = pj.CallOpParam(True)
+        parameters.statusCode = int(message.get("code", 200))
+        record.call.answer(parameters)
+
+    def op_hangup(self, message: dict) -> None:
+        record = self.calls.get(message["call"])
+        if record is None:
+            return
+        parameters = pj.CallOpParam(True)
+        code = int(message.get("code", 0))
+        if code:
+            parameters.statusCode = code
+        try:
+            record.call.hangup(parameters)
+        except pj.Error as error:
+            logger.debug("%s: hangup %s: %s", self.name, message["call"], error)
+
+    def op_play(self, message: dict) -> None:
+        record = self.calls[message["call"]]
+        self._stop_player(record)
+        player = _Player(self, message["call"])
+        files = message["files"]
+        if len(files) == 1:
+            player.createPlayer(files[0], pj.PJMEDIA_FILE_NO_LOOP)
+        else:
+            player.createPlaylist(files, "", pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(record.call.getAudioMedia(-1))
+        record.player = player
+
+    def op_stop_play(self, message: dict) -> None:
+        record = self.calls.get(message["call"])
+        if record is not None:
+            self._stop_player(record)
+
+    def op_bridge(self, message: dict) -> None:
+        first = self.calls[message["first"]]
+        second = self.calls[message["second"]]
+        self._stop_player(first)
+        self._stop_player(second)
+        first_audio = first.call.getAudioMedia(-1)
+        second_audio = second.call.getAudioMedia(-1)
+        first_audio.startTransmit(second_audio)
+        second_audio.startTransmit(first_audio)
+        self.emit({"ev": "bridged", "first": first.call.key, "second": second.call.key})
+
+    def op_transfer(self, message: dict) -> None:
+        record = self.calls[message["call"]]
+        record.call.xfer(message["uri"], pj.CallOpParam(True))
+
+    def op_stats(self, message: dict) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.emit(
+            {
+                "ev": "stats",
+                "request": message.get("request"),
+                "calls": len(self.calls),
+                "frames_analysed": self.frames_analysed,
+                "frames_lost": self.frames_lost,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "max_rss_kb": usage.ru_maxrss,
+                "rejected_sources": dict(self._rejected_sources),
+            }
+        )
+
+    def op_shutdown(self, message: dict) -> None:
+        self.running = False
+
+    # ------------------------------------------------------------- callbacks
+
+    def on_incoming_call(self, prm) -> None:
+        source = prm.rdata.srcAddress
+        host = source.rpartition(":")[0].strip("[]") or source
+        if host not in self.spec.get("trunk_sources", []):
+            # Reject before anything else so a flood of INVITEs from an
+            # unknown source never holds a call slot past this callback.
+            call = _Call(self, self.account, "rejected", prm.callId)
+            parameters = pj.CallOpParam(True)
+            parameters.statusCode = 403
+            call.hangup(parameters)
+            self._graveyard.append(call)
+            count = self._rejected_sources.get(host, 0) + 1
+            self._rejected_sources[host] = count
+            if count == 1 or count % 100 == 0:
+                self.emit({"ev": "rejected", "source": host, "count": count})
+            return
+        self._inbound_serial += 1
+        key = f"{self.name}-in-{self._inbound_serial}"
+        call = _Call(self, self.account, key, prm.callId)
+        record = _CallRecord(call, "inbound")
+        self.calls[key] = record
+        info = call.getInfo()
+        self.emit(
+            {
+                "ev": "incoming",
+                "call": key,
+                "remote_uri": info.remoteUri,
+                "local_uri": info.localUri,
+                "source": host,
+                "headers": parse_x_headers(prm.rdata.wholeMsg),
+            }
+        )
+
+    def on_call_state(self, call: _Call) -> None:
+        if call.key.startswith("probe-") or call.key == "rejected":
+            return
+        record = self.calls.get(call.key)
+        if record is None:
+            return
+        info = call.getInfo()
+        state = info.state
+        code, reason = _status_reason(info)
+        if state == pj.PJSIP_INV_STATE_CONFIRMED:
+            record.answered = True
+            record.ring_deadline = None
+            if self.analyser is not None and record.slot is not None:
+                self.analyser.mark_answered(record.slot)
+        event = {
+            "ev": "state",
+            "call": call.key,
+            "state": info.stateText.upper(),
+            "code": code,
+            "reason": reason,
+        }
+        if state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            event["answered"] = record.answered
+            event["timed_out"] = record.timed_out
+            event["duration_s"] = info.connectDuration.sec
+            self._release(call.key)
+        self.emit(event)
+
+    def on_call_media_state(self, call: _Call) -> None:
+        record = self.calls.get(call.key)
+        if record is None or record.media_active:
+            return
+        info = call.getInfo()
+        for index, media in enumerate(info.media):
+            if (
+                media.type == pj.PJMEDIA_TYPE_AUDIO
+                and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+            ):
+                record.media_active = True
+                self._attach_tap(record, call.getAudioMedia(index))
+                self.emit(
+                    {
+                        "ev": "media",
+                        "call": call.key,
+                        "early": info.state != pj.PJSIP_INV_STATE_CONFIRMED,
+                    }
+                )
+                return
+
+    # ---------------------------------------------------------------- media
+
+    def _attach_tap(self, record: _CallRecord, audio) -> None:
+        if not self.spec.get("tap", True):
+            return
+        if self.analyser is not None:
+            slot = self.analyser.open(answered=record.answered)
+        elif self.free_slots:
+            slot = self.free_slots.pop()
+        else:
+            return
+        tap = _Tap(self.ring, slot)
+        media_format = pj.MediaFormatAudio()
+        media_format.type = pj.PJMEDIA_TYPE_AUDIO
+        media_format.init(
+            pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE_HZ, 1, FRAME_MS * 1000, 16
+        )
+        tap.createPort(f"tap-{record.call.key}", media_format)
+        audio.startTransmit(tap)
+        record.tap = tap
+        record.slot = slot
+        record.read_count = 0
+
+    def tick(self, now: float) -> None:
+        """Feed the frames received since the last tick to the analyser."""
+        self._check_ring_timers(now)
+        tapped = [r for r in self.calls.values() if r.tap is not None]
+        if not tapped:
+            return
+        while True:
+            self.present[:] = False
+            any_frame = False
+            for record in tapped:
+                written = record.tap.count
+                pending = written - record.read_count
+                if pending <= 0:
+                    continue
+                if pending > RING_FRAMES:
+                    lost = pending - RING_FRAMES
+                    record.lost_frames += lost
+                    self.frames_lost += lost
+                    record.read_count = written - RING_FRAMES
+                index = record.read_count & (RING_FRAMES - 1)
+                self.batch[record.slot] = self.ring[index, record.slot]
+                self.present[record.slot] = True
+                record.read_count += 1
+                any_frame = True
+            if not any_frame:
+                break
+            self.frames_analysed += int(self.present.sum())
+            if self.analyser is not None:
+                self.analyser.process(self.batch, self.present)
+        if self.analyser is not None:
+            for record in tapped:
+                self._report_analysis(record)
+
+    def _report_analysis(self, record: _CallRecord) -> None:
+        slot = record.slot
+        for event in self.analyser.drain_events(slot):
+            self.emit({"ev": "dsp", "call": record.call.key, "event": _plain(event)})
+        if record.verdict_sent:
+            return
+        verdict = self.analyser.verdict(slot)
+        if verdict is None:
+            return
+        record.verdict_sent = True
+        plain = _plain(verdict)
+        plain["call"] = record.call.key
+        plain["ev"] = "verdict"
+        plain["answered"] = record.answered
+        self.emit(plain)
+
+    def _check_ring_timers(self, now: float) -> None:
+        # PJSIP has no ring timer and waits 32 s (timer B) for a dead
+        # peer, so the engine's own deadline ends an unanswered call.
+        for key, record in list(self.calls.items()):
+            if record.ring_deadline is not None and now >= record.ring_deadline:
+                record.ring_deadline = None
+                record.timed_out = True
+                self.op_hangup({"call": key})
+
+    def _stop_player(self, record: _CallRecord) -> None:
+        if record.player is not None:
+            self._graveyard.append(record.player)
+            record.player = None
+
+    def _finish_players(self) -> None:
+        while self.finished_players:
+            player = self.finished_players.pop()
+            record = self.calls.get(player.key)
+            if record is not None and record.player is player:
+                record.player = None
+                self._graveyard.append(player)
+                self.emit({"ev": "play_done", "call": player.key})
+
+    def _release(self, key: str) -> None:
+        record = self.calls.pop(key, None)
+        if record is None:
+            return
+        if record.tap is not None:
+            if self.analyser is not None:
+                self.analyser.close(record.slot)
+            else:
+                self.free_slots.append(record.slot)
+            self._graveyard.append(record.tap)
+            record.tap = None
+        self._stop_player(record)
+        self._graveyard.append(record.call)
+
+    def _collect(self) -> None:
+        # Drop pjsua2 objects on the main thread, outside their callbacks.
+        if self._graveyard:
+            self._graveyard.clear()
+            gc.collect(0)
+
+    # -------------------------------------------------------------- shutdown
+
+    def shutdown(self) -> None:
+        """Hang up, release every pjsua2 object, then destroy the library."""
+        try:
+            self.endpoint.hangupAllCalls()
+            deadline = time.monotonic() + 1.0
+            while self.calls and time.monotonic() < deadline:
+                self.endpoint.libHandleEvents(PUMP_MS)
+        except pj.Error:
+            pass
+        for key in list(self.calls):
+            self._release(key)
+        self.finished_players.clear()
+        self._graveyard.clear()
+        self.analyser = None
+        self.account.shutdown()
+        del self.account
+        gc.collect()
+        self.endpoint.libDestroy()
+        del self.endpoint
+        self.channel.close()
+
+
+def _plain(value) -> dict:
+    """Convert a dsp verdict or event object into msgpack-friendly builtins."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif hasattr(value, "_asdict"):
+        items = value._asdict().items()
+    elif hasattr(value, "__dataclass_fields__"):
+        items = ((name, getattr(value, name)) for name in value.__dataclass_fields__)
+    else:
+        items = (
+            (name, getattr(value, name))
+            for name in dir(value)
+            if not name.startswith("_") and not callable(getattr(value, name))
+        )
+    plain = {}
+    for name, item in items:
+        if hasattr(item, "name") and hasattr(item, "value"):
+            item = item.name
+        elif isinstance(item, np.generic):
+            item = item.item()
+        elif not isinstance(item, (str, int, float, bool, type(None), list, tuple)):
+            item = str(item)
+        plain[name] = item
+    return plain
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fd", type=int, required=True, help="inherited socket")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("CALLSURE_SIP_WORKER_LOG", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    sock = socket.socket(fileno=arguments.fd)
+    channel = MessageChannel(sock)
+    spec = None
+    while spec is None:
+        messages = channel.receive()
+        if messages is None:
+            return 1
+        if messages:
+            spec = messages[0]
+    worker = EndpointWorker(channel, spec)
+    worker.start()
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
