@@ -394,3 +394,84 @@ _add(
         ),
     )
 )
+
+_add(
+    Section(
+        "policy",
+        "Callback promises: feasibility, expiry, leases, retries, capacity.",
+        (
+            Setting(
+                "keep_target",
+                float,
+                0.8,
+                "Lowest keep probability accepted for a customer-chosen time.",
+                between(0.01, 1.0),
+            ),
+            Setting(
+                "predicted_quantile",
+                float,
+                0.5,
+                "Quantile of the predicted wait used as the promised time.",
+                between(0.01, 0.99),
+            ),
+            Setting(
+                "expiry_s",
+                float,
+                14400.0,
+                "Seconds after its time (or window end) a promise expires with an SMS.",
+                at_least(60),
+            ),
+            Setting(
+                "lease_s",
+                float,
+                120.0,
+                "Seconds a gateway holds a dial order before it must report or renew.",
+                at_least(5),
+            ),
+            Setting(
+                "dedicated_fallback_s",
+                float,
+                300.0,
+                "Seconds a VIP callback waits for the dedicated agent before "
+                "any agent of the group may take it.",
+                at_least(0),
+            ),
+            Setting(
+                "overdue_grace_s",
+                float,
+                300.0,
+                "Seconds late after which a released promise is journaled as overdue.",
+                at_least(0),
+            ),
+            Setting(
+                "dial_mode",
+                str,
+                "customer_first",
+                "customer_first dials then finds an agent; agent_first "
+                "reserves an agent, then dials.",
+                one_of("customer_first", "agent_first"),
+            ),
+            Setting(
+                "max_attempts",
+                int,
+                5,
+                "Dial attempts per promise at most, whatever the outcomes.",
+                at_least(1),
+            ),
+            Setting(
+                "capacity_interval_s",
+                float,
+                900.0,
+                "Length in seconds of the intervals callback capacity is counted in.",
+                at_least(60),
+            ),
+            Setting(
+                "sms_on_bad_number",
+                bool,
+                False,
+                "Also request an SMS when the number proved unreachable "
+                "(SIT IC or VC, invalid number).",
+            ),
+        ),
+    )
+)

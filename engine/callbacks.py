@@ -1,0 +1,466 @@
+"""Callback promises: requests, the promise itself, its dial attempts and orders.
+
+A ``Callback`` is the promise made to a customer who left a queue: the
+engine calls them back, keeps their original place in the queue, and
+connects them to an agent. Its lifecycle::
+
+    PENDING ──due()──> DIALING ──report_outcome(CONNECTED)──> COMPLETED
+       ^                  │
+       └──retry ladder────┤ (busy, no answer, machine, ... under the policy)
+                          └──ladder exhausted / number bad──> FAILED
+    PENDING ──cancel()──> CANCELLED
+    PENDING ──customer_reached_agent()──> DROPPED
+    PENDING ──expiry passed──> EXPIRED
+
+Every object here is a plain dataclass of built-in types, enums and
+timezone-aware UTC datetimes, so it pickles across Ray and converts to a
+msgpack row with ``to_row`` and back with ``from_row``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, date, datetime
+
+
+class CallbackMode(enum.Enum):
+    """When the customer is called back."""
+
+    ASAP = "asap"
+    """As soon as an agent of the group is free."""
+    AT_TIME = "at_time"
+    """At a time the customer chose, checked for feasibility."""
+    PREDICTED = "predicted"
+    """At the time the prediction model gives for the customer's turn."""
+    WINDOW = "window"
+    """Inside an administered callback window (a date and a named period)."""
+
+
+class CallbackState(enum.Enum):
+    """Lifecycle state of a promise; see the module docstring."""
+
+    PENDING = "pending"
+    DIALING = "dialing"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    DROPPED = "dropped"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (CallbackState.PENDING, CallbackState.DIALING)
+
+
+class AttemptState(enum.Enum):
+    """Lifecycle state of one dial attempt.
+
+    ``ISSUED``: the dial order was handed out with a lease, dialing may or
+    may not have started. ``DIALING``: the gateway confirmed that it dials.
+    ``FINAL``: an outcome is recorded; nothing more happens to the attempt.
+    """
+
+    ISSUED = "issued"
+    DIALING = "dialing"
+    FINAL = "final"
+
+
+class Outcome(enum.Enum):
+    """Result of one dial attempt, as reported by the gateway."""
+
+    CONNECTED = "connected"
+    """A person answered and was bridged to an agent."""
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    MACHINE = "machine"
+    """An answering machine or voicemail answered."""
+    SIT = "sit"
+    """A special information tone; the SIT code decides the retry."""
+    FAX = "fax"
+    SILENCE = "silence"
+    REJECTED = "rejected"
+    """The callee declined the call (SIP 603 Decline, or a key press)."""
+    INVALID_NUMBER = "invalid_number"
+    NETWORK_FAILURE = "network_failure"
+    CUSTOMER_HUNG_UP = "customer_hung_up"
+    """The customer answered but hung up before an agent joined."""
+    NOT_DIALED = "not_dialed"
+    """The order was returned without dialing (no agent could be reserved);
+    it does not count as an attempt."""
+    UNKNOWN = "unknown"
+    """The lease expired before an outcome arrived (crash or lost report)."""
+
+
+class SitCode(enum.Enum):
+    """Special information tone codes (Telcordia SR-2275)."""
+
+    IC = "IC"
+    """Intercept: number changed or disconnected. Never retried."""
+    VC = "VC"
+    """Vacant code: unassigned number. Never retried."""
+    NC = "NC"
+    """No circuit: trunks busy. Retried later."""
+    RO = "RO"
+    """Reorder: switching blockage. Retried."""
+    IO = "IO"
+    """Ineffective other. Retried."""
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """A customer's request for a callback, as the API receives it.
+
+    Attributes
+    ----------
+    request_id : str
+        Client-chosen id; a replayed request with the same id returns the
+        first result instead of creating another promise. Required.
+    customer_id : str
+        Required.
+    queue : str
+        Agent group (queue) the customer was waiting for. Required.
+    phone_number : str
+        Number to call back, E.164. Required.
+    mode : CallbackMode
+    entry_time : datetime or None
+        When the customer entered the queue (UTC). The promise keeps this
+        place. ``None`` means the request time.
+    requested_time : datetime or None
+        For ``AT_TIME``: the time the customer chose. Must be timezone-aware.
+    window_date, window_period : date, str or None
+        For ``WINDOW``: the local date and the period name of the calendar.
+    queue_position : int
+        Callers ahead of the customer when they asked (for ``PREDICTED``).
+    ivr_history : tuple of str
+        Menu choices and prompts the customer went through, passed on to
+        the agent.
+    language : str
+        Language tag of the customer, for the SMS template.
+    grade : str
+        Customer grade from ``CustomerBook.grade`` (vip, regular, complaint).
+    priority : int
+        Routing priority from the customer's grade and repeat-caller status.
+    dedicated_agent_id : str or None
+        A VIP's dedicated agent (``CustomerBook`` or ``AgentRoster``).
+    time_zone : str or None
+        IANA zone of the customer, used to read ``requested_local_time``.
+    requested_local_time : datetime or None
+        For ``AT_TIME``: the chosen time as naive local wall-clock time in
+        ``time_zone``, instead of ``requested_time``.
+    """
+
+    request_id: str
+    customer_id: str
+    queue: str
+    phone_number: str
+    mode: CallbackMode = CallbackMode.ASAP
+    entry_time: datetime | None = None
+    requested_time: datetime | None = None
+    window_date: date | None = None
+    window_period: str | None = None
+    queue_position: int = 0
+    ivr_history: tuple[str, ...] = ()
+    language: str = "en"
+    grade: str = "regular"
+    priority: int = 0
+    dedicated_agent_id: str | None = None
+    time_zone: str | None = None
+    requested_local_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A durable callback promise.
+
+    Attributes
+    ----------
+    callback_id : str
+    request_id : str
+        Id of the request that created the promise.
+    customer_id, queue, phone_number, mode :
+        As in the request; ``phone_number`` is the validated E.164 form.
+    entry_time : datetime
+        Original queue entry time; releases keep this order.
+    created_at : datetime
+        When the promise was stored.
+    promised_time : datetime or None
+        The time announced to the customer; ``None`` for ``ASAP``.
+    window_end : datetime or None
+        End of the promised window (``WINDOW`` mode, and the tolerance of
+        timed promises).
+    not_before : datetime
+        Earliest time of the next release (the promise, or a retry delay).
+    expires_at : datetime
+        After this time the promise ends as ``EXPIRED`` with an SMS.
+    state : CallbackState
+    reason : str
+        Why the promise reached its state ("" while pending).
+    attempts : int
+        Attempts that counted (``NOT_DIALED`` does not count).
+    last_attempt : int
+        Number of the last attempt issued, counted or not.
+    outcome_counts : dict
+        Attempts per outcome value, for the per-outcome retry limits.
+    grade : str
+        Customer grade when the promise was made (vip, regular, complaint).
+    priority : int
+        Routing priority; higher first at the agent group.
+    dedicated_agent_id : str or None
+        A VIP's dedicated agent; after ``fallback_at`` any agent of the group.
+    fallback_at : datetime or None
+    ivr_history : tuple of str
+    language : str
+    pending_stop : str
+        A cancel or drop that arrived while an attempt was in flight; it
+        applies when the attempt ends without a connection.
+    version : int
+        Incremented on every stored change.
+    updated_at : datetime
+    """
+
+    callback_id: str
+    request_id: str
+    customer_id: str
+    queue: str
+    phone_number: str
+    mode: CallbackMode
+    entry_time: datetime
+    created_at: datetime
+    promised_time: datetime | None
+    window_end: datetime | None
+    not_before: datetime
+    expires_at: datetime
+    state: CallbackState = CallbackState.PENDING
+    reason: str = ""
+    attempts: int = 0
+    last_attempt: int = 0
+    outcome_counts: dict[str, int] = field(default_factory=dict)
+    grade: str = "regular"
+    priority: int = 0
+    dedicated_agent_id: str | None = None
+    fallback_at: datetime | None = None
+    ivr_history: tuple[str, ...] = ()
+    language: str = "en"
+    pending_stop: str = ""
+    version: int = 1
+    updated_at: datetime | None = None
+
+    def evolve(self, now: datetime, **changes) -> Callback:
+        """Return a copy with ``changes`` applied, the version bumped."""
+        return replace(self, version=self.version + 1, updated_at=now, **changes)
+
+    def to_row(self) -> dict:
+        """Convert to a dict of msgpack-friendly values (epoch seconds, strings)."""
+        return _to_row(self)
+
+    @classmethod
+    def from_row(cls, row: dict) -> Callback:
+        return _from_row(cls, row)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One dial attempt of a callback.
+
+    Attributes
+    ----------
+    attempt_id : str
+        ``<callback_id>/<number>``; also the idempotency key of the dial, so
+        a gateway that sees a key twice must not dial again.
+    callback_id : str
+    queue : str
+        Queue of the callback, for the released-per-interval count.
+    number : int
+        1 for the first attempt.
+    state : AttemptState
+    issued_at : datetime
+    lease_expires_at : datetime
+        The holder must report an outcome or renew before this time; after
+        it, recovery finalises the attempt as ``UNKNOWN``.
+    lease_owner : str
+        Worker that holds the lease ("" until claimed).
+    outcome : Outcome or None
+    sit_code : SitCode or None
+    detail : str
+        Free text from the gateway (SIP status, AMD cause).
+    agent_id : str or None
+        Agent reserved for the call (agent-first mode) or that took it.
+    finished_at : datetime or None
+    """
+
+    attempt_id: str
+    callback_id: str
+    queue: str
+    number: int
+    state: AttemptState
+    issued_at: datetime
+    lease_expires_at: datetime
+    lease_owner: str = ""
+    outcome: Outcome | None = None
+    sit_code: SitCode | None = None
+    detail: str = ""
+    agent_id: str | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.attempt_id
+
+    def to_row(self) -> dict:
+        return _to_row(self)
+
+    @classmethod
+    def from_row(cls, row: dict) -> Attempt:
+        return _from_row(cls, row)
+
+
+class DialMode(enum.Enum):
+    """Who is secured first when a callback is released."""
+
+    CUSTOMER_FIRST = "customer_first"
+    """Dial, and look for an agent once a person answered."""
+    AGENT_FIRST = "agent_first"
+    """Reserve an agent (``AgentRoster.reserve``), then dial."""
+
+
+@dataclass(frozen=True)
+class DialTarget:
+    """Where a connected callback goes: a group, or one dedicated agent."""
+
+    queue: str
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DialOrder:
+    """An order to dial one attempt, handed to a gateway by ``due()``.
+
+    The gateway dials ``phone_number`` at most once per ``idempotency_key``,
+    calls ``start_dialing`` before it dials, renews the lease while the call
+    lasts, and reports exactly one outcome.
+    """
+
+    attempt_id: str
+    idempotency_key: str
+    callback_id: str
+    customer_id: str
+    phone_number: str
+    attempt_number: int
+    lease_expires_at: datetime
+    target: DialTarget
+    dial_mode: DialMode
+    priority: int
+    grade: str
+    entry_time: datetime
+    promised_time: datetime | None
+    ivr_history: tuple[str, ...]
+    language: str
+
+
+@dataclass(frozen=True)
+class OutcomeResult:
+    """What ``report_outcome`` decided."""
+
+    callback: Callback
+    attempt: Attempt
+    next_attempt_at: datetime | None
+    """Time of the next release when a retry was scheduled."""
+    sms_text: str | None
+    """Rendered SMS when the ladder ended with an SMS request."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One journal entry: a state change, in order.
+
+    Attributes
+    ----------
+    seq : int
+        Position in the journal, from 1, without gaps within one store.
+    time : datetime
+    kind : str
+        For example ``callback.created``; see ``callsure.engine.scheduler``.
+    callback_id : str
+        "" for events not about one callback (policy changes).
+    payload : dict
+        Event data; callback events carry the full callback row.
+    """
+
+    seq: int
+    time: datetime
+    kind: str
+    callback_id: str
+    payload: dict
+
+
+# Row conversion: datetimes travel as UTC epoch seconds, enums as values,
+# tuples as lists, so a row is valid msgpack and a valid SQLite parameter set.
+
+
+def to_epoch(when: datetime | None) -> float | None:
+    if when is None:
+        return None
+    return when.timestamp()
+
+
+def from_epoch(seconds: float | None) -> datetime | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _to_row(obj) -> dict:
+    row = {}
+    for name, value in asdict(obj).items():
+        if isinstance(value, datetime):
+            value = value.timestamp()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, tuple):
+            value = list(value)
+        row[name] = value
+    return row
+
+
+_ENUMS = {
+    "mode": CallbackMode,
+    "state": None,  # resolved per class below
+    "outcome": Outcome,
+    "sit_code": SitCode,
+}
+_DATETIMES = {
+    "entry_time",
+    "created_at",
+    "promised_time",
+    "window_end",
+    "not_before",
+    "expires_at",
+    "fallback_at",
+    "updated_at",
+    "issued_at",
+    "lease_expires_at",
+    "finished_at",
+}
+
+
+def _from_row(cls, row: dict):
+    names = {f.name for f in fields(cls)}
+    state_enum = CallbackState if cls is Callback else AttemptState
+    values = {}
+    for name, value in row.items():
+        if name not in names:
+            continue
+        if value is not None:
+            if name in _DATETIMES:
+                value = from_epoch(value)
+            elif name == "state":
+                value = state_enum(value)
+            elif name in _ENUMS:
+                value = _ENUMS[name](value)
+            elif name == "ivr_history":
+                value = tuple(value)
+            elif name == "outcome_counts":
+                value = dict(value)
+        values[name] = value
+    return cls(**values)

@@ -1,0 +1,292 @@
+"""Planning a promise: validating a request and choosing its time.
+
+``PromisePlanner`` turns a ``CallbackRequest`` into the times of a
+promise (when it is due, the window, the expiry) under the scheduler's
+calendars, capacity and prediction model. It writes nothing; the
+scheduler stores the result.
+
+Capacity is counted per interval of ``CapacityLimits.interval_s``: the
+limit of an interval is the predictor's ``CapacitySlot.callbacks``,
+lowered by the admin cap of the queue when one is set. Timed promises
+(at a time, predicted, window) are booked against the interval of their
+promised time; every release, of any mode, counts against the interval it
+happens in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from callsure.engine.callbacks import CallbackMode, CallbackRequest
+from callsure.engine.exceptions import (
+    InfeasibleTimeError,
+    InvalidTimeError,
+    ValidationError,
+)
+from callsure.engine.phone import parse_e164
+from callsure.engine.windows import local_to_utc, zone_named
+
+if TYPE_CHECKING:
+    from callsure.engine.scheduler import CallbackScheduler
+
+# How many times a nearest-feasible search alternates between the
+# predictor's answer and the windows and capacity before it gives up.
+NEAREST_SEARCH_ROUNDS = 6
+# A customer's chosen time this close to now is taken as "now", because
+# the IVR prompt and the network take a few seconds.
+PAST_TOLERANCE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The times of a promise, as the planner chose them."""
+
+    phone_number: str
+    entry_time: datetime
+    promised_time: datetime | None
+    window_end: datetime | None
+    not_before: datetime
+    expires_at: datetime
+    fallback_at: datetime | None
+
+
+def _require(value, field: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, value, f"send a non-empty {field}")
+
+
+def _require_aware(value: datetime, field: str) -> None:
+    if value.tzinfo is None:
+        raise InvalidTimeError(
+            field, value.isoformat(), "send a timezone-aware time (UTC preferred)"
+        )
+
+
+class PromisePlanner:
+    """Validates requests and picks promise times for a scheduler."""
+
+    def __init__(self, scheduler: CallbackScheduler):
+        self.scheduler = scheduler
+
+    @property
+    def _policy(self):
+        return self.scheduler.policy
+
+    # Capacity
+
+    def interval_of(self, when: datetime) -> tuple[datetime, datetime]:
+        from callsure.engine.scheduler import interval_start
+
+        length = self._policy.capacity.interval_s
+        start = interval_start(when, length)
+        return start, start + timedelta(seconds=length)
+
+    def slot_limit(self, queue: str, predicted: int) -> int:
+        cap = self._policy.capacity.max_per_interval.get(queue)
+        return predicted if cap is None else min(predicted, cap)
+
+    def release_budget(self, queue: str, now: datetime) -> int:
+        """Releases still allowed for ``queue`` in the interval of ``now``."""
+        start, end = self.interval_of(now)
+        slots = self.scheduler.predictor.capacity(
+            queue, start, end, self._policy.capacity.interval_s
+        )
+        predicted = slots[0].callbacks if slots else 0
+        released = self.scheduler.store.count_released(queue, start, end)
+        return self.slot_limit(queue, predicted) - released
+
+    def find_slot(self, queue: str, when: datetime) -> datetime | None:
+        """The earliest time at or after ``when`` that is inside a window and
+        whose interval has room for one more booking."""
+        calendar = self.scheduler.calendar_for(queue)
+        start, _ = self.interval_of(when)
+        horizon = when + timedelta(seconds=self._policy.promise.booking_horizon_s)
+        slots = self.scheduler.predictor.capacity(
+            queue, start, horizon, self._policy.capacity.interval_s
+        )
+        for slot in slots:
+            candidate = calendar.next_open(max(slot.start, when))
+            if candidate is None:
+                return None
+            if candidate >= slot.end:
+                continue
+            limit = self.slot_limit(queue, slot.callbacks)
+            if self.scheduler.store.count_booked(queue, slot.start, slot.end) < limit:
+                return candidate
+        return None
+
+    # Planning
+
+    def plan(self, request: CallbackRequest, now: datetime) -> Plan:
+        """Validate ``request`` and choose its times.
+
+        Raises
+        ------
+        ValidationError
+            A missing or malformed field, including the phone number.
+        InvalidTimeError
+            A past, naive, nonexistent or ambiguous time, or no open window.
+        InfeasibleTimeError
+            A chosen time (or window) that cannot be kept.
+        """
+        for field in ("request_id", "customer_id", "queue"):
+            _require(getattr(request, field), field)
+        phone = parse_e164(request.phone_number)
+        if not isinstance(request.mode, CallbackMode):
+            names = ", ".join(m.value for m in CallbackMode)
+            raise ValidationError("mode", request.mode, f"send one of {names}")
+        if request.queue_position < 0:
+            raise ValidationError(
+                "queue_position", request.queue_position, "send 0 or more"
+            )
+        entry = request.entry_time or now
+        _require_aware(entry, "entry_time")
+        if entry > now:
+            raise InvalidTimeError(
+                "entry_time", entry.isoformat(), "send a time that is not in the future"
+            )
+
+        promised, window_end, not_before = self._times(request, now, entry)
+        promise = self._policy.promise
+        expires_at = (window_end or promised or not_before) + timedelta(
+            seconds=promise.expiry_s
+        )
+        fallback_at = None
+        if request.dedicated_agent_id:
+            fallback_at = not_before + timedelta(seconds=promise.dedicated_fallback_s)
+        return Plan(
+            phone, entry, promised, window_end, not_before, expires_at, fallback_at
+        )
+
+    def _times(self, request: CallbackRequest, now: datetime, entry: datetime):
+        mode = request.mode
+        if mode is CallbackMode.ASAP:
+            opens = self.scheduler.calendar_for(request.queue).next_open(now)
+            if opens is None:
+                raise InvalidTimeError(
+                    "queue",
+                    request.queue,
+                    "no callback window is open in the next "
+                    "year; set the queue's calendar first",
+                )
+            return None, None, opens
+        if mode is CallbackMode.AT_TIME:
+            when = self._requested_time(request, now)
+            self.check_feasible(request.queue, when, now)
+            return when, None, when
+        if mode is CallbackMode.PREDICTED:
+            when = self._predicted_time(request, now, entry)
+            return when, None, when
+        return self._window_times(request, now)
+
+    def _requested_time(self, request: CallbackRequest, now: datetime) -> datetime:
+        if request.requested_time is not None:
+            when = request.requested_time
+            _require_aware(when, "requested_time")
+        elif request.requested_local_time is not None:
+            if not request.time_zone:
+                raise ValidationError(
+                    "time_zone",
+                    request.time_zone,
+                    "send the IANA zone of the local time",
+                )
+            when = local_to_utc(
+                request.requested_local_time, zone_named(request.time_zone)
+            )
+        else:
+            raise ValidationError(
+                "requested_time",
+                None,
+                "send the time the customer chose (at_time mode)",
+            )
+        if when < now - PAST_TOLERANCE:
+            raise InvalidTimeError(
+                "requested_time",
+                when.isoformat(),
+                "send a time that is not in the past",
+            )
+        return max(when, now)
+
+    def _predicted_time(
+        self, request: CallbackRequest, now: datetime, entry: datetime
+    ) -> datetime:
+        estimate = self.scheduler.predictor.estimate_wait(
+            request.queue, request.queue_position, now, priority=request.priority
+        )
+        quantile = self._policy.promise.predicted_quantile
+        wait_s = estimate.quantiles_s.get(quantile, estimate.mean_s)
+        when = now + timedelta(seconds=wait_s)
+        # Nobody who entered earlier may be promised a later time.
+        latest = self.scheduler.store.latest_promise(request.queue, entry)
+        if latest is not None and latest > when:
+            when = latest
+        slot = self.find_slot(request.queue, when)
+        if slot is None:
+            raise InfeasibleTimeError(
+                when, None, "no callback capacity within the horizon"
+            )
+        return slot
+
+    def _window_times(self, request: CallbackRequest, now: datetime):
+        if request.window_date is None or not request.window_period:
+            raise ValidationError(
+                "window_period",
+                request.window_period,
+                "send window_date and window_period (window mode)",
+            )
+        calendar = self.scheduler.calendar_for(request.queue)
+        window = calendar.window(request.window_date, request.window_period)
+        if window.end <= now:
+            raise InvalidTimeError(
+                "window_date",
+                request.window_date.isoformat(),
+                "send a window that has not ended",
+            )
+        start = max(window.start, now)
+        slot = self.find_slot(request.queue, start)
+        if slot is None or slot >= window.end:
+            nearest = self.find_slot(request.queue, window.end)
+            raise InfeasibleTimeError(start, nearest, "the window is fully booked")
+        return slot, window.end, slot
+
+    def check_feasible(self, queue: str, when: datetime, now: datetime) -> None:
+        """Raise ``InfeasibleTimeError`` unless a promise at ``when`` can be
+        kept: inside a window, with room in its interval, and a keep
+        probability of at least ``PromisePolicy.keep_target``."""
+        reason = self._infeasibility(queue, when, now)
+        if reason is None:
+            return
+        raise InfeasibleTimeError(when, self.nearest_feasible(queue, when, now), reason)
+
+    def _infeasibility(self, queue: str, when: datetime, now: datetime) -> str | None:
+        target = self._policy.promise.keep_target
+        if not self.scheduler.calendar_for(queue).is_open(when):
+            return "outside the callback windows"
+        if self.find_slot(queue, when) != when:
+            return "no callback capacity left in that interval"
+        probability = self.scheduler.predictor.keep_probability(queue, when, now)
+        if probability < target:
+            return f"keep probability {probability:.2f} is below {target:.2f}"
+        return None
+
+    def nearest_feasible(
+        self, queue: str, when: datetime, now: datetime
+    ) -> datetime | None:
+        """The feasible time nearest ``when``, or ``None`` within the horizon."""
+        target = self._policy.promise.keep_target
+        candidate = when
+        for _ in range(NEAREST_SEARCH_ROUNDS):
+            suggestion = self.scheduler.predictor.nearest_feasible(
+                queue, candidate, now, target
+            )
+            if suggestion is None:
+                return None
+            candidate = self.find_slot(queue, max(suggestion, now))
+            if candidate is None:
+                return None
+            if self._infeasibility(queue, candidate, now) is None:
+                return candidate
+            candidate += timedelta(seconds=self._policy.capacity.interval_s / 4)
+        return None

@@ -1,0 +1,150 @@
+"""The storage interface of the callback scheduler.
+
+A store keeps three things in one database: the current state of every
+promise and attempt (tables read by the scheduler), the map from request
+ids to promises (idempotency), and the append-only journal of events that
+explains every change. ``commit`` writes one ``Change`` atomically and
+durably: when it returns, the change survives a crash of the process and,
+with the SQLite backend, of the machine (WAL with ``synchronous=FULL``).
+
+Concurrency contract
+--------------------
+Writes carry optimistic guards: a callback row replaces the stored row
+only when the stored version is one less, and an attempt row only when the
+stored attempt is in the expected state. A failed guard raises
+``LeaseError`` and writes nothing. A partial unique index allows at most
+one attempt that is not final per callback.
+
+The SQLite backend has one writer (the coordinator). A PostgreSQL backend
+with several coordinators must, in ``due_callbacks``, lock the rows it
+returns with ``SELECT ... FOR UPDATE SKIP LOCKED`` inside the transaction
+that later commits the issued attempts, so two coordinators never release
+the same promise; ``expired_leases`` likewise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from callsure.engine.callbacks import Attempt, AttemptState, Callback, Event
+
+
+@dataclass
+class Change:
+    """One atomic write: rows to upsert, events to append, guards to check.
+
+    Attributes
+    ----------
+    callbacks : list of Callback
+        Inserted when ``version == 1``, else replace version ``version - 1``.
+    attempts : list of tuple (Attempt, AttemptState or None)
+        The new row and the state the stored row must have (``None``
+        inserts a new attempt).
+    requests : list of tuple (str, str)
+        ``(request_id, callback_id)`` pairs to record.
+    events : list of tuple (datetime, str, str, dict)
+        ``(time, kind, callback_id, payload)`` to append in order.
+    settings : dict[str, bytes]
+        Named settings (admin policies) to replace.
+    """
+
+    callbacks: list[Callback] = field(default_factory=list)
+    attempts: list[tuple[Attempt, AttemptState | None]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    events: list[tuple[datetime, str, str, dict]] = field(default_factory=list)
+    settings: dict[str, bytes] = field(default_factory=dict)
+
+    def event(self, time: datetime, kind: str, callback_id: str, **payload) -> None:
+        self.events.append((time, kind, callback_id, payload))
+
+
+class CallbackStore(Protocol):
+    """What the scheduler needs from a durable store."""
+
+    def commit(self, change: Change) -> list[int]:
+        """Write ``change`` atomically and durably; return the event sequence
+        numbers. Raise ``LeaseError`` on a failed guard, ``StorageError`` on a
+        storage failure; nothing is written in either case."""
+        ...
+
+    def get_callback(self, callback_id: str) -> Callback | None: ...
+
+    def callback_for_request(self, request_id: str) -> str | None:
+        """The callback id a request id created or updated, if any."""
+        ...
+
+    def open_callback_for(self, customer_id: str, queue: str) -> Callback | None:
+        """The pending or dialing callback of a customer for a queue."""
+        ...
+
+    def list_callbacks(
+        self,
+        *,
+        state: str | None,
+        customer_id: str | None,
+        queue: str | None,
+        limit: int,
+        after_id: str | None,
+    ) -> list[Callback]:
+        """Callbacks matching the filters, by ascending id, after ``after_id``."""
+        ...
+
+    def due_queues(self, now: datetime) -> list[str]:
+        """Queues with at least one pending callback whose ``not_before``
+        is at or before ``now``."""
+        ...
+
+    def due_callbacks(self, queue: str, now: datetime, limit: int) -> list[Callback]:
+        """Pending callbacks of ``queue`` with ``not_before <= now``, by
+        ascending original entry time (then id), at most ``limit``."""
+        ...
+
+    def expired_pending(self, now: datetime, limit: int) -> list[Callback]:
+        """Pending callbacks whose ``expires_at`` is at or before ``now``."""
+        ...
+
+    def count_booked(self, queue: str, start: datetime, end: datetime) -> int:
+        """Open timed promises of ``queue`` with a promised time in
+        ``[start, end)``."""
+        ...
+
+    def latest_promise(self, queue: str, entry_time: datetime) -> datetime | None:
+        """Latest promised time among open ``PREDICTED`` promises of
+        ``queue`` that entered at or before ``entry_time``."""
+        ...
+
+    def count_released(self, queue: str, start: datetime, end: datetime) -> int:
+        """Attempts of ``queue`` issued in ``[start, end)``."""
+        ...
+
+    def get_attempt(self, attempt_id: str) -> Attempt | None: ...
+
+    def open_attempt(self, callback_id: str) -> Attempt | None:
+        """The attempt of a callback that is not final, if any."""
+        ...
+
+    def attempts_of(self, callback_id: str) -> list[Attempt]: ...
+
+    def expired_leases(self, now: datetime, limit: int) -> list[Attempt]:
+        """Attempts not final whose lease expired at or before ``now``."""
+        ...
+
+    def read_events(self, after_seq: int, limit: int) -> list[Event]:
+        """Journal events with ``seq > after_seq``, in order."""
+        ...
+
+    def iter_events(self) -> Iterator[Event]:
+        """Every journal event, in order."""
+        ...
+
+    def get_setting(self, name: str) -> bytes | None: ...
+
+    def rebuild_state(self) -> int:
+        """Recreate the current-state tables from the journal; return the
+        number of callbacks restored."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,486 @@
+"""The SQLite backend of the callback store.
+
+One database file in WAL mode with ``synchronous=FULL``: a commit returns
+only after the write-ahead log is synced to disk, so an acknowledged
+promise survives a crash of the process or of the machine. Each row keeps
+the indexed columns beside the whole row encoded with msgpack.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from callsure.engine.callbacks import (
+    Attempt,
+    AttemptState,
+    Callback,
+    CallbackMode,
+    CallbackState,
+    Event,
+    from_epoch,
+)
+from callsure.engine.exceptions import LeaseError, StorageError
+from callsure.engine.store.interface import Change
+from callsure.engine.store.journal import decode_payload, encode_payload, rebuild_rows
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_OPEN_STATES = (CallbackState.PENDING.value, CallbackState.DIALING.value)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS callbacks (
+    callback_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    state TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    entry_time REAL NOT NULL,
+    promised_time REAL,
+    not_before REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    row BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS callbacks_due
+    ON callbacks (state, not_before);
+CREATE INDEX IF NOT EXISTS callbacks_customer
+    ON callbacks (customer_id, queue, state);
+CREATE INDEX IF NOT EXISTS callbacks_promised
+    ON callbacks (queue, promised_time) WHERE state IN ('pending', 'dialing');
+CREATE INDEX IF NOT EXISTS callbacks_expiry
+    ON callbacks (state, expires_at);
+CREATE TABLE IF NOT EXISTS attempts (
+    attempt_id TEXT PRIMARY KEY,
+    callback_id TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    issued_at REAL NOT NULL,
+    lease_expires_at REAL NOT NULL,
+    row BLOB NOT NULL,
+    UNIQUE (callback_id, number)
+);
+-- At most one attempt in flight per callback, whatever the caller does.
+CREATE UNIQUE INDEX IF NOT EXISTS attempts_one_open
+    ON attempts (callback_id) WHERE state != 'final';
+CREATE INDEX IF NOT EXISTS attempts_lease
+    ON attempts (state, lease_expires_at);
+CREATE INDEX IF NOT EXISTS attempts_released
+    ON attempts (queue, issued_at);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    callback_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    callback_id TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"""
+
+
+class SQLiteStore:
+    """A ``CallbackStore`` in one SQLite file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Database file, created when missing; ``":memory:"`` for a
+        throw-away store.
+    synchronous : str
+        ``FULL`` (default) syncs every commit; ``NORMAL`` may lose the last
+        commits on power loss and is meant only for bulk loads in benchmarks.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise StorageError(
+                f"invalid synchronous mode {synchronous!r}: use FULL, NORMAL or EXTRA"
+            )
+        self.path = str(path)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+            self._check_schema_version()
+        except sqlite3.Error as error:
+            raise StorageError(
+                f"cannot open the store {self.path}: {error}; check that the "
+                "path is writable and the file is a callsure SQLite database"
+            ) from error
+        logger.info("store %s: opened (synchronous=%s)", self.path, synchronous)
+
+    def _check_schema_version(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version == 0:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version != SCHEMA_VERSION:
+            raise StorageError(
+                f"store {self.path} has schema version {version}, this release "
+                f"reads version {SCHEMA_VERSION}"
+            )
+
+    # Writing
+
+    def commit(self, change: Change) -> list[int]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    seqs = self._apply(change)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise StorageError(
+                    f"store {self.path}: write failed: {error}"
+                ) from error
+        return seqs
+
+    def _apply(self, change: Change) -> list[int]:
+        db = self._db
+        for callback in change.callbacks:
+            self._write_callback(callback)
+        for attempt, expected in change.attempts:
+            self._write_attempt(attempt, expected)
+        for request_id, callback_id in change.requests:
+            db.execute(
+                "INSERT OR REPLACE INTO requests (request_id, callback_id) "
+                "VALUES (?, ?)",
+                (request_id, callback_id),
+            )
+        for name, value in change.settings.items():
+            db.execute(
+                "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)",
+                (name, value),
+            )
+        seqs = []
+        for when, kind, callback_id, payload in change.events:
+            cursor = db.execute(
+                "INSERT INTO events (time, kind, callback_id, payload) "
+                "VALUES (?, ?, ?, ?)",
+                (when.timestamp(), kind, callback_id, encode_payload(payload)),
+            )
+            seqs.append(cursor.lastrowid)
+        return seqs
+
+    def _write_callback(self, callback: Callback, *, insert: bool = False) -> None:
+        row = callback.to_row()
+        values = (
+            callback.request_id,
+            callback.customer_id,
+            callback.queue,
+            callback.state.value,
+            callback.mode.value,
+            row["entry_time"],
+            row["promised_time"],
+            row["not_before"],
+            row["expires_at"],
+            callback.version,
+            encode_payload(row),
+            callback.callback_id,
+        )
+        if insert or callback.version == 1:
+            try:
+                self._db.execute(
+                    "INSERT INTO callbacks (request_id, customer_id, queue, state, "
+                    "mode, entry_time, promised_time, not_before, expires_at, "
+                    "version, row, callback_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+            except sqlite3.IntegrityError:
+                raise LeaseError(
+                    f"callback {callback.callback_id} already exists"
+                ) from None
+            return
+        cursor = self._db.execute(
+            "UPDATE callbacks SET request_id = ?, customer_id = ?, queue = ?, "
+            "state = ?, mode = ?, entry_time = ?, promised_time = ?, "
+            "not_before = ?, expires_at = ?, version = ?, row = ? "
+            "WHERE callback_id = ? AND version = ?",
+            (*values, callback.version - 1),
+        )
+        if cursor.rowcount != 1:
+            raise LeaseError(
+                f"callback {callback.callback_id} changed concurrently: version "
+                f"{callback.version - 1} is no longer current"
+            )
+
+    def _write_attempt(self, attempt: Attempt, expected: AttemptState | None) -> None:
+        row = attempt.to_row()
+        blob = encode_payload(row)
+        if expected is None:
+            try:
+                self._db.execute(
+                    "INSERT INTO attempts (attempt_id, callback_id, queue, number, "
+                    "state, issued_at, lease_expires_at, row) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        attempt.attempt_id,
+                        attempt.callback_id,
+                        attempt.queue,
+                        attempt.number,
+                        attempt.state.value,
+                        row["issued_at"],
+                        row["lease_expires_at"],
+                        blob,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise LeaseError(
+                    f"attempt {attempt.attempt_id}: the callback already has an "
+                    "attempt in flight or this attempt exists"
+                ) from None
+            return
+        cursor = self._db.execute(
+            "UPDATE attempts SET state = ?, lease_expires_at = ?, row = ? "
+            "WHERE attempt_id = ? AND state = ?",
+            (
+                attempt.state.value,
+                row["lease_expires_at"],
+                blob,
+                attempt.attempt_id,
+                expected.value,
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise LeaseError(
+                f"attempt {attempt.attempt_id} is no longer {expected.value}"
+            )
+
+    # Reading
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise StorageError(
+                    f"store {self.path}: read failed: {error}"
+                ) from error
+
+    def _callbacks(self, sql: str, params: tuple = ()) -> list[Callback]:
+        return [
+            Callback.from_row(decode_payload(r[0])) for r in self._query(sql, params)
+        ]
+
+    def _attempts(self, sql: str, params: tuple = ()) -> list[Attempt]:
+        return [
+            Attempt.from_row(decode_payload(r[0])) for r in self._query(sql, params)
+        ]
+
+    def get_callback(self, callback_id: str) -> Callback | None:
+        rows = self._callbacks(
+            "SELECT row FROM callbacks WHERE callback_id = ?", (callback_id,)
+        )
+        return rows[0] if rows else None
+
+    def callback_for_request(self, request_id: str) -> str | None:
+        rows = self._query(
+            "SELECT callback_id FROM requests WHERE request_id = ?", (request_id,)
+        )
+        return rows[0][0] if rows else None
+
+    def open_callback_for(self, customer_id: str, queue: str) -> Callback | None:
+        rows = self._callbacks(
+            "SELECT row FROM callbacks WHERE customer_id = ? AND queue = ? "
+            "AND state IN (?, ?) ORDER BY callback_id LIMIT 1",
+            (customer_id, queue, *_OPEN_STATES),
+        )
+        return rows[0] if rows else None
+
+    def list_callbacks(
+        self,
+        *,
+        state: str | None = None,
+        customer_id: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after_id: str | None = None,
+    ) -> list[Callback]:
+        clauses, params = [], []
+        for column, value in (
+            ("state", state),
+            ("customer_id", customer_id),
+            ("queue", queue),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if after_id is not None:
+            clauses.append("callback_id > ?")
+            params.append(after_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._callbacks(
+            f"SELECT row FROM callbacks {where} ORDER BY callback_id LIMIT ?",
+            (*params, limit),
+        )
+
+    def due_queues(self, now: datetime) -> list[str]:
+        rows = self._query(
+            "SELECT DISTINCT queue FROM callbacks WHERE state = ? AND not_before <= ?",
+            (CallbackState.PENDING.value, now.timestamp()),
+        )
+        return sorted(r[0] for r in rows)
+
+    def due_callbacks(self, queue: str, now: datetime, limit: int) -> list[Callback]:
+        return self._callbacks(
+            "SELECT row FROM callbacks WHERE state = ? AND not_before <= ? "
+            "AND queue = ? ORDER BY entry_time, callback_id LIMIT ?",
+            (CallbackState.PENDING.value, now.timestamp(), queue, limit),
+        )
+
+    def expired_pending(self, now: datetime, limit: int) -> list[Callback]:
+        return self._callbacks(
+            "SELECT row FROM callbacks WHERE state = ? AND expires_at <= ? "
+            "ORDER BY expires_at LIMIT ?",
+            (CallbackState.PENDING.value, now.timestamp(), limit),
+        )
+
+    def count_booked(self, queue: str, start: datetime, end: datetime) -> int:
+        (count,) = self._query(
+            "SELECT COUNT(*) FROM callbacks WHERE queue = ? AND state IN (?, ?) "
+            "AND promised_time >= ? AND promised_time < ?",
+            (queue, *_OPEN_STATES, start.timestamp(), end.timestamp()),
+        )[0]
+        return count
+
+    def latest_promise(self, queue: str, entry_time: datetime) -> datetime | None:
+        (latest,) = self._query(
+            "SELECT MAX(promised_time) FROM callbacks WHERE queue = ? "
+            "AND state IN (?, ?) AND mode = ? AND entry_time <= ?",
+            (
+                queue,
+                *_OPEN_STATES,
+                CallbackMode.PREDICTED.value,
+                entry_time.timestamp(),
+            ),
+        )[0]
+        return from_epoch(latest)
+
+    def count_released(self, queue: str, start: datetime, end: datetime) -> int:
+        (count,) = self._query(
+            "SELECT COUNT(*) FROM attempts WHERE queue = ? AND issued_at >= ? "
+            "AND issued_at < ?",
+            (queue, start.timestamp(), end.timestamp()),
+        )[0]
+        return count
+
+    def get_attempt(self, attempt_id: str) -> Attempt | None:
+        rows = self._attempts(
+            "SELECT row FROM attempts WHERE attempt_id = ?", (attempt_id,)
+        )
+        return rows[0] if rows else None
+
+    def open_attempt(self, callback_id: str) -> Attempt | None:
+        rows = self._attempts(
+            "SELECT row FROM attempts WHERE callback_id = ? AND state != ?",
+            (callback_id, AttemptState.FINAL.value),
+        )
+        return rows[0] if rows else None
+
+    def attempts_of(self, callback_id: str) -> list[Attempt]:
+        return self._attempts(
+            "SELECT row FROM attempts WHERE callback_id = ? ORDER BY number",
+            (callback_id,),
+        )
+
+    def expired_leases(self, now: datetime, limit: int) -> list[Attempt]:
+        return self._attempts(
+            "SELECT row FROM attempts WHERE state IN (?, ?) "
+            "AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?",
+            (
+                AttemptState.ISSUED.value,
+                AttemptState.DIALING.value,
+                now.timestamp(),
+                limit,
+            ),
+        )
+
+    def read_events(self, after_seq: int, limit: int) -> list[Event]:
+        rows = self._query(
+            "SELECT seq, time, kind, callback_id, payload FROM events "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [_event(row) for row in rows]
+
+    def iter_events(self) -> Iterator[Event]:
+        after, batch = 0, 10_000
+        while True:
+            events = self.read_events(after, batch)
+            yield from events
+            if len(events) < batch:
+                return
+            after = events[-1].seq
+
+    def get_setting(self, name: str) -> bytes | None:
+        rows = self._query("SELECT value FROM settings WHERE name = ?", (name,))
+        return rows[0][0] if rows else None
+
+    def count_callbacks(self, state: str | None = None) -> int:
+        if state is None:
+            return self._query("SELECT COUNT(*) FROM callbacks")[0][0]
+        return self._query("SELECT COUNT(*) FROM callbacks WHERE state = ?", (state,))[
+            0
+        ][0]
+
+    # Recovery
+
+    def rebuild_state(self) -> int:
+        """Recreate the callbacks and attempts tables from the journal.
+
+        Used when the current-state tables are lost or suspect: the journal
+        is the record, the tables are derived from it.
+        """
+        callbacks, attempts = rebuild_rows(self.iter_events())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM callbacks")
+                self._db.execute("DELETE FROM attempts")
+                for row in callbacks.values():
+                    self._write_callback(Callback.from_row(row), insert=True)
+                for row in attempts.values():
+                    self._write_attempt(Attempt.from_row(row), None)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        logger.info(
+            "store %s: rebuilt %d callbacks and %d attempts from the journal",
+            self.path,
+            len(callbacks),
+            len(attempts),
+        )
+        return len(callbacks)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _event(row: tuple) -> Event:
+    seq, when, kind, callback_id, payload = row
+    return Event(seq, from_epoch(when), kind, callback_id, decode_payload(payload))
