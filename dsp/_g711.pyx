@@ -1,42 +1,8 @@
-# G.711 (ITU-T G.711) mu-law and A-law decoding by 256-entry tables.
-from libc.stdint cimport int16_t, uint8_t
-
-cdef int16_t ULAW_TABLE[256]
-cdef int16_t ALAW_TABLE[256]
+# G.711 (ITU-T G.711) decoding for callers outside the analysis kernels.
+include "_g711_tables.pxi"
 
 
-cdef int16_t _ulaw_to_linear(uint8_t code) noexcept nogil:
-    cdef int value
-    code = ~code
-    value = (((code & 0x0F) << 3) + 0x84) << ((code & 0x70) >> 4)
-    return <int16_t>((0x84 - value) if (code & 0x80) else (value - 0x84))
-
-
-cdef int16_t _alaw_to_linear(uint8_t code) noexcept nogil:
-    cdef int value, segment
-    code ^= 0x55
-    value = (code & 0x0F) << 4
-    segment = (code & 0x70) >> 4
-    if segment == 0:
-        value += 8
-    elif segment == 1:
-        value += 0x108
-    else:
-        value = (value + 0x108) << (segment - 1)
-    return <int16_t>(value if (code & 0x80) else -value)
-
-
-cdef void _fill_tables() noexcept nogil:
-    cdef int i
-    for i in range(256):
-        ULAW_TABLE[i] = _ulaw_to_linear(<uint8_t>i)
-        ALAW_TABLE[i] = _alaw_to_linear(<uint8_t>i)
-
-
-_fill_tables()
-
-
-cdef void decode_table(
+cdef void _decode_table(
     const uint8_t[::1] codes, int16_t[::1] out, const int16_t* table
 ) noexcept nogil:
     cdef Py_ssize_t i
@@ -47,10 +13,10 @@ cdef void decode_table(
 def decode_ulaw(const uint8_t[::1] codes, int16_t[::1] out):
     """Decode mu-law ``codes`` into ``out`` (same length, int16)."""
     with nogil:
-        decode_table(codes, out, ULAW_TABLE)
+        _decode_table(codes, out, ULAW_TABLE)
 
 
 def decode_alaw(const uint8_t[::1] codes, int16_t[::1] out):
     """Decode A-law ``codes`` into ``out`` (same length, int16)."""
     with nogil:
-        decode_table(codes, out, ALAW_TABLE)
+        _decode_table(codes, out, ALAW_TABLE)

@@ -1,0 +1,369 @@
+# Per-block driver: tone trackers, speech structure and the verdict.
+
+
+cdef void emit(Stream* st, int32_t* ring, int kind, int64_t start_block,
+               int64_t duration_ms, int64_t value, int64_t extra) noexcept nogil:
+    """Append an event to the stream's ring, dropping the oldest when full."""
+    cdef int index
+    cdef int32_t* slot
+    if st.event_count == EVENT_CAPACITY:
+        st.event_head = (st.event_head + 1) % EVENT_CAPACITY
+        st.event_count -= 1
+        st.events_dropped += 1
+    index = (st.event_head + st.event_count) % EVENT_CAPACITY
+    slot = ring + index * EVENT_FIELDS
+    slot[0] = kind
+    slot[1] = <int32_t>(start_block * 10)
+    slot[2] = <int32_t>duration_ms
+    slot[3] = <int32_t>value
+    slot[4] = <int32_t>extra
+    st.event_count += 1
+
+
+cdef void decide(Stream* st, int32_t* ring, int verdict, int cause) noexcept nogil:
+    st.verdict = verdict
+    st.cause = cause
+    st.verdict_block = st.block
+    emit(st, ring, EV_VERDICT, st.block + 1, 0, verdict, cause)
+
+
+cdef void finish_tone(Stream* st, int32_t* ring) noexcept nogil:
+    """Close the single-tone segment: report it and run SIT and CNG checks."""
+    cdef int64_t blocks = st.tone_last - st.tone_start + 1
+    cdef int code, i
+    if st.tone_start < 0:
+        return
+    if blocks < 4:
+        st.tone_start = -1
+        return
+    emit(st, ring, EV_TONE, st.tone_start, blocks * 10,
+         <int64_t>(st.tone_hz * 10.0 + 0.5), 0)
+    for i in range(2):
+        st.sit_hz[i] = st.sit_hz[i + 1]
+        st.sit_start[i] = st.sit_start[i + 1]
+        st.sit_end[i] = st.sit_end[i + 1]
+    st.sit_hz[2] = st.tone_hz
+    st.sit_start[2] = st.tone_start
+    st.sit_end[2] = st.tone_last
+    code = sit_code(st)
+    if code:
+        emit(st, ring, EV_SIT, st.sit_start[0], (st.sit_end[2] - st.sit_start[0] + 1) * 10,
+             code, 0)
+        st.sit_code = code
+        if st.verdict == V_NONE:
+            decide(st, ring, V_SIT, C_SIT_TONE)
+
+    # CNG: 1100 Hz +-38 Hz, 0.5 s on, 3 s off (ITU-T T.30).
+    if fabsf(st.tone_hz - 1100.0) <= 38.0 and 35 <= blocks <= 70:
+        emit(st, ring, EV_FAX_CNG, st.tone_start, blocks * 10, 11000, 0)
+        if st.verdict == V_NONE and (
+            st.onset < 0
+            or (st.cng_last_start >= 0
+                and 250 <= st.tone_start - st.cng_last_start <= 450)
+        ):
+            decide(st, ring, V_FAX, C_FAX_CNG)
+        st.cng_last_start = st.tone_start
+    st.tone_start = -1
+
+
+cdef int track_tone(Stream* st, int32_t* ring, int single, float hz,
+                    float level_db, const float* params) noexcept nogil:
+    """Extend, start or end the single-tone segment with this block.
+
+    Return 1 when the block belongs to a steady tone of at least 30 ms:
+    vowels also look like one tone for a block or two, but their pitch
+    moves.
+    """
+    cdef int64_t k = st.block
+    cdef float duration_ms, tolerance
+    if not single:
+        if st.tone_start >= 0 and k - st.tone_last > 3:
+            finish_tone(st, ring)
+        return 0
+
+    tolerance = 0.015 * st.tone_hz
+    if tolerance < 8.0:
+        tolerance = 8.0
+    if st.tone_start >= 0 and k - st.tone_last <= 3 and fabsf(hz - st.tone_hz) <= tolerance:
+        st.tone_last = k
+        st.tone_count += 1
+        if st.tone_count <= 8:
+            st.tone_hz += (hz - st.tone_hz) / st.tone_count
+        if level_db < st.tone_db_min:
+            st.tone_db_min = level_db
+        if level_db > st.tone_db_max:
+            st.tone_db_max = level_db
+    else:
+        finish_tone(st, ring)
+        st.tone_start = k
+        st.tone_last = k
+        st.tone_hz = hz
+        st.tone_count = 1
+        st.tone_db_min = level_db
+        st.tone_db_max = level_db
+        # The quiet before the tone, allowing for onset blocks that hold
+        # the tone only in part.
+        st.tone_quiet_before = st.quiet_run
+        if st.quiet_run == 0 and k - st.last_quiet_end <= 2:
+            st.tone_quiet_before = st.last_quiet_run
+        st.tone_is_beep = 0
+
+    if st.tone_count < 3:
+        return 0
+    if st.tone_is_beep != 0:
+        return 1
+    duration_ms = (st.tone_last - st.tone_start + 1) * 10.0
+
+    # Fax CED/ANS: 2100 Hz +-15 Hz (ITU-T V.25), 2.6-4 s; decided earlier.
+    if fabsf(st.tone_hz - 2100.0) <= 25.0:
+        if duration_ms >= params[P_FAX_CED_MS]:
+            st.tone_is_beep = 2
+            emit(st, ring, EV_FAX_CED, st.tone_start, <int64_t>duration_ms, 21000, 0)
+            if st.verdict == V_NONE:
+                decide(st, ring, V_FAX, C_FAX_CED)
+        return 1
+
+    # A voicemail beep: one steady tone after a pause in or after a
+    # greeting. Ringback and other dual tones never get here, and a beat
+    # between two close tones shows up as level swings.
+    if (duration_ms >= params[P_BEEP_MIN_MS]
+            and st.tone_db_max - st.tone_db_min <= 6.0
+            and params[P_BEEP_MIN_HZ] <= st.tone_hz <= params[P_BEEP_MAX_HZ]
+            and st.tone_quiet_before * 10.0 >= params[P_BEEP_QUIET_MS]
+            and st.onset >= 0 and st.beep_block < 0 and st.verdict != V_HUMAN
+            and st.verdict != V_SIT and st.verdict != V_FAX):
+        st.tone_is_beep = 1
+        st.beep_block = st.tone_start
+        emit(st, ring, EV_BEEP, st.tone_start, <int64_t>duration_ms,
+             <int64_t>(st.tone_hz * 10.0 + 0.5), 0)
+        if st.verdict == V_NONE:
+            decide(st, ring, V_MACHINE, C_BEEP)
+    return 1
+
+
+cdef void finish_progress(Stream* st, int32_t* ring) noexcept nogil:
+    cdef int64_t duration_ms = (st.prog_last - st.prog_start + 1) * 10
+    if st.prog_kind == PROG_RINGBACK and duration_ms >= 600:
+        emit(st, ring, EV_RINGBACK, st.prog_start, duration_ms, 4400, 4800)
+    elif st.prog_kind == PROG_BUSY:
+        # Busy 0.5 s on, reorder 0.25 s on (precise tone plan, 480+620 Hz).
+        if 380 <= duration_ms <= 700:
+            emit(st, ring, EV_BUSY, st.prog_start, duration_ms, 4800, 6200)
+            st.busy_count += 1
+        elif 180 <= duration_ms < 380:
+            emit(st, ring, EV_REORDER, st.prog_start, duration_ms, 4800, 6200)
+            st.busy_count += 1
+    st.prog_kind = PROG_NONE
+
+
+cdef void track_progress(Stream* st, int32_t* ring, int kind) noexcept nogil:
+    cdef int64_t k = st.block
+    if kind != PROG_NONE:
+        if kind == st.prog_kind and k - st.prog_last <= 3:
+            st.prog_last = k
+        else:
+            if st.prog_kind != PROG_NONE:
+                finish_progress(st, ring)
+            st.prog_kind = kind
+            st.prog_start = k - 2
+            st.prog_last = k
+        if st.tone_start >= 0:
+            st.tone_is_beep = -1
+    elif st.prog_kind != PROG_NONE and k - st.prog_last > 3:
+        finish_progress(st, ring)
+
+
+cdef void track_dtmf(Stream* st, int32_t* ring, int key) noexcept nogil:
+    """Debounce DTMF: two validated blocks make a digit, two misses end it."""
+    if key >= 0 and (not st.dtmf_active or key == st.dtmf_key):
+        if key == st.dtmf_key:
+            st.dtmf_run += 1
+        else:
+            st.dtmf_key = key
+            st.dtmf_run = 1
+            st.dtmf_start = st.block - 1
+        st.dtmf_miss = 0
+        if not st.dtmf_active and st.dtmf_run >= 2:
+            st.dtmf_active = 1
+            emit(st, ring, EV_DTMF, st.dtmf_start, 30, key, 0)
+        return
+    st.dtmf_miss += 1
+    if st.dtmf_miss >= 2:
+        st.dtmf_active = 0
+        st.dtmf_key = -1
+        st.dtmf_run = 0
+
+
+cdef void classify_no_speech(Stream* st, int32_t* ring, int cause_if_sound) noexcept nogil:
+    """Decide a call in which no speech was heard."""
+    cdef int64_t heard = st.block - st.answer_block + 1 - st.playing_blocks
+    if heard < 1:
+        heard = 1
+    if st.busy_count > 0:
+        decide(st, ring, V_NOTSURE, C_BUSY)
+    elif st.tone_blocks * 3 > heard:
+        decide(st, ring, V_NOTSURE, C_RINGBACK)
+    elif st.active_blocks * 3 > heard:
+        decide(st, ring, V_NOTSURE, cause_if_sound)
+    elif st.sound_blocks == 0:
+        decide(st, ring, V_SILENCE, C_NO_AUDIO)
+    else:
+        decide(st, ring, V_SILENCE, C_DEAD_AIR)
+
+
+cdef void track_speech(Stream* st, int32_t* ring, int speech,
+                       const float* params) noexcept nogil:
+    """Follow words and pauses and decide HUMAN or MACHINE from them."""
+    cdef int64_t k = st.block
+    cdef int human_silence = <int>(params[P_HUMAN_SILENCE_MS] / 10.0)
+    cdef int64_t greeting_ms
+
+    if speech:
+        st.speech_run += 1
+        st.silence_run = 0
+        if st.speech_run * 10 >= params[P_MIN_WORD_MS]:
+            if not st.in_utterance:
+                st.in_utterance = 1
+                st.utterance_start = k - st.speech_run + 1
+                emit(st, ring, EV_SPEECH_START, st.utterance_start, 0, 0, 0)
+                if st.onset < 0:
+                    st.onset = st.utterance_start
+            st.last_speech = k
+        elif st.in_utterance:
+            st.last_speech = k
+    else:
+        st.speech_run = 0
+        st.silence_run += 1
+        if st.silence_run == human_silence:
+            emit(st, ring, EV_SILENCE, k - human_silence + 1, human_silence * 10, 0, 0)
+            if st.in_utterance:
+                st.in_utterance = 0
+                emit(st, ring, EV_SPEECH_END, st.utterance_start,
+                     (st.last_speech - st.utterance_start + 1) * 10, 0, 0)
+
+    if st.verdict != V_NONE or st.onset < 0:
+        return
+    greeting_ms = (st.last_speech - st.onset + 1) * 10
+    if greeting_ms >= params[P_MAX_GREETING_MS]:
+        decide(st, ring, V_MACHINE, C_LONG_GREETING if st.answered else C_EARLY_MEDIA)
+    elif st.silence_run >= human_silence:
+        if st.answered and st.onset >= st.answer_block:
+            decide(st, ring, V_HUMAN, C_SHORT_GREETING)
+        else:
+            # A short announcement before answer: wait for the next one.
+            st.onset = -1
+
+
+cdef void track_floor(Stream* st, float level_db) noexcept nogil:
+    cdef int i
+    if st.floor_count == 0 and st.floor_current == 0.0:
+        for i in range(4):
+            st.floor_minima[i] = level_db
+        st.floor_current = level_db
+    if level_db < st.floor_current:
+        st.floor_current = level_db
+    st.floor_count += 1
+    if st.floor_count == FLOOR_SUBWINDOW_BLOCKS:
+        for i in range(3):
+            st.floor_minima[i] = st.floor_minima[i + 1]
+        st.floor_minima[3] = st.floor_current
+        st.floor_current = level_db
+        st.floor_count = 0
+    st.floor_db = st.floor_current
+    for i in range(4):
+        if st.floor_minima[i] < st.floor_db:
+            st.floor_db = st.floor_minima[i]
+
+
+cdef void analyse_block(Stream* st, float* x, const float* params,
+                        int32_t* ring) noexcept nogil:
+    """Run every detector on one 10 ms block of 80 samples at 8 kHz."""
+    cdef BlockFeatures f
+    cdef int single, dual, key = -1, progress = PROG_NONE, tone_block
+    cdef int active, speech, steady
+    cdef float hz
+    cdef int64_t age, heard
+    block_features(x, &f)
+
+    # Noise floor: the minimum block level over the last 1.2-1.6 s
+    # (minimum statistics), so speech pauses reveal it and loud steady
+    # noise becomes the floor within 1.6 s. Digital silence (lost frames
+    # played out as zeros) does not count.
+    if f.level_db > 6.0:
+        track_floor(st, f.level_db)
+    if f.level_db > params[P_MIN_LEVEL_DB]:
+        st.sound_blocks += 1
+    if st.playing:
+        st.playing_blocks += 1
+
+    # Tones: the bank runs only on blocks that one or two tones explain.
+    single = 0
+    dual = 0
+    if (f.level_db > st.floor_db + params[P_TONE_MARGIN_DB]
+            and f.level_db > params[P_MIN_LEVEL_DB]):
+        single = f.purity < params[P_TONE_PURITY] and 200.0 < f.tone_hz < 3400.0
+        dual = not single and f.dual_purity < params[P_TONE_PURITY]
+    hz = f.tone_hz
+    if single or dual:
+        for age in range(2, 0, -1):
+            st.bank_re[age] = st.bank_re[age - 1]
+            st.bank_im[age] = st.bank_im[age - 1]
+            st.bank_energy[age] = st.bank_energy[age - 1]
+            st.bank_block[age] = st.bank_block[age - 1]
+        goertzel_bank(x, st.bank_re[0], st.bank_im[0])
+        st.bank_energy[0] = f.energy
+        st.bank_block[0] = st.block
+        key = dtmf_key(st, x, params)
+        progress = progress_kind(st)
+        if single:
+            hz = refine_tone_hz(st, hz)
+    track_dtmf(st, ring, key)
+    track_progress(st, ring, progress)
+    steady = track_tone(st, ring, single and key < 0 and progress == PROG_NONE, hz,
+                        f.level_db, params)
+    tone_block = steady or key >= 0 or progress != PROG_NONE
+    if tone_block:
+        st.tone_blocks += 1
+
+    # Speech: loud enough above the floor, not a tone, and voiced enough
+    # to rule out white line noise.
+    active = (f.level_db > st.floor_db + params[P_SPEECH_MARGIN_DB]
+              and f.level_db > params[P_MIN_LEVEL_DB])
+    speech = active and not tone_block and f.voicing >= params[P_VOICING_MIN]
+    if active and not speech and not tone_block:
+        st.active_blocks += 1
+    track_speech(st, ring, speech, params)
+    if active or tone_block:
+        if st.quiet_run > 0:
+            st.last_quiet_run = st.quiet_run
+            st.last_quiet_end = st.block
+        st.quiet_run = 0
+    else:
+        st.quiet_run += 1
+
+    # Time limits, counted from answer and paused while the engine plays.
+    if st.verdict == V_NONE and st.answered:
+        heard = (st.block - st.answer_block + 1 - st.playing_blocks) * 10
+        if st.onset < 0 and heard >= params[P_SILENCE_TIMEOUT_MS]:
+            classify_no_speech(st, ring, C_NOISE)
+        elif heard >= params[P_MAX_ANALYSIS_MS]:
+            decide(st, ring, V_NOTSURE, C_TIMEOUT)
+    st.block += 1
+
+
+cdef void finish_stream(Stream* st, int32_t* ring) noexcept nogil:
+    """Flush open segments and decide a call still undecided at its end."""
+    st.block -= 1
+    finish_tone(st, ring)
+    if st.prog_kind != PROG_NONE:
+        finish_progress(st, ring)
+    if st.in_utterance:
+        st.in_utterance = 0
+        emit(st, ring, EV_SPEECH_END, st.utterance_start,
+             (st.last_speech - st.utterance_start + 1) * 10, 0, 0)
+    if st.verdict == V_NONE:
+        if st.onset < 0:
+            classify_no_speech(st, ring, C_NOISE)
+        else:
+            decide(st, ring, V_NOTSURE, C_STREAM_END)
+    st.block += 1

@@ -1,0 +1,228 @@
+# Call-progress analysis kernels: one nogil loop over every stream's frame
+# per tick. The Python facade (callsure.dsp.analyzer) validates arguments;
+# nothing here raises inside the loop.
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport fabsf
+from libc.string cimport memset
+
+import numpy as np
+
+include "_g711_tables.pxi"
+include "_state.pxi"
+include "_features.pxi"
+include "_tones.pxi"
+include "_decide.pxi"
+
+cdef enum:
+    ENCODING_PCM16 = 0
+    ENCODING_ULAW = 1
+    ENCODING_ALAW = 2
+
+# Half-band low-pass for 16 kHz -> 8 kHz: [-1, 0, 9, 16, 9, 0, -1] / 32.
+cdef float HALFBAND[7]
+HALFBAND[:] = [-1.0 / 32, 0.0, 9.0 / 32, 16.0 / 32, 9.0 / 32, 0.0, -1.0 / 32]
+
+LAYOUT = {
+    "block_ms": 10,
+    "n_params": N_PARAMS,
+    "event_capacity": EVENT_CAPACITY,
+    "event_fields": EVENT_FIELDS,
+}
+
+
+cdef void reset_stream(Stream* st, int answered) noexcept nogil:
+    cdef int i
+    memset(st, 0, sizeof(Stream))
+    st.is_open = 1
+    st.answered = answered
+    st.answer_block = 0 if answered else -1
+    st.floor_db = 0.0
+    for i in range(3):
+        st.bank_block[i] = -10
+        st.sit_start[i] = -1
+        st.sit_end[i] = -1
+    st.tone_start = -1
+    st.dtmf_key = -1
+    st.cng_last_start = -1
+    st.onset = -1
+    st.utterance_start = -1
+    st.last_speech = -1
+    st.verdict_block = -1
+    st.beep_block = -1
+
+
+cdef void load_block(Stream* st, const void* frame, Py_ssize_t offset, int encoding,
+                     int decimate, float* out) noexcept nogil:
+    """Decode one block's input samples to 80 floats at 8 kHz."""
+    cdef const int16_t* pcm = <const int16_t*>frame
+    cdef const uint8_t* codes = <const uint8_t*>frame
+    cdef const int16_t* table = &ALAW_TABLE[0]
+    cdef float wide[6 + 2 * BLOCK]
+    cdef int n, i, count = BLOCK * (2 if decimate else 1)
+    cdef float* dest = out
+    cdef float acc
+    if decimate:
+        dest = &wide[6]
+    if encoding == ENCODING_ULAW:
+        table = &ULAW_TABLE[0]
+    if encoding == ENCODING_PCM16:
+        for n in range(count):
+            dest[n] = pcm[offset + n]
+    else:
+        for n in range(count):
+            dest[n] = table[codes[offset + n]]
+    if not decimate:
+        return
+    for i in range(6):
+        wide[i] = st.decimator[i]
+    for n in range(BLOCK):
+        acc = 0.0
+        for i in range(7):
+            acc += HALFBAND[i] * wide[2 * n + 6 - i]
+        out[n] = acc
+    for i in range(6):
+        st.decimator[i] = wide[2 * BLOCK + i]
+
+
+cdef class AnalysisKernel:
+    """State of max_streams calls, processed one frame per call per tick."""
+
+    cdef Stream* streams
+    cdef int max_streams
+    cdef int encoding
+    cdef int decimate
+    cdef int blocks_per_frame
+    cdef public object params
+    cdef public object events
+    cdef float[:, ::1] params_view
+    cdef int32_t[:, :, ::1] events_view
+
+    def __cinit__(self, int max_streams, int sample_rate_hz, int samples_per_frame,
+                  int encoding):
+        self.streams = <Stream*>PyMem_Malloc(max_streams * sizeof(Stream))
+        if self.streams == NULL:
+            raise MemoryError(f"cannot allocate state for {max_streams} streams")
+        memset(self.streams, 0, max_streams * sizeof(Stream))
+        self.max_streams = max_streams
+        self.encoding = encoding
+        self.decimate = sample_rate_hz == 16000
+        self.blocks_per_frame = samples_per_frame // (BLOCK * (2 if self.decimate else 1))
+        self.params = np.zeros((max_streams, N_PARAMS), dtype=np.float32)
+        self.events = np.zeros((max_streams, EVENT_CAPACITY, EVENT_FIELDS), dtype=np.int32)
+        self.params_view = self.params
+        self.events_view = self.events
+
+    def __dealloc__(self):
+        PyMem_Free(self.streams)
+
+    def open(self, int slot, const float[::1] params, bint answered):
+        """Reset slot for a new call with the given parameter vector."""
+        reset_stream(&self.streams[slot], answered)
+        self.params_view[slot, :] = params
+
+    def close(self, int slot):
+        self.streams[slot].is_open = 0
+
+    def mark_answered(self, int slot):
+        cdef Stream* st = &self.streams[slot]
+        st.answered = 1
+        st.answer_block = st.block
+        st.playing_blocks = 0
+        if st.verdict == V_NONE:
+            # Speech heard before answer was network audio; judge the
+            # called party from here on.
+            st.onset = -1
+            st.in_utterance = 0
+            st.speech_run = 0
+            st.silence_run = 0
+            st.sound_blocks = 0
+            st.active_blocks = 0
+            st.tone_blocks = 0
+
+    def set_playing(self, int slot, bint playing):
+        self.streams[slot].playing = playing
+
+    def finish(self, int slot):
+        """Mark the end of slot's stream: flush segments, force a verdict."""
+        cdef Stream* st = &self.streams[slot]
+        if st.block > 0:
+            finish_stream(st, &self.events_view[slot, 0, 0])
+        elif st.verdict == V_NONE:
+            st.block = 0
+            classify_no_speech(st, &self.events_view[slot, 0, 0], C_NOISE)
+
+    def outcome(self, int slot):
+        """Return (verdict, cause, verdict_ms, beep_ms, sit_code, elapsed_ms)."""
+        cdef Stream* st = &self.streams[slot]
+        return (
+            st.verdict,
+            st.cause,
+            (st.verdict_block + 1) * 10 if st.verdict != V_NONE else -1,
+            st.beep_block * 10 if st.beep_block >= 0 else -1,
+            st.sit_code,
+            st.block * 10,
+        )
+
+    def take_events(self, int slot):
+        """Return slot's pending events as an (n, 5) int32 array and the drop count."""
+        cdef Stream* st = &self.streams[slot]
+        cdef int n = st.event_count
+        order = [(st.event_head + i) % EVENT_CAPACITY for i in range(n)]
+        taken = self.events[slot, order].copy()
+        dropped = st.events_dropped
+        st.event_head = 0
+        st.event_count = 0
+        st.events_dropped = 0
+        return taken, dropped
+
+    def process_pcm16(self, const int16_t[:, ::1] frames, const unsigned char[::1] present):
+        with nogil:
+            self._process(&frames[0, 0], frames.shape[1], &present[0])
+
+    def process_codes(self, const uint8_t[:, ::1] frames,
+                      const unsigned char[::1] present):
+        with nogil:
+            self._process(&frames[0, 0], frames.shape[1], &present[0])
+
+    cdef void _process(self, const void* frames, Py_ssize_t row_length,
+                       const unsigned char* present) noexcept nogil:
+        cdef int slot, b
+        cdef Stream* st
+        cdef float x[BLOCK]
+        cdef Py_ssize_t step = BLOCK * (2 if self.decimate else 1)
+        cdef const void* row
+        cdef Py_ssize_t item = 2 if self.encoding == ENCODING_PCM16 else 1
+        for slot in range(self.max_streams):
+            st = &self.streams[slot]
+            if not st.is_open or not present[slot]:
+                continue
+            row = <const char*>frames + slot * row_length * item
+            for b in range(self.blocks_per_frame):
+                load_block(st, row, b * step, self.encoding, self.decimate, x)
+                analyse_block(st, x, &self.params_view[slot, 0],
+                              &self.events_view[slot, 0, 0])
+
+
+def block_features_of(const int16_t[::1] samples):
+    """Return per-block features of 8 kHz PCM as an (n, 6) float32 array.
+
+    For tuning and tests: level_db, purity, tone_hz, dual_purity, voicing,
+    energy of each 10 ms block.
+    """
+    cdef Py_ssize_t n_blocks = samples.shape[0] // BLOCK, b
+    cdef int n
+    cdef float x[BLOCK]
+    cdef BlockFeatures f
+    out = np.zeros((n_blocks, 6), dtype=np.float32)
+    cdef float[:, ::1] view = out
+    for b in range(n_blocks):
+        for n in range(BLOCK):
+            x[n] = samples[b * BLOCK + n]
+        block_features(x, &f)
+        view[b, 0] = f.level_db
+        view[b, 1] = f.purity
+        view[b, 2] = f.tone_hz
+        view[b, 3] = f.dual_purity
+        view[b, 4] = f.voicing
+        view[b, 5] = f.energy
+    return out
