@@ -200,7 +200,8 @@ class CustomerBook:
         self.repeat_rule = rule
 
     def record(self, event: ContactEvent) -> CustomerStatus:
-        """Record a contact event; return the customer's status after it."""
+        """Record a contact event; return the customer's status at the
+        latest contact time known."""
         if event.time.tzinfo is None:
             raise ValidationError(
                 "time", event.time.isoformat(), "send a timezone-aware time"
@@ -214,7 +215,8 @@ class CustomerBook:
                 record.last_answered[event.queue] = event.time
         if record.last_contact is None or event.time > record.last_contact:
             record.last_contact = event.time
-        return self.status(event.customer_id, event.time)
+        # An event that arrives late is judged at the latest known contact.
+        return self.status(event.customer_id, record.last_contact)
 
     def _insert_arrival(self, record: Customer, when: datetime) -> None:
         arrivals = record.arrivals

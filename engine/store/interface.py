@@ -25,6 +25,7 @@ the same promise; ``expired_leases`` likewise.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -68,6 +69,11 @@ class CallbackStore(Protocol):
         """Write ``change`` atomically and durably; return the event sequence
         numbers. Raise ``LeaseError`` on a failed guard, ``StorageError`` on a
         storage failure; nothing is written in either case."""
+        ...
+
+    def batch(self) -> AbstractContextManager:
+        """Group the commits inside the block into one durable transaction;
+        a failed change rolls back alone (savepoint)."""
         ...
 
     def get_callback(self, callback_id: str) -> Callback | None: ...

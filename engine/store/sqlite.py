@@ -8,6 +8,7 @@ the indexed columns beside the whole row encoded with msgpack.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -113,6 +114,7 @@ class SQLiteStore:
             )
         self.path = str(path)
         self._lock = threading.Lock()
+        self._in_batch = False
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False
@@ -142,6 +144,8 @@ class SQLiteStore:
     # Writing
 
     def commit(self, change: Change) -> list[int]:
+        if self._in_batch:
+            return self._commit_in_batch(change)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -156,6 +160,61 @@ class SQLiteStore:
                     f"store {self.path}: write failed: {error}"
                 ) from error
         return seqs
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Group the commits made inside the block into one durable commit.
+
+        Each ``commit`` inside the block runs under its own savepoint: a
+        change that fails its guards is rolled back alone and raises, the
+        others stay. Nothing is durable until the block ends without an
+        error, so a caller announces results obtained inside the block
+        only after it. Batches do not nest. Reads inside the block see the
+        block's own writes (one connection).
+        """
+        if self._in_batch:
+            raise StorageError("store batches do not nest")
+        self._execute("BEGIN IMMEDIATE")
+        self._in_batch = True
+        try:
+            yield self
+        except BaseException:
+            self._in_batch = False
+            self._execute("ROLLBACK")
+            raise
+        self._in_batch = False
+        try:
+            self._execute("COMMIT")
+        except StorageError:
+            with contextlib.suppress(StorageError, sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _commit_in_batch(self, change: Change) -> list[int]:
+        with self._lock:
+            try:
+                self._db.execute("SAVEPOINT change")
+                try:
+                    seqs = self._apply(change)
+                except BaseException:
+                    self._db.execute("ROLLBACK TO change")
+                    self._db.execute("RELEASE change")
+                    raise
+                self._db.execute("RELEASE change")
+            except sqlite3.Error as error:
+                raise StorageError(
+                    f"store {self.path}: write failed: {error}"
+                ) from error
+        return seqs
+
+    def _execute(self, sql: str) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql)
+            except sqlite3.Error as error:
+                raise StorageError(
+                    f"store {self.path}: {sql} failed: {error}"
+                ) from error
 
     def _apply(self, change: Change) -> list[int]:
         db = self._db
