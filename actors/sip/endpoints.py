@@ -71,6 +71,7 @@ class EndpointProcess:
         """Start the worker and wait until its endpoint is ready."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         environment = dict(os.environ)
+        debug = environment.get("CALLSURE_SIP_WORKER_LOG", "").upper() == "DEBUG"
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -82,6 +83,8 @@ class EndpointProcess:
             pass_fds=[child.fileno()],
             env=environment,
             stdin=subprocess.DEVNULL,
+            # pjlib prints to stdout before libInit applies the log level.
+            stdout=None if debug else subprocess.DEVNULL,
         )
         child.close()
         self.pid = self.process.pid
