@@ -20,7 +20,11 @@ from callsure.engine.exceptions import ConfigError
 from callsure.engine.settings import LOG_LEVELS
 
 # name -> "module:attribute" of a click command or group.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "serve": "callsure.actors.serve_cli:serve",
+    "client": "callsure.actors.client_cli:client",
+    "model": "callsure.actors.model_cli:model",
+}
 
 
 def _package_version() -> str:

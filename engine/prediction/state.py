@@ -66,7 +66,7 @@ class QueueEvent:
     agent : str
         Agent name for service and agent-state events ("" when unknown).
     call_type : str
-        Service type of the call, for ``JOIN``.
+        Service type of the call, for ``JOIN`` and ``SERVICE_START``.
     """
 
     time: float
