@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "serve": "callsure.actors.serve_cli:serve",
     "client": "callsure.actors.client_cli:client",
     "model": "callsure.actors.model_cli:model",
+    "amd": "callsure.actors.amd_cli:amd",
 }
 
 

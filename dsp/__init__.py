@@ -1,14 +1,96 @@
-"""Call-progress analysis: silence, voice, answering machine, beep, SIT, fax, DTMF.
+"""Call-progress analysis: who or what answered an outbound call.
 
-Usable on its own: it imports nothing from the rest of callsure.
+Tells a person (HUMAN) from an answering machine (MACHINE), a network
+announcement with special information tones (SIT), a fax (FAX), dead air
+(SILENCE) or anything unclear (NOTSURE), and reports speech, pauses,
+tones, voicemail beeps, DTMF digits, SIT codes, fax tones and ringback
+and busy cadences as events. It imports nothing from the rest of
+callsure, so dialers can embed it.
+
+Audio is int16 PCM or G.711 mu-law/A-law codes (uint8), 8 or 16 kHz.
+Everything is analysed in 10 ms blocks at 8 kHz, so frame lengths of 10,
+20 or 30 ms give the same results. Times are in ms from the start of the
+stream.
+
+One call at a time, fed in chunks of any size::
+
+    from callsure.dsp import StreamAnalyzer, read_wav
+
+    audio = read_wav("call.wav")
+    analyzer = StreamAnalyzer(audio.sample_rate_hz, audio.encoding)
+    analyzer.feed(audio.samples)
+    verdict = analyzer.finish()          # explicit end of stream
+    print(verdict.kind, verdict.cause, verdict.decided_ms, verdict.beep_ms)
+
+A gateway with thousands of calls makes one call per 20 ms tick; it
+releases the GIL and keeps every call's state in C arrays::
+
+    import numpy as np
+    from callsure.dsp import AnalysisParams, BatchAnalyzer, VerdictKind
+
+    batch = BatchAnalyzer(2000, sample_rate_hz=8000, frame_ms=20, encoding="ulaw")
+    slot = batch.open(AnalysisParams(human_silence_ms=600), answered=False)
+    frames = np.zeros((2000, 160), dtype=np.uint8)   # one row per slot
+    present = np.zeros(2000, dtype=bool)
+    # each tick: copy each call's frame into frames[slot], set present[slot]
+    batch.process(frames, present)
+    batch.mark_answered(slot)            # on 200 OK; early media before
+    batch.set_playing(slot, True)        # while the engine plays a prompt
+    for event in batch.drain_events(slot):
+        print(event.kind, event.start_ms, event.digit)
+    verdict = batch.verdict(slot)        # None until decided
+    if verdict is not None and verdict.kind is VerdictKind.HUMAN:
+        ...                              # connect an agent
+    batch.close(slot)
+
+After a MACHINE verdict the analysis keeps listening, so
+``verdict(slot).beep_ms`` is filled in when the beep comes, however long
+after the greeting.
+
+How a verdict is reached (``Cause``):
+
+- SHORT_GREETING (HUMAN): a greeting no longer than ``max_greeting_ms``
+  followed by ``human_silence_ms`` of silence; a person says a word or
+  two and waits.
+- LONG_GREETING (MACHINE): the greeting (speech or music, pauses shorter
+  than ``human_silence_ms`` included) exceeds ``max_greeting_ms``;
+  BEEP (MACHINE): a steady single tone after a pause following speech.
+- EARLY_MEDIA (MACHINE): such a greeting before answer (an announcement).
+- SIT_TONE, FAX_CED, FAX_CNG: the standard tones.
+- NO_AUDIO (SILENCE): nothing above ``min_level_db`` for
+  ``silence_timeout_ms``; DEAD_AIR (SILENCE): only quiet line noise.
+- NOISE, RINGBACK, BUSY (NOTSURE): no speech but loud noise, progress
+  tones or a busy/reorder cadence; TIMEOUT and STREAM_END (NOTSURE).
 """
 
 import numpy as np
 
 from callsure.dsp._g711 import decode_alaw as _decode_alaw
 from callsure.dsp._g711 import decode_ulaw as _decode_ulaw
+from callsure.dsp.analyzer import BatchAnalyzer, StreamAnalyzer
+from callsure.dsp.params import (
+    AnalysisParams,
+    Cause,
+    Event,
+    EventKind,
+    Verdict,
+    VerdictKind,
+)
+from callsure.dsp.wav import WavAudio, read_wav
 
-__all__ = ["decode_g711"]
+__all__ = [
+    "AnalysisParams",
+    "BatchAnalyzer",
+    "Cause",
+    "Event",
+    "EventKind",
+    "StreamAnalyzer",
+    "Verdict",
+    "VerdictKind",
+    "WavAudio",
+    "decode_g711",
+    "read_wav",
+]
 
 
 def decode_g711(codes, law: str) -> np.ndarray:

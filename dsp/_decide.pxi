@@ -89,6 +89,10 @@ cdef int track_tone(Stream* st, int32_t* ring, int single, float hz,
         st.tone_count += 1
         if st.tone_count <= 8:
             st.tone_hz += (hz - st.tone_hz) / st.tone_count
+        if st.tone_count == 2:
+            # The first block may hold the tone only in part.
+            st.tone_db_min = level_db
+            st.tone_db_max = level_db
         if level_db < st.tone_db_min:
             st.tone_db_min = level_db
         if level_db > st.tone_db_max:
@@ -243,6 +247,8 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
 
     if st.verdict != V_NONE or st.onset < 0:
         return
+    # The greeting spans from the first word to the last one before a
+    # pause of human_silence_ms; shorter pauses are part of it.
     greeting_ms = (st.last_speech - st.onset + 1) * 10
     if greeting_ms >= params[P_MAX_GREETING_MS]:
         decide(st, ring, V_MACHINE, C_LONG_GREETING if st.answered else C_EARLY_MEDIA)

@@ -184,6 +184,37 @@ cdef class AnalysisKernel:
         with nogil:
             self._process(&frames[0, 0], frames.shape[1], &present[0])
 
+    def process_stream_pcm16(self, int slot, const int16_t[::1] samples):
+        """Analyse whole blocks of one stream's samples; return samples used."""
+        cdef Py_ssize_t used = 0
+        if samples.shape[0] == 0:
+            return 0
+        with nogil:
+            used = self._process_stream(slot, &samples[0], samples.shape[0])
+        return used
+
+    def process_stream_codes(self, int slot, const uint8_t[::1] samples):
+        """Analyse whole blocks of one stream's G.711 codes; return codes used."""
+        cdef Py_ssize_t used = 0
+        if samples.shape[0] == 0:
+            return 0
+        with nogil:
+            used = self._process_stream(slot, &samples[0], samples.shape[0])
+        return used
+
+    cdef Py_ssize_t _process_stream(self, int slot, const void* samples,
+                                    Py_ssize_t length) noexcept nogil:
+        cdef Stream* st = &self.streams[slot]
+        cdef float x[BLOCK]
+        cdef Py_ssize_t step = BLOCK * (2 if self.decimate else 1)
+        cdef Py_ssize_t offset = 0
+        while offset + step <= length:
+            load_block(st, samples, offset, self.encoding, self.decimate, x)
+            analyse_block(st, x, &self.params_view[slot, 0],
+                          &self.events_view[slot, 0, 0])
+            offset += step
+        return offset
+
     cdef void _process(self, const void* frames, Py_ssize_t row_length,
                        const unsigned char* present) noexcept nogil:
         cdef int slot, b

@@ -1,0 +1,239 @@
+"""Parameters, verdicts and events of the call-progress analysis."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import astuple, dataclass, fields
+
+import numpy as np
+
+__all__ = ["AnalysisParams", "Cause", "Event", "EventKind", "Verdict", "VerdictKind"]
+
+DTMF_KEYS = "123A456B789C*0#D"
+SIT_CODES = {1: "IC", 2: "VC", 3: "NC", 4: "RO", 5: "IO", 6: "E180"}
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """Tunable limits of one call's analysis; the defaults suit most trunks.
+
+    Levels are in dB relative to one int16 unit squared (a full-scale sine
+    is 87 dB), times in ms, frequencies in Hz.
+
+    Attributes
+    ----------
+    speech_margin_db : float
+        Level above the noise floor (the minimum 10 ms level over the last
+        1.2-1.6 s) at which a block can be speech.
+    min_level_db : float
+        Level below which a block is silence whatever the floor (30 dB is
+        an RMS of 32, -60 dBFS).
+    human_silence_ms : float
+        Pause after a short greeting that makes the call HUMAN; pauses
+        shorter than this belong to the greeting.
+    max_greeting_ms : float
+        Greeting length (first word to last word before such a pause) at
+        which the call is a MACHINE.
+    min_word_ms : float
+        Shortest run of speech blocks that starts a word.
+    silence_timeout_ms : float
+        Time from answer without speech after which the call is SILENCE
+        (or NOTSURE when the line carried noise or tones).
+    max_analysis_ms : float
+        Time from answer after which an undecided call is NOTSURE.
+    tone_margin_db : float
+        Level above the floor at which a block is checked for tones.
+    tone_purity : float
+        Largest prediction residual (relative to the block's energy) of a
+        block explained by one or two tones.
+    beep_min_ms : float
+        Shortest voicemail beep (beeps last 70 ms to 1.5 s).
+    beep_quiet_ms : float
+        Quiet required just before a beep, which tells it from music.
+    beep_min_hz, beep_max_hz : float
+        Frequency range of voicemail beeps.
+    dtmf_frequency_tolerance : float
+        Largest relative frequency deviation of a DTMF tone; ITU-T Q.24
+        asks receivers to accept 1.5 % and reject beyond 3.5 %.
+    dtmf_normal_twist_db, dtmf_reverse_twist_db : float
+        How far the low group may exceed the high group, and the reverse.
+    dtmf_harmonic_db : float
+        Largest level of a DTMF tone's second harmonic relative to the tone
+        (talk-off protection: voice is rich in harmonics).
+    dtmf_energy_share : float
+        Smallest share of the block's energy in the two DTMF tones.
+    fax_ced_ms : float
+        Length of a 2100 Hz tone that makes the call FAX (CED lasts 2.6-4 s).
+    voicing_min : float
+        Smallest lag-1 autocorrelation of a speech block; white line noise
+        is near 0, voiced speech near 1.
+    """
+
+    speech_margin_db: float = 10.0
+    min_level_db: float = 30.0
+    human_silence_ms: float = 500.0
+    max_greeting_ms: float = 2000.0
+    min_word_ms: float = 60.0
+    silence_timeout_ms: float = 5000.0
+    max_analysis_ms: float = 8000.0
+    tone_margin_db: float = 6.0
+    tone_purity: float = 0.05
+    beep_min_ms: float = 80.0
+    beep_quiet_ms: float = 100.0
+    beep_min_hz: float = 300.0
+    beep_max_hz: float = 2050.0
+    dtmf_frequency_tolerance: float = 0.025
+    dtmf_normal_twist_db: float = 8.0
+    dtmf_reverse_twist_db: float = 4.0
+    dtmf_harmonic_db: float = -10.0
+    dtmf_energy_share: float = 0.7
+    fax_ced_ms: float = 700.0
+    voicing_min: float = 0.0
+
+    def __post_init__(self):
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"{field.name} must be a finite number, got {value!r}")
+        if self.human_silence_ms < 10 or self.max_greeting_ms < 10:
+            raise ValueError(
+                "human_silence_ms and max_greeting_ms must be at least 10 ms, got "
+                f"{self.human_silence_ms} and {self.max_greeting_ms}"
+            )
+
+    def as_array(self) -> np.ndarray:
+        """Return the parameters in the kernel's order, float32."""
+        return np.array(astuple(self), dtype=np.float32)
+
+
+class VerdictKind(enum.Enum):
+    """What answered the call."""
+
+    HUMAN = 1
+    MACHINE = 2
+    NOTSURE = 3
+    SILENCE = 4
+    SIT = 5
+    FAX = 6
+
+
+class Cause(enum.Enum):
+    """Why the verdict was given."""
+
+    SHORT_GREETING = 1  # a short greeting, then a pause: a person waiting
+    LONG_GREETING = 2  # speech or music longer than max_greeting_ms
+    BEEP = 3  # a voicemail beep after a greeting
+    EARLY_MEDIA = 4  # a long announcement before answer
+    NO_AUDIO = 5  # nothing above min_level_db at all (RTP silence, no audio)
+    DEAD_AIR = 6  # only line noise at a low level, no speech
+    NOISE = 7  # loud sound that is neither speech nor a known tone
+    TIMEOUT = 8  # no decision within max_analysis_ms
+    RINGBACK = 9  # mostly tones (ringback) and no speech
+    BUSY = 10  # busy or reorder tone cadence
+    STREAM_END = 11  # the stream ended before a decision
+    SIT_TONE = 12  # special information tone
+    FAX_CED = 13  # 2100 Hz answer tone
+    FAX_CNG = 14  # 1100 Hz calling tone
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The one verdict of a call.
+
+    Attributes
+    ----------
+    kind : VerdictKind
+    cause : Cause
+    decided_ms : int
+        When it was decided, in ms from the start of the stream.
+    beep_ms : int or None
+        Onset of the voicemail beep, in ms from the start of the stream,
+        once found (it may come after the verdict).
+    sit_code : str or None
+        "IC", "VC", "NC", "RO", "IO" (North American) or "E180" (generic).
+    """
+
+    kind: VerdictKind
+    cause: Cause
+    decided_ms: int
+    beep_ms: int | None = None
+    sit_code: str | None = None
+
+
+class EventKind(enum.Enum):
+    """Kinds of events reported while a call is analysed."""
+
+    SPEECH_START = 1
+    SPEECH_END = 2
+    SILENCE = 3
+    TONE = 4
+    BEEP = 5
+    DTMF = 6
+    SIT = 7
+    FAX_CED = 8
+    FAX_CNG = 9
+    RINGBACK = 10
+    BUSY = 11
+    REORDER = 12
+    VERDICT = 13
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something heard on the call.
+
+    Attributes
+    ----------
+    kind : EventKind
+    start_ms : int
+        Onset in ms from the start of the stream.
+    duration_ms : int
+        Length so far (0 for points in time; SPEECH_START, VERDICT).
+    frequency_hz : float or None
+        TONE, BEEP, FAX_*: the tone's frequency; RINGBACK, BUSY, REORDER:
+        the lower of the two.
+    digit : str or None
+        DTMF: the key, one of ``123A456B789C*0#D``.
+    sit_code : str or None
+        SIT: the code.
+    verdict : VerdictKind or None
+        VERDICT: the verdict (its cause is in ``cause``).
+    cause : Cause or None
+    """
+
+    kind: EventKind
+    start_ms: int
+    duration_ms: int
+    frequency_hz: float | None = None
+    digit: str | None = None
+    sit_code: str | None = None
+    verdict: VerdictKind | None = None
+    cause: Cause | None = None
+
+
+_TONE_KINDS = {
+    EventKind.TONE,
+    EventKind.BEEP,
+    EventKind.FAX_CED,
+    EventKind.FAX_CNG,
+    EventKind.RINGBACK,
+    EventKind.BUSY,
+    EventKind.REORDER,
+}
+
+
+def event_from_row(row) -> Event:
+    """Build an Event from one kernel event row (kind, start, duration, value, extra)."""
+    kind = EventKind(int(row[0]))
+    start_ms, duration_ms, value, extra = (int(v) for v in row[1:])
+    if kind in _TONE_KINDS:
+        return Event(kind, start_ms, duration_ms, frequency_hz=value / 10.0)
+    if kind is EventKind.DTMF:
+        return Event(kind, start_ms, duration_ms, digit=DTMF_KEYS[value])
+    if kind is EventKind.SIT:
+        return Event(kind, start_ms, duration_ms, sit_code=SIT_CODES[value])
+    if kind is EventKind.VERDICT:
+        return Event(
+            kind, start_ms, duration_ms, verdict=VerdictKind(value), cause=Cause(extra)
+        )
+    return Event(kind, start_ms, duration_ms)
