@@ -24,6 +24,7 @@ anything else               INTERNAL             (logged with its traceback)
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import logging
 
 import grpc
@@ -192,3 +193,32 @@ async def translate_errors(context: grpc.aio.ServicerContext, method: str):
         else:
             logger.debug("%s: %s %s", method, error.code.name, error.message)
         await context.abort(error.code, error.message, status_trailer(error))
+
+
+# Engine exceptions take several constructor arguments but pass one message
+# to Exception.__init__, so the default pickling (cls(*args)) cannot
+# rebuild them. Ray pickles them between actors and the server; these
+# reducers restore the instance with its attributes instead.
+
+
+def _rebuild_error(cls, args, state):
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+def _reduce_error(exc):
+    return _rebuild_error, (type(exc), exc.args, dict(exc.__dict__))
+
+
+def register_error_pickling() -> None:
+    """Register the reducers for every ``CallsureError`` class defined so far."""
+    pending = [CallsureError]
+    while pending:
+        cls = pending.pop()
+        copyreg.pickle(cls, _reduce_error)
+        pending.extend(cls.__subclasses__())
+
+
+register_error_pickling()

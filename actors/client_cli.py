@@ -1,0 +1,240 @@
+"""``callsure client``: create, get, list and cancel callbacks; follow events.
+
+Every subcommand prints the server's reply as JSON (one object per line
+for ``events``), so it works in scripts. Errors print the status code, the
+message and the field violations, and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import click
+import grpc
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+
+from callsure.actors.auth import AUTHORIZATION_KEY, SCHEME
+from callsure.actors.errors import decode_status
+from callsure.v1 import (
+    callback_pb2,
+    callback_pb2_grpc,
+    common_pb2,
+    event_pb2,
+    event_pb2_grpc,
+)
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+TIMEOUT_S = 30.0
+MODES = {
+    "asap": callback_pb2.CALLBACK_MODE_ASAP,
+    "at-time": callback_pb2.CALLBACK_MODE_AT_TIME,
+    "predicted": callback_pb2.CALLBACK_MODE_PREDICTED,
+    "window": callback_pb2.CALLBACK_MODE_WINDOW,
+}
+GRADES = {
+    "regular": common_pb2.CUSTOMER_GRADE_REGULAR,
+    "vip": common_pb2.CUSTOMER_GRADE_VIP,
+    "complaint": common_pb2.CUSTOMER_GRADE_COMPLAINT,
+}
+STATES = {
+    name.removeprefix("CALLBACK_STATE_").lower(): number
+    for name, number in callback_pb2.CallbackState.items()
+    if number
+}
+
+
+class Connection:
+    """A channel and the call metadata (the bearer token) of one command."""
+
+    def __init__(self, address: str, token: str, ca_file: str | None):
+        if ca_file:
+            credentials = grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
+            self.channel = grpc.secure_channel(address, credentials)
+        else:
+            self.channel = grpc.insecure_channel(address)
+        self.metadata = ((AUTHORIZATION_KEY, SCHEME + token),) if token else ()
+
+
+def _print(message) -> None:
+    click.echo(
+        json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    )
+
+
+def _fail(error: grpc.RpcError) -> None:
+    click.echo(f"error: {error.code().name}: {error.details()}", err=True)
+    status = decode_status(error)
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            for violation in bad_request.field_violations:
+                click.echo(f"  {violation.field}: {violation.description}", err=True)
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            for key, value in sorted(info.metadata.items()):
+                click.echo(f"  {key}: {value}", err=True)
+    sys.exit(1)
+
+
+def _callbacks(connection: Connection):
+    return callback_pb2_grpc.CallbackServiceStub(connection.channel)
+
+
+@click.group("client")
+@click.option(
+    "--address",
+    default=DEFAULT_ADDRESS,
+    show_default=True,
+    envvar="CALLSURE_CLIENT_ADDRESS",
+    help="HOST:PORT of the callsure gRPC server.",
+)
+@click.option(
+    "--token",
+    default="",
+    envvar="CALLSURE_CLIENT_TOKEN",
+    help="Bearer token the server requires; prefer CALLSURE_CLIENT_TOKEN.",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="PEM CA certificate; turns TLS on.",
+)
+@click.pass_context
+def client(ctx, address, token, ca_file):
+    """Call a running `callsure serve` from the shell."""
+    ctx.obj = Connection(address, token, ca_file)
+
+
+@client.command("create")
+@click.option("--customer", "customer_id", required=True, help="CRM customer id.")
+@click.option("--phone", "phone_number", required=True, help="E.164 number.")
+@click.option("--queue", required=True, help="Queue the customer waited in.")
+@click.option("--mode", type=click.Choice(sorted(MODES)), default="asap")
+@click.option(
+    "--at", "local_time", help="Local time YYYY-MM-DDTHH:MM for --mode at-time."
+)
+@click.option("--time-zone", default="", help="IANA zone of --at, such as UTC.")
+@click.option("--grade", type=click.Choice(sorted(GRADES)), help="Grade hint.")
+@click.option("--ivr", multiple=True, help="IVR step such as main:2; repeatable.")
+@click.option("--request-id", help="Idempotency key; a new UUID when omitted.")
+@click.pass_obj
+def create(
+    connection,
+    customer_id,
+    phone_number,
+    queue,
+    mode,
+    local_time,
+    time_zone,
+    grade,
+    ivr,
+    request_id,
+):
+    """Create a callback and print it with its promised window."""
+    callback = callback_pb2.Callback(
+        customer_id=customer_id,
+        phone_number=phone_number,
+        queue=queue,
+        mode=MODES[mode],
+        requested_local_time=local_time or "",
+        time_zone=time_zone,
+        ivr_history=list(ivr),
+    )
+    if grade:
+        callback.grade_hints.grade = GRADES[grade]
+    request = callback_pb2.CreateCallbackRequest(
+        callback=callback, request_id=request_id or str(uuid.uuid4())
+    )
+    try:
+        response = _callbacks(connection).CreateCallback(
+            request, metadata=connection.metadata, timeout=TIMEOUT_S
+        )
+    except grpc.RpcError as error:
+        _fail(error)
+    _print(response)
+
+
+@client.command("get")
+@click.argument("name")
+@click.pass_obj
+def get(connection, name):
+    """Print the callback NAME (callbacks/{id})."""
+    try:
+        response = _callbacks(connection).GetCallback(
+            callback_pb2.GetCallbackRequest(name=name),
+            metadata=connection.metadata,
+            timeout=TIMEOUT_S,
+        )
+    except grpc.RpcError as error:
+        _fail(error)
+    _print(response.callback)
+
+
+@client.command("list")
+@click.option("--state", type=click.Choice(sorted(STATES)), help="Only this state.")
+@click.option("--customer", "customer_id", default="", help="Only this customer.")
+@click.option("--queue", default="", help="Only this queue.")
+@click.option("--page-size", type=int, default=100, show_default=True)
+@click.option("--all", "all_pages", is_flag=True, help="Follow next_page_token.")
+@click.pass_obj
+def list_callbacks(connection, state, customer_id, queue, page_size, all_pages):
+    """Print callbacks, one JSON object per line."""
+    request = callback_pb2.ListCallbacksRequest(
+        page_size=page_size,
+        state=STATES[state] if state else 0,
+        customer_id=customer_id,
+        queue=queue,
+    )
+    stub = _callbacks(connection)
+    while True:
+        try:
+            response = stub.ListCallbacks(
+                request, metadata=connection.metadata, timeout=TIMEOUT_S
+            )
+        except grpc.RpcError as error:
+            _fail(error)
+        for callback in response.callbacks:
+            _print(callback)
+        if not all_pages or not response.next_page_token:
+            return
+        request.page_token = response.next_page_token
+
+
+@client.command("cancel")
+@click.argument("name")
+@click.option("--reason", default="", help="Kept in the event journal.")
+@click.pass_obj
+def cancel(connection, name, reason):
+    """Cancel the callback NAME and print it."""
+    try:
+        response = _callbacks(connection).CancelCallback(
+            callback_pb2.CancelCallbackRequest(name=name, reason=reason),
+            metadata=connection.metadata,
+            timeout=TIMEOUT_S,
+        )
+    except grpc.RpcError as error:
+        _fail(error)
+    _print(response.callback)
+
+
+@client.command("events")
+@click.option("--after", "after_cursor", default="", help="Resume after this cursor.")
+@click.option("--follow/--no-follow", default=True, show_default=True)
+@click.pass_obj
+def events(connection, after_cursor, follow):
+    """Print journal events in order; with --follow, wait for new ones."""
+    stub = event_pb2_grpc.EventServiceStub(connection.channel)
+    request = event_pb2.StreamEventsRequest(after_cursor=after_cursor, follow=follow)
+    try:
+        for response in stub.StreamEvents(request, metadata=connection.metadata):
+            _print(response.event)
+    except grpc.RpcError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,283 @@
+"""Conversion between API messages and engine objects.
+
+The engine speaks UTC datetimes, enums and plain strings; the API speaks
+``google.protobuf.Timestamp``, ``Duration`` and prefixed enum values. Every
+conversion of a request checks the shape the engine cannot see (missing
+messages, unknown enum numbers, malformed local times) and raises the
+engine's ``ValidationError`` with the field path of the request, so the
+error leaves the server as INVALID_ARGUMENT naming that field.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from callsure.engine.callbacks import (
+    Callback,
+    CallbackMode,
+    CallbackRequest,
+    CallbackState,
+    Event,
+    Outcome,
+)
+from callsure.engine.exceptions import ValidationError
+from callsure.engine.predictor import WaitEstimate
+from callsure.v1 import callback_pb2, common_pb2, event_pb2
+
+CALLBACK_PREFIX = "callbacks/"
+MAX_REQUEST_ID_CHARS = 128
+
+MODE_FROM_PROTO = {
+    callback_pb2.CALLBACK_MODE_UNSPECIFIED: CallbackMode.ASAP,
+    callback_pb2.CALLBACK_MODE_ASAP: CallbackMode.ASAP,
+    callback_pb2.CALLBACK_MODE_AT_TIME: CallbackMode.AT_TIME,
+    callback_pb2.CALLBACK_MODE_PREDICTED: CallbackMode.PREDICTED,
+    callback_pb2.CALLBACK_MODE_WINDOW: CallbackMode.WINDOW,
+}
+MODE_TO_PROTO = {
+    CallbackMode.ASAP: callback_pb2.CALLBACK_MODE_ASAP,
+    CallbackMode.AT_TIME: callback_pb2.CALLBACK_MODE_AT_TIME,
+    CallbackMode.PREDICTED: callback_pb2.CALLBACK_MODE_PREDICTED,
+    CallbackMode.WINDOW: callback_pb2.CALLBACK_MODE_WINDOW,
+}
+STATE_TO_PROTO = {
+    state: callback_pb2.CallbackState.Value(f"CALLBACK_STATE_{state.name}")
+    for state in CallbackState
+}
+STATE_FROM_PROTO = {number: state for state, number in STATE_TO_PROTO.items()}
+OUTCOME_TO_PROTO = {
+    outcome: callback_pb2.CallOutcome.Value(f"CALL_OUTCOME_{outcome.name}")
+    for outcome in Outcome
+}
+OUTCOME_FROM_PROTO = {number: outcome for outcome, number in OUTCOME_TO_PROTO.items()}
+GRADE_TO_PROTO = {
+    "regular": common_pb2.CUSTOMER_GRADE_REGULAR,
+    "vip": common_pb2.CUSTOMER_GRADE_VIP,
+    "complaint": common_pb2.CUSTOMER_GRADE_COMPLAINT,
+}
+GRADE_FROM_PROTO = {number: grade for grade, number in GRADE_TO_PROTO.items()}
+
+
+# Well-known types.
+
+
+def to_timestamp(when: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """Convert an aware datetime to a ``Timestamp``; ``None`` stays ``None``."""
+    if when is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when.astimezone(UTC))
+    return stamp
+
+
+def from_timestamp(message, field: str) -> datetime | None:
+    """Read the ``Timestamp`` field ``field`` of ``message`` as UTC, if set."""
+    if not message.HasField(field):
+        return None
+    return getattr(message, field).ToDatetime(tzinfo=UTC)
+
+
+def to_duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(timedelta(seconds=seconds))
+    return duration
+
+
+def duration_seconds(duration: duration_pb2.Duration) -> float:
+    return duration.ToTimedelta().total_seconds()
+
+
+# Resource names.
+
+
+def callback_name(callback_id: str) -> str:
+    return CALLBACK_PREFIX + callback_id
+
+
+def parse_callback_name(name: str, field: str = "name") -> str:
+    """Return the id of ``callbacks/{id}`` or raise ``ValidationError``."""
+    callback_id = name.removeprefix(CALLBACK_PREFIX)
+    if not name.startswith(CALLBACK_PREFIX) or not callback_id or "/" in callback_id:
+        raise ValidationError(
+            field, name, "send a resource name of the form callbacks/{callback}"
+        )
+    return callback_id
+
+
+# Callbacks.
+
+
+def require_text(value: str, field: str, example: str) -> str:
+    if not value or not value.strip():
+        raise ValidationError(field, value, f"send a non-empty value such as {example}")
+    return value.strip()
+
+
+def _requested_local_time(message: callback_pb2.Callback) -> datetime | None:
+    if not message.requested_local_time:
+        return None
+    try:
+        naive = datetime.fromisoformat(message.requested_local_time)
+    except ValueError:
+        naive = None
+    if naive is None or naive.tzinfo is not None:
+        raise ValidationError(
+            "callback.requested_local_time",
+            message.requested_local_time,
+            "send a local time without offset, such as 2026-12-04T18:30",
+        )
+    return naive
+
+
+def _window_date(message: callback_pb2.Callback) -> date | None:
+    if not message.window_date:
+        return None
+    try:
+        return date.fromisoformat(message.window_date)
+    except ValueError:
+        raise ValidationError(
+            "callback.window_date",
+            message.window_date,
+            "send a local date YYYY-MM-DD such as 2026-12-04",
+        ) from None
+
+
+def callback_request_from_proto(
+    request: callback_pb2.CreateCallbackRequest,
+) -> CallbackRequest:
+    """Build the engine's ``CallbackRequest`` from a ``CreateCallbackRequest``.
+
+    Raises
+    ------
+    ValidationError
+        With the request's field path, for a missing or malformed field.
+    """
+    request_id = require_text(request.request_id, "request_id", "a UUID")
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise ValidationError(
+            "request_id",
+            request_id[:16] + "...",
+            f"send at most {MAX_REQUEST_ID_CHARS} characters, such as a UUID",
+        )
+    if not request.HasField("callback"):
+        raise ValidationError("callback", None, "send the callback to create")
+    message = request.callback
+    if message.mode not in MODE_FROM_PROTO:
+        raise ValidationError(
+            "callback.mode", message.mode, "send one of the CallbackMode values"
+        )
+    if message.queue_position < 0:
+        raise ValidationError(
+            "callback.queue_position", message.queue_position, "send 0 or more"
+        )
+    return CallbackRequest(
+        request_id=request_id,
+        customer_id=require_text(message.customer_id, "callback.customer_id", "c-42"),
+        queue=require_text(message.queue, "callback.queue", "billing"),
+        phone_number=message.phone_number,
+        mode=MODE_FROM_PROTO[message.mode],
+        entry_time=from_timestamp(message, "entry_time"),
+        requested_time=from_timestamp(message, "requested_time"),
+        requested_local_time=_requested_local_time(message),
+        time_zone=message.time_zone or None,
+        window_date=_window_date(message),
+        window_period=message.window_period or None,
+        queue_position=message.queue_position,
+        ivr_history=tuple(message.ivr_history),
+        language=message.language or "en",
+    )
+
+
+def wait_to_proto(estimate: WaitEstimate) -> common_pb2.WaitDistribution:
+    """Convert a ``WaitEstimate`` to a ``WaitDistribution``."""
+    distribution = common_pb2.WaitDistribution(
+        mean_wait=to_duration(estimate.mean_s),
+        served_probability=estimate.p_served,
+        ahead_count=estimate.ahead,
+    )
+    for probability, wait_s in sorted(estimate.quantiles_s.items()):
+        distribution.quantiles.add(probability=probability, wait=to_duration(wait_s))
+    return distribution
+
+
+CALLBACK_FIELDS = frozenset(callback_pb2.Callback.DESCRIPTOR.fields_by_name)
+
+
+def in_callback(exc: ValidationError) -> ValidationError:
+    """Return ``exc`` with its field as a path of CreateCallbackRequest."""
+    if exc.field not in CALLBACK_FIELDS:
+        return exc
+    return type(exc)(f"callback.{exc.field}", exc.value, exc.fix)
+
+
+def callback_to_proto(
+    callback: Callback, estimate: WaitEstimate | None = None
+) -> callback_pb2.Callback:
+    """Convert an engine ``Callback`` to the API's ``Callback``."""
+    message = callback_pb2.Callback(
+        name=callback_name(callback.callback_id),
+        customer_id=callback.customer_id,
+        phone_number=callback.phone_number,
+        queue=callback.queue,
+        mode=MODE_TO_PROTO[callback.mode],
+        entry_time=to_timestamp(callback.entry_time),
+        ivr_history=list(callback.ivr_history),
+        language=callback.language,
+        state=STATE_TO_PROTO[callback.state],
+        state_reason=callback.reason,
+        grade=GRADE_TO_PROTO.get(callback.grade, common_pb2.CUSTOMER_GRADE_UNSPECIFIED),
+        attempt_count=callback.attempts,
+        expire_time=to_timestamp(callback.expires_at),
+        create_time=to_timestamp(callback.created_at),
+        update_time=to_timestamp(callback.updated_at or callback.created_at),
+    )
+    start = callback.promised_time or callback.not_before
+    message.promised_window.start_time.CopyFrom(to_timestamp(start))
+    if callback.window_end is not None:
+        message.promised_window.end_time.CopyFrom(to_timestamp(callback.window_end))
+    if callback.mode is CallbackMode.AT_TIME and callback.promised_time:
+        message.requested_time.CopyFrom(to_timestamp(callback.promised_time))
+    if estimate is not None:
+        message.expected_wait.CopyFrom(wait_to_proto(estimate))
+    return message
+
+
+# Events.
+
+
+def event_to_proto(event: Event) -> event_pb2.Event:
+    """Convert a journal ``Event`` to the API's ``Event``."""
+    message = event_pb2.Event(
+        cursor=str(event.seq),
+        sequence=event.seq,
+        kind=event.kind,
+        event_time=to_timestamp(event.time),
+        callback=callback_name(event.callback_id) if event.callback_id else "",
+    )
+    payload = event.payload or {}
+    row = payload.get("callback")
+    if isinstance(row, dict):
+        message.callback_snapshot.CopyFrom(callback_to_proto(Callback.from_row(row)))
+    attempt = payload.get("attempt")
+    if isinstance(attempt, dict):
+        message.attempt_id = str(attempt.get("attempt_id", ""))
+        outcome = attempt.get("outcome")
+        if outcome:
+            message.outcome = OUTCOME_TO_PROTO[Outcome(outcome)]
+    detail = payload.get("reason") or payload.get("detail")
+    if isinstance(detail, str):
+        message.detail = detail
+    return message
+
+
+def parse_cursor(cursor: str) -> int:
+    """Return the sequence number of an event cursor; empty means 0."""
+    if not cursor:
+        return 0
+    if not cursor.isdigit():
+        raise ValidationError(
+            "after_cursor", cursor, "send the cursor of an event you received"
+        )
+    return int(cursor)

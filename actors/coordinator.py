@@ -1,0 +1,329 @@
+"""The ``Coordinator`` actor: the callback scheduler and the prediction model.
+
+Owns one ``CallbackScheduler`` over the durable store and the
+``WaitPredictor`` it plans with; it is the only writer of the store. It is
+a named, detached Ray actor (``COORDINATOR_NAME`` in the configured
+namespace), so callers find it by name and it outlives the process that
+created it when Ray runs as a cluster.
+
+What survives a restart: everything that matters. The scheduler keeps no
+state in memory that the store lacks; on start the actor opens the store,
+reloads the admin settings with the scheduler, and runs
+``scheduler.recover`` so expired leases and overdue promises are handled
+before the first release. Ray restarts the actor after a crash
+(``max_restarts=-1``) and the constructor does the same reload. The
+registered dialers do not survive: gateways register again
+(``register_dialer`` is idempotent by name).
+
+Idempotency: ``create_callbacks`` is idempotent per request id;
+``cancel_callback`` on a cancelled promise returns it; ``report_outcome``
+is idempotent for the same outcome; ``start_dialing`` is deliberately not
+(a second claim raises ``LeaseError``). Queries have no effects.
+
+Throughput: ``create_callbacks`` takes a batch and stores it with one
+durable commit (group commit, ``CallbackStore.batch``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+
+import ray
+
+# Registers the pickling of engine errors sent back through Ray.
+import callsure.actors.errors  # noqa: F401
+from callsure.actors.gateway_api import Dialer
+from callsure.engine.clock import SystemClock
+from callsure.engine.exceptions import CallsureError, NotFoundError
+from callsure.engine.policy import SchedulerPolicy
+from callsure.engine.scheduler import CallbackScheduler
+from callsure.engine.store import open_store
+
+logger = logging.getLogger(__name__)
+
+COORDINATOR_NAME = "callsure-coordinator"
+# Jitter of the dispatch period, so coordinators of several deployments
+# sharing a disk do not fsync in lockstep.
+DISPATCH_JITTER = 0.1
+
+
+def _scheduler_policy(config) -> SchedulerPolicy | None:
+    try:
+        return SchedulerPolicy.from_config(config)
+    except AttributeError:
+        # NOTE: without a [policy] section the scheduler's own defaults apply.
+        return None
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class Coordinator:
+    """A Ray actor hosting the scheduler; see the module docstring.
+
+    Parameters
+    ----------
+    config : Config
+        The whole configuration (it pickles); ``storage.path`` must be
+        absolute, because Ray workers do not share the caller's directory.
+    predictor_factory : callable
+        ``factory(config) -> WaitPredictor``, called in the actor.
+    """
+
+    def __init__(self, config, predictor_factory):
+        self._config = config
+        path = Path(config.storage.path)
+        self._store = open_store(path)
+        self._predictor = predictor_factory(config)
+        self._clock = SystemClock()
+        self._scheduler = CallbackScheduler(
+            self._store, self._predictor, self._clock, _scheduler_policy(config)
+        )
+        report = self._scheduler.recover()
+        logger.info("coordinator: store %s opened; %s", path, report)
+        self._dialers: dict[str, Dialer] = {}
+        self._pools: dict[str, object] = {}
+        self._next_dialer = 0
+        self._new_events: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task | None = None
+
+    def _events_stored(self) -> None:
+        if self._new_events is not None:
+            self._new_events.set()
+            self._new_events = None
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Start the dispatch loop; idempotent."""
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+            logger.info(
+                "coordinator: dispatching due callbacks every %.2f s",
+                self._config.ray.dispatch_interval_s,
+            )
+
+    async def close(self) -> None:
+        """Stop the dispatch loop and close the store."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+        self._store.close()
+        logger.info("coordinator: stopped")
+
+    async def ping(self) -> bool:
+        return True
+
+    # Callbacks
+
+    async def create_callbacks(self, requests: list) -> list:
+        """Create promises for ``requests`` with one durable commit.
+
+        Returns
+        -------
+        list
+            Per request, in order: ``(callback, estimate, replayed)``, or the
+            exception the engine raised for that request alone.
+        """
+        results = []
+        with self._store.batch():
+            for request in requests:
+                try:
+                    replayed = (
+                        self._store.callback_for_request(request.request_id) is not None
+                    )
+                    callback = self._scheduler.create(request)
+                    results.append((callback, self._estimate_for(callback), replayed))
+                except CallsureError as exc:
+                    results.append(exc)
+        self._events_stored()
+        return results
+
+    def _estimate_for(self, callback):
+        try:
+            return self._predictor.estimate_wait(
+                callback.queue, 0, self._clock.now(), priority=callback.priority
+            )
+        except NotFoundError:
+            return None
+
+    async def get_callback(self, callback_id: str):
+        return self._scheduler.get(callback_id)
+
+    async def list_callbacks(self, *, state, customer_id, queue, page_size, page_token):
+        return self._scheduler.list(
+            state=state,
+            customer_id=customer_id,
+            queue=queue,
+            page_size=page_size,
+            page_token=page_token,
+        )
+
+    async def cancel_callback(self, callback_id: str, reason: str):
+        callback = self._scheduler.cancel(callback_id, reason)
+        self._events_stored()
+        return callback
+
+    async def customer_reached_agent(self, customer_id: str, queue, when) -> list:
+        dropped = self._scheduler.customer_reached_agent(customer_id, queue, when)
+        if dropped:
+            self._events_stored()
+        return dropped
+
+    # Events
+
+    async def read_events(self, after_seq: int, limit: int) -> list:
+        return self._scheduler.read_events(after_seq, limit)
+
+    async def wait_for_events(self, after_seq: int, timeout_s: float) -> None:
+        """Return when an event after ``after_seq`` may exist, or on timeout."""
+        if self._store.read_events(after_seq, 1):
+            return
+        if self._new_events is None:
+            self._new_events = asyncio.Event()
+        waiter = self._new_events
+        try:
+            await asyncio.wait_for(waiter.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    # Prediction
+
+    async def estimate_wait(self, queue: str, ahead, priority: int):
+        now = self._clock.now()
+        if ahead is None:
+            # NOTE: a new caller is estimated with nobody ahead until the
+            # agent pools report queue lengths to the coordinator.
+            ahead = 0
+        return self._predictor.estimate_wait(queue, ahead, now, priority=priority), now
+
+    async def capacity(self, queue: str, start, end, interval_s: float) -> list:
+        return self._predictor.capacity(queue, start, end, interval_s)
+
+    # Administration
+
+    async def set_calendar(self, queue: str, calendar) -> None:
+        self._scheduler.set_calendar(queue, calendar)
+        self._events_stored()
+
+    async def set_retry_policy(self, retry) -> None:
+        self._scheduler.set_retry_policy(retry)
+        self._events_stored()
+
+    async def set_capacity_limits(self, limits) -> None:
+        self._scheduler.set_capacity_limits(limits)
+        self._events_stored()
+
+    async def set_grade_rules(self, rules) -> None:
+        self._scheduler.set_grade_rules(rules)
+        self._events_stored()
+
+    async def set_repeat_caller_rule(self, rule) -> None:
+        self._scheduler.set_repeat_caller_rule(rule)
+        self._events_stored()
+
+    async def customer_rules(self) -> tuple:
+        """The stored grade rules and repeat-caller rule, for the shards."""
+        return self._scheduler.grade_rules, self._scheduler.repeat_caller_rule
+
+    # Dialing
+
+    async def register_pool(self, group: str, pool) -> None:
+        """Take the agent pool of ``group`` into account when releasing."""
+        self._pools[group] = pool
+
+    async def register_dialer(self, name: str, dialer) -> None:
+        """Add or replace the dialer ``name`` (a ``Dialer`` or an actor handle)."""
+        self._dialers[name] = dialer
+        logger.info("coordinator: dialer %s registered", name)
+
+    async def unregister_dialer(self, name: str) -> None:
+        if self._dialers.pop(name, None) is not None:
+            logger.info("coordinator: dialer %s unregistered", name)
+
+    async def start_dialing(self, attempt_id: str, owner: str):
+        attempt = self._scheduler.start_dialing(attempt_id, owner)
+        self._events_stored()
+        return attempt
+
+    async def renew_lease(self, attempt_id: str, owner: str):
+        return self._scheduler.renew_lease(attempt_id, owner)
+
+    async def report_outcome(self, attempt_id: str, outcome, **details):
+        result = self._scheduler.report_outcome(attempt_id, outcome, **details)
+        self._events_stored()
+        return result
+
+    async def _dispatch(self) -> None:
+        interval_s = self._config.ray.dispatch_interval_s
+        while True:
+            jitter = random.uniform(1 - DISPATCH_JITTER, 1 + DISPATCH_JITTER)
+            await asyncio.sleep(interval_s * jitter)
+            try:
+                await self._dispatch_once()
+            except Exception:  # noqa: BLE001 - the loop must not die
+                logger.exception("coordinator: dispatch failed; retrying")
+
+    async def _dispatch_once(self) -> None:
+        if not self._dialers:
+            # Without a gateway nothing can dial; promises stay pending
+            # (and expire visibly) rather than being released into a void.
+            return
+        free_agents, ready_agents = await self._availability()
+        orders = self._scheduler.due(free_agents=free_agents, ready_agents=ready_agents)
+        if not orders:
+            return
+        self._events_stored()
+        for order in orders:
+            await self._send(order)
+
+    async def _availability(self) -> tuple[dict | None, frozenset | None]:
+        """Free agents per group and ready agents, from the agent pools."""
+        if not self._pools:
+            # No CTI feed yet: the predictor's capacity alone limits releases.
+            return None, None
+        now = self._clock.now()
+        groups = list(self._pools)
+        replies = await asyncio.gather(
+            *(self._pools[group].availability.remote(now) for group in groups)
+        )
+        pairs = zip(groups, replies, strict=True)
+        free_agents = {group: free for group, (free, _) in pairs}
+        ready_agents = frozenset().union(*(ready for _, ready in replies))
+        return free_agents, ready_agents
+
+    async def _send(self, order) -> None:
+        names = list(self._dialers)
+        for offset in range(len(names)):
+            name = names[(self._next_dialer + offset) % len(names)]
+            dialer = self._dialers[name]
+            try:
+                accepted = await _call(dialer.dial, order)
+            except Exception:  # noqa: BLE001 - try the next gateway
+                logger.exception(
+                    "callback %s: dialer %s failed on attempt %s",
+                    order.callback_id,
+                    name,
+                    order.attempt_id,
+                )
+                continue
+            if accepted:
+                self._next_dialer = (self._next_dialer + offset + 1) % len(names)
+                return
+        logger.warning(
+            "callback %s: no dialer took attempt %s; released again later",
+            order.callback_id,
+            order.attempt_id,
+        )
+        self._scheduler.report_outcome(
+            order.attempt_id, "not_dialed", detail="no gateway had a free line"
+        )
+        self._events_stored()
+
+
+async def _call(method, *args):
+    """Call a ``Dialer`` method on a local object or on a Ray actor handle."""
+    remote = getattr(method, "remote", None)
+    if remote is not None:
+        return await remote(*args)
+    return await method(*args)

@@ -1,0 +1,96 @@
+"""``callsure serve``: Ray, the actors and the gRPC API in one process.
+
+Start-up: check the listen address, start or join Ray, create (or find)
+the actors, serve gRPC, then print one line ``callsure serving gRPC on
+HOST:PORT`` on standard output, which scripts and tests parse for the
+bound port. On SIGTERM or SIGINT the server stops accepting calls, lets
+accepted calls finish (up to ``STOP_GRACE_S``), stops Ray if it started
+it, and exits with status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+
+from callsure.actors.logsetup import configure_logging
+from callsure.engine.config import load_config
+from callsure.engine.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0
+READY_PREFIX = "callsure serving gRPC on "
+
+
+async def run_server(config, ray_address: str | None) -> None:
+    """Serve until SIGTERM or SIGINT; see the module docstring."""
+    from callsure.actors.deploy import deploy_actors
+    from callsure.actors.runtime import start_ray, stop_ray
+    from callsure.actors.server import check_listen_address, start_server
+    from callsure.actors.services import build_servicers
+
+    check_listen_address(config.server.grpc_address, config.server.allow_non_loopback)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+
+    await asyncio.to_thread(start_ray, config.ray, ray_address)
+    try:
+        # ray.init replaces the SIGTERM handler, so ours go in afterwards.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _request_stop, stop_requested, signum)
+        actors = await deploy_actors(config)
+        running = await start_server(config.server, build_servicers(actors))
+        logger.info(
+            "serving gRPC on %s (TLS %s, token %s)",
+            running.address,
+            "on" if config.server.tls_cert_file else "off",
+            "required" if config.server.token else "not required",
+        )
+        print(READY_PREFIX + running.address, flush=True)
+
+        await stop_requested.wait()
+        logger.info("stopping: no new calls, finishing accepted calls")
+        await running.stop(STOP_GRACE_S)
+        await actors.close()
+    finally:
+        await asyncio.to_thread(stop_ray)
+    logger.info("stopped")
+
+
+def _request_stop(event: asyncio.Event, signum: int) -> None:
+    logger.info("received %s", signal.Signals(signum).name)
+    event.set()
+
+
+@click.command("serve")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="TOML configuration file; replaces the one given before `serve`.",
+)
+@click.option(
+    "--ray-address",
+    help="Address of a Ray cluster to join (ray.address); default starts a "
+    "local Ray on 127.0.0.1.",
+)
+@click.pass_obj
+def serve(config, config_path, ray_address):
+    """Serve the gRPC API with the engine's actors on a local or joined Ray."""
+    if config_path:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        configure_logging(config.log.level, config.log.format)
+    try:
+        asyncio.run(run_server(config, ray_address))
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        raise click.UsageError(str(exc)) from None
+    sys.exit(0)

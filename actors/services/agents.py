@@ -1,0 +1,143 @@
+"""AgentService: agents, their groups, skills, dedicated customers and states."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+
+from callsure.actors.convert import from_timestamp, to_timestamp
+from callsure.actors.errors import translate_errors
+from callsure.actors.services.callbacks import page_size_of
+from callsure.engine.agents import AgentState
+from callsure.engine.exceptions import NotFoundError, ValidationError
+from callsure.v1 import agent_pb2, agent_pb2_grpc
+
+AGENT_PREFIX = "agents/"
+# Group names become actor names and file names, so they stay plain.
+GROUP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+STATE_FROM_PROTO = {
+    agent_pb2.AGENT_STATE_READY: AgentState.READY,
+    agent_pb2.AGENT_STATE_BUSY: AgentState.BUSY,
+    agent_pb2.AGENT_STATE_WRAP_UP: AgentState.WRAP_UP,
+    agent_pb2.AGENT_STATE_NOT_READY: AgentState.NOT_READY,
+    agent_pb2.AGENT_STATE_LOGGED_OUT: AgentState.LOGGED_OUT,
+}
+STATE_TO_PROTO = {state: number for number, state in STATE_FROM_PROTO.items()}
+
+
+def parse_agent_name(name: str, field: str) -> str:
+    agent_id = name.removeprefix(AGENT_PREFIX)
+    if not name.startswith(AGENT_PREFIX) or not agent_id or "/" in agent_id:
+        raise ValidationError(field, name, "send a name of the form agents/{agent}")
+    return agent_id
+
+
+def agent_to_proto(agent, group: str) -> agent_pb2.Agent:
+    message = agent_pb2.Agent(
+        name=AGENT_PREFIX + agent.agent_id,
+        group=group,
+        skills=sorted(agent.skills),
+        dedicated_customer_ids=sorted(agent.dedicated_customers),
+        state=STATE_TO_PROTO[agent.state],
+    )
+    if agent.since is not None:
+        message.state_change_time.CopyFrom(to_timestamp(agent.since))
+    return message
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    """Route agent calls to the agent pool of each group."""
+
+    def __init__(self, actors):
+        self._actors = actors
+        self._group_of: dict[str, str] = {}
+
+    async def _find_group(self, agent_id: str) -> str:
+        group = self._group_of.get(agent_id)
+        if group is not None:
+            return group
+        groups = list(self._actors.pools)
+        found = await asyncio.gather(
+            *(self._actors.pools[g].has_agent.remote(agent_id) for g in groups)
+        )
+        for group, present in zip(groups, found, strict=True):
+            if present:
+                self._group_of[agent_id] = group
+                return group
+        raise NotFoundError("agent", agent_id)
+
+    async def UpdateAgent(self, request, context):
+        async with translate_errors(context, "UpdateAgent"):
+            agent_id = parse_agent_name(request.agent.name, "agent.name")
+            group = request.agent.group
+            if not GROUP_PATTERN.fullmatch(group):
+                raise ValidationError(
+                    "agent.group",
+                    group,
+                    "send 1 to 64 letters, digits, '.', '_' or '-', such as billing",
+                )
+            try:
+                known = await self._find_group(agent_id)
+            except NotFoundError:
+                known = None
+            if known is not None and known != group:
+                raise ValidationError(
+                    "agent.group",
+                    group,
+                    f"the agent belongs to {known}; an agent stays in one group",
+                )
+            pool = await self._actors.pool_for(group)
+            agent = await pool.update_agent.remote(
+                agent_id,
+                frozenset(request.agent.skills),
+                frozenset(request.agent.dedicated_customer_ids),
+                request.allow_missing,
+                datetime.now(UTC),
+            )
+            self._group_of[agent_id] = group
+            return agent_pb2.UpdateAgentResponse(agent=agent_to_proto(agent, group))
+
+    async def ReportAgentState(self, request, context):
+        async with translate_errors(context, "ReportAgentState"):
+            agent_id = parse_agent_name(request.agent, "agent")
+            if request.state not in STATE_FROM_PROTO:
+                raise ValidationError("state", request.state, "send an AgentState")
+            when = from_timestamp(request, "event_time") or datetime.now(UTC)
+            group = await self._find_group(agent_id)
+            agent = await self._actors.pools[group].set_state.remote(
+                agent_id, STATE_FROM_PROTO[request.state], when
+            )
+            return agent_pb2.ReportAgentStateResponse(
+                agent=agent_to_proto(agent, group)
+            )
+
+    async def ListAgents(self, request, context):
+        async with translate_errors(context, "ListAgents"):
+            page_size = page_size_of(request.page_size)
+            states = set()
+            for number in request.states:
+                if number not in STATE_FROM_PROTO:
+                    raise ValidationError("states", number, "send AgentState values")
+                states.add(STATE_FROM_PROTO[number])
+            groups = [request.group] if request.group else sorted(self._actors.pools)
+            groups = [group for group in groups if group in self._actors.pools]
+            rosters = await asyncio.gather(
+                *(self._actors.pools[group].agents.remote() for group in groups)
+            )
+            items = sorted(
+                (
+                    (AGENT_PREFIX + agent.agent_id, agent, group)
+                    for group, agents in zip(groups, rosters, strict=True)
+                    for agent in agents
+                    if not states or agent.state in states
+                ),
+                key=lambda item: item[0],
+            )
+            items = [item for item in items if item[0] > request.page_token]
+            page = items[:page_size]
+            next_token = page[-1][0] if len(items) > page_size else ""
+            return agent_pb2.ListAgentsResponse(
+                agents=[agent_to_proto(agent, group) for _, agent, group in page],
+                next_page_token=next_token,
+            )

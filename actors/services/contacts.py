@@ -1,0 +1,102 @@
+"""ContactService: the CTI feed of inbound contact events."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from callsure.actors.convert import callback_name, from_timestamp, require_text
+from callsure.actors.errors import translate_errors
+from callsure.engine.customers import ContactEvent, ContactKind
+from callsure.engine.exceptions import ValidationError
+from callsure.v1 import contact_pb2, contact_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+AGENT_PREFIX = "agents/"
+KIND_FROM_PROTO = {
+    contact_pb2.CONTACT_EVENT_TYPE_ARRIVED: ContactKind.ARRIVED,
+    contact_pb2.CONTACT_EVENT_TYPE_QUEUED: ContactKind.QUEUED,
+    contact_pb2.CONTACT_EVENT_TYPE_ABANDONED: ContactKind.ABANDONED,
+    contact_pb2.CONTACT_EVENT_TYPE_ANSWERED: ContactKind.ANSWERED,
+    contact_pb2.CONTACT_EVENT_TYPE_ENDED: ContactKind.ENDED,
+}
+
+
+def contact_event_from_proto(message, prefix: str = "event") -> ContactEvent:
+    """Check a ``ContactEvent`` message and convert it for the customer book."""
+    contact_id = require_text(message.contact_id, f"{prefix}.contact_id", "c-1")
+    if message.type not in KIND_FROM_PROTO:
+        raise ValidationError(
+            f"{prefix}.type", message.type, "send a ContactEventType other than 0"
+        )
+    kind = KIND_FROM_PROTO[message.type]
+    when = from_timestamp(message, "event_time")
+    if when is None:
+        raise ValidationError(f"{prefix}.event_time", None, "send the event's time")
+    if kind is ContactKind.QUEUED and not message.queue:
+        raise ValidationError(f"{prefix}.queue", "", "send the queue for QUEUED")
+    agent_id = None
+    if kind is ContactKind.ANSWERED:
+        if not message.agent.startswith(AGENT_PREFIX) or message.agent == AGENT_PREFIX:
+            raise ValidationError(
+                f"{prefix}.agent", message.agent, "send agents/{agent} for ANSWERED"
+            )
+        agent_id = message.agent.removeprefix(AGENT_PREFIX)
+    return ContactEvent(
+        customer_id=message.customer_id,
+        kind=kind,
+        time=when,
+        queue=message.queue,
+        agent_id=agent_id,
+        call_id=contact_id,
+    )
+
+
+class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
+    """Feed contact events to the customer shards and the scheduler."""
+
+    def __init__(self, actors):
+        self._actors = actors
+
+    async def _apply(self, event: ContactEvent) -> list[str]:
+        # NOTE: events without a customer id feed nothing yet; the wait
+        # model does not learn from the live feed in this release.
+        if not event.customer_id:
+            return []
+        shard = self._actors.shards[self._actors.shard_index(event.customer_id)]
+        await shard.record.remote(event)
+        if event.kind is not ContactKind.ANSWERED:
+            return []
+        dropped = await self._actors.coordinator.customer_reached_agent.remote(
+            event.customer_id, event.queue or None, event.time
+        )
+        for callback in dropped:
+            logger.info(
+                "callback %s: dropped, customer reached an agent", callback.callback_id
+            )
+        return [callback_name(callback.callback_id) for callback in dropped]
+
+    async def ReportContactEvent(self, request, context):
+        async with translate_errors(context, "ReportContactEvent"):
+            event = contact_event_from_proto(request.event)
+            superseded = await self._apply(event)
+            return contact_pb2.ReportContactEventResponse(
+                superseded_callbacks=superseded
+            )
+
+    async def StreamContactEvents(self, request_iterator, context):
+        async with translate_errors(context, "StreamContactEvents"):
+            accepted, superseded = 0, []
+            async for request in request_iterator:
+                event = contact_event_from_proto(request.event, f"event[{accepted}]")
+                superseded.extend(await self._apply(event))
+                accepted += 1
+            logger.info(
+                "contact stream closed after %d events at %s",
+                accepted,
+                datetime.now(UTC).isoformat(),
+            )
+            return contact_pb2.StreamContactEventsResponse(
+                accepted_count=accepted, superseded_callbacks=superseded
+            )

@@ -1,0 +1,92 @@
+"""PredictionService: wait estimates and callback capacity."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from callsure.actors.convert import (
+    duration_seconds,
+    from_timestamp,
+    require_text,
+    to_timestamp,
+    wait_to_proto,
+)
+from callsure.actors.errors import translate_errors
+from callsure.engine.exceptions import ValidationError
+from callsure.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
+
+MAX_CAPACITY_RANGE = timedelta(days=7)
+MIN_SLOT_S = 60.0
+DEFAULT_SLOT_S = 900.0
+# Higher grades are served first; the predictor takes an integer priority.
+GRADE_PRIORITY = {
+    common_pb2.CUSTOMER_GRADE_UNSPECIFIED: 0,
+    common_pb2.CUSTOMER_GRADE_REGULAR: 0,
+    common_pb2.CUSTOMER_GRADE_COMPLAINT: 1,
+    common_pb2.CUSTOMER_GRADE_VIP: 2,
+}
+
+
+class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
+    """Ask the coordinator's prediction model."""
+
+    def __init__(self, actors):
+        self._coordinator = actors.coordinator
+
+    async def EstimateWait(self, request, context):
+        async with translate_errors(context, "EstimateWait"):
+            queue = require_text(request.queue, "queue", "billing")
+            caller = request.WhichOneof("caller")
+            if caller is None or (caller == "new_caller" and not request.new_caller):
+                raise ValidationError(
+                    "caller", None, "send ahead_count, or new_caller = true"
+                )
+            if caller == "ahead_count" and request.ahead_count < 0:
+                raise ValidationError("ahead_count", request.ahead_count, "send 0+")
+            if request.grade not in GRADE_PRIORITY:
+                raise ValidationError("grade", request.grade, "send a CustomerGrade")
+            ahead = request.ahead_count if caller == "ahead_count" else None
+            estimate, now = await self._coordinator.estimate_wait.remote(
+                queue, ahead, GRADE_PRIORITY[request.grade]
+            )
+            return prediction_pb2.EstimateWaitResponse(
+                wait=wait_to_proto(estimate), estimate_time=to_timestamp(now)
+            )
+
+    async def GetCapacity(self, request, context):
+        async with translate_errors(context, "GetCapacity"):
+            queue = require_text(request.queue, "queue", "billing")
+            if not request.HasField("interval"):
+                raise ValidationError("interval", None, "send start_time and end_time")
+            start = from_timestamp(request.interval, "start_time")
+            end = from_timestamp(request.interval, "end_time")
+            if start is None or end is None or end <= start:
+                raise ValidationError(
+                    "interval.end_time",
+                    end.isoformat() if end else None,
+                    "send a start_time and a later end_time",
+                )
+            if end - start > MAX_CAPACITY_RANGE:
+                raise ValidationError(
+                    "interval.end_time",
+                    end.isoformat(),
+                    "send a range of 7 days or less",
+                )
+            slot_s = DEFAULT_SLOT_S
+            if request.HasField("slot_duration"):
+                slot_s = duration_seconds(request.slot_duration)
+                if slot_s < MIN_SLOT_S:
+                    raise ValidationError(
+                        "slot_duration", f"{slot_s}s", "send at least 60 seconds"
+                    )
+            slots = await self._coordinator.capacity.remote(queue, start, end, slot_s)
+            response = prediction_pb2.GetCapacityResponse()
+            for slot in slots:
+                message = response.slots.add(
+                    agent_count=slot.agents,
+                    inbound_agent_count=slot.inbound_agents,
+                    callback_count=slot.callbacks,
+                )
+                message.interval.start_time.CopyFrom(to_timestamp(slot.start))
+                message.interval.end_time.CopyFrom(to_timestamp(slot.end))
+            return response

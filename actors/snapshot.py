@@ -1,0 +1,66 @@
+"""Debounced, atomic snapshots of an actor's state to a msgpack file.
+
+An actor whose engine class converts to built-in values (``to_state``)
+calls ``changed()`` after each change; the file is rewritten at most every
+``interval_s`` seconds (write to a temporary file, fsync, rename), and at
+once by ``save_now()`` before a clean stop. A crash loses at most the
+changes of the last interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+
+logger = logging.getLogger(__name__)
+
+
+class SnapshotFile:
+    """The snapshot file of one actor."""
+
+    def __init__(self, path: str | Path, dump: Callable[[], dict], interval_s: float):
+        self.path = Path(path)
+        self._dump = dump
+        self._interval_s = interval_s
+        self._dirty = False
+        self._saver: asyncio.Task | None = None
+
+    def load(self) -> dict | None:
+        """Return the stored state, or ``None`` when there is no file yet."""
+        if not self.path.exists():
+            return None
+        return msgpack.unpackb(self.path.read_bytes(), strict_map_key=False)
+
+    def changed(self) -> None:
+        """Schedule a save; call from the actor's event loop."""
+        self._dirty = True
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.get_running_loop().create_task(self._save_later())
+
+    async def save_now(self) -> None:
+        self._dirty = False
+        await asyncio.to_thread(self._write, self._dump())
+
+    async def _save_later(self) -> None:
+        await asyncio.sleep(self._interval_s)
+        if not self._dirty:
+            return
+        self._dirty = False
+        try:
+            await asyncio.to_thread(self._write, self._dump())
+        except Exception:  # noqa: BLE001 - the next change retries the save
+            self._dirty = True
+            logger.exception("snapshot %s: save failed", self.path)
+
+    def _write(self, state: dict) -> None:
+        temporary = self.path.with_suffix(self.path.suffix + ".tmp")
+        with open(temporary, "wb") as file:
+            file.write(msgpack.packb(state))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
