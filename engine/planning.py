@@ -90,32 +90,35 @@ class PromisePlanner:
     def release_budget(self, queue: str, now: datetime) -> int:
         """Releases still allowed for ``queue`` in the interval of ``now``."""
         start, end = self.interval_of(now)
-        slots = self.scheduler.predictor.capacity(
-            queue, start, end, self._policy.capacity.interval_s
-        )
-        predicted = slots[0].callbacks if slots else 0
         released = self.scheduler.store.count_released(queue, start, end)
-        return self.slot_limit(queue, predicted) - released
+        return self.interval_limit(queue, start, end) - released
 
     def find_slot(self, queue: str, when: datetime) -> datetime | None:
         """The earliest time at or after ``when`` that is inside a window and
-        whose interval has room for one more booking."""
+        whose interval has room for one more booking, within the booking
+        horizon."""
         calendar = self.scheduler.calendar_for(queue)
-        start, _ = self.interval_of(when)
         horizon = when + timedelta(seconds=self._policy.promise.booking_horizon_s)
-        slots = self.scheduler.predictor.capacity(
-            queue, start, horizon, self._policy.capacity.interval_s
-        )
-        for slot in slots:
-            candidate = calendar.next_open(max(slot.start, when))
-            if candidate is None:
+        candidate: datetime | None = when
+        while candidate < horizon:
+            candidate = calendar.next_open(candidate)
+            if candidate is None or candidate >= horizon:
                 return None
-            if candidate >= slot.end:
-                continue
-            limit = self.slot_limit(queue, slot.callbacks)
-            if self.scheduler.store.count_booked(queue, slot.start, slot.end) < limit:
+            start, end = self.interval_of(candidate)
+            if self.scheduler.store.count_booked(
+                queue, start, end
+            ) < self.interval_limit(queue, start, end):
                 return candidate
+            candidate = end
         return None
+
+    def interval_limit(self, queue: str, start: datetime, end: datetime) -> int:
+        """Callbacks allowed in one interval: the predictor's capacity under
+        the admin cap."""
+        slots = self.scheduler.predictor.capacity(
+            queue, start, end, self._policy.capacity.interval_s
+        )
+        return self.slot_limit(queue, slots[0].callbacks if slots else 0)
 
     # Planning
 
