@@ -263,6 +263,10 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
 cdef void track_floor(Stream* st, float level_db) noexcept nogil:
     cdef int i
     if st.floor_count == 0 and st.floor_current == 0.0:
+        # NOTE: a stream that opens with speech, or with digital silence
+        # and then speech, takes its first words for the floor until a
+        # pause shows the real one; starting from a fixed quiet level
+        # instead cost accuracy on music and loud line noise.
         for i in range(4):
             st.floor_minima[i] = level_db
         st.floor_current = level_db

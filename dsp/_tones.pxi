@@ -44,8 +44,12 @@ cdef int dtmf_key(Stream* st, const float* x, const float* params) noexcept nogi
     if fabsf(col_hz - BANK_HZ[col]) > tolerance * BANK_HZ[col]:
         return -1
 
-    # Talk-off: voice has harmonics, DTMF tones have none.
-    if goertzel_power(x, 2.0 * row_hz) > row_power * _db_ratio(params[P_DTMF_HARMONIC_DB]):
+    # Talk-off: voice has harmonics, DTMF tones have none. A row tone's
+    # second harmonic can fall within 71 Hz of a column tone, whose leakage
+    # into a 10 ms block would mask it, so it is checked only when clear.
+    if (fabsf(2.0 * row_hz - col_hz) > 150.0
+            and goertzel_power(x, 2.0 * row_hz)
+            > row_power * _db_ratio(params[P_DTMF_HARMONIC_DB])):
         return -1
     if goertzel_power(x, 2.0 * col_hz) > col_power * _db_ratio(params[P_DTMF_HARMONIC_DB]):
         return -1

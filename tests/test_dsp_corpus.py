@@ -1,0 +1,132 @@
+"""Accuracy of the call-progress analysis on the labelled corpus and cases.
+
+These assert accuracy, not speed. Targets the detector does not reach yet
+are kept as strict xfails beside guards at the level it reaches now.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import pytest
+
+from callsure.dsp import EventKind, StreamAnalyzer, read_wav
+
+pytestmark = pytest.mark.slow
+
+
+def analyse(path):
+    audio = read_wav(path)
+    analyzer = StreamAnalyzer(audio.sample_rate_hz, audio.encoding)
+    digits = []
+    for start in range(0, len(audio.samples), 8000):
+        analyzer.feed(audio.samples[start : start + 8000])
+        digits += [e.digit for e in analyzer.drain_events() if e.kind is EventKind.DTMF]
+    verdict = analyzer.finish()
+    return verdict, "".join(digits)
+
+
+@pytest.fixture(scope="module")
+def corpus_results(amd_corpus):
+    rows = list(csv.DictReader(open(amd_corpus / "labels.csv", newline="")))
+    return [(row, analyse(amd_corpus / row["file"])[0]) for row in rows]
+
+
+def metrics(results):
+    total = len(results)
+    exact = sum(v.kind.name == r["label"] for r, v in results) / total
+    connect = sum(
+        (v.kind.name == "HUMAN") == (r["label"] == "HUMAN") for r, v in results
+    ) / total
+    humans = [(r, v) for r, v in results if r["label"] == "HUMAN"]
+    human_rate = sum(v.kind.name == "HUMAN" for _, v in humans) / len(humans)
+    latencies = [
+        v.decided_ms - int(r["speech_onset_ms"])
+        for r, v in humans
+        if v.kind.name == "HUMAN"
+    ]
+    beeps = [(r, v) for r, v in results if r["beep_onset_ms"]]
+    beep_rate = sum(
+        v.beep_ms is not None and abs(v.beep_ms - int(r["beep_onset_ms"])) <= 300
+        for r, v in beeps
+    ) / len(beeps)
+    return {
+        "exact": exact,
+        "connect": connect,
+        "human": human_rate,
+        "beep": beep_rate,
+        "latency": statistics.median(latencies),
+    }
+
+
+def test_corpus_exact_label_target(corpus_results):
+    assert metrics(corpus_results)["exact"] >= 0.95
+
+
+def test_corpus_guards_current_accuracy(corpus_results):
+    # Regression guards at the level measured when the detector was tuned.
+    m = metrics(corpus_results)
+    assert m["connect"] >= 0.955
+    assert m["human"] >= 0.89
+    assert m["beep"] >= 0.90
+    assert m["latency"] <= 1500
+
+
+@pytest.mark.xfail(strict=True, reason="connect decisions are 96 %, target 99 %")
+def test_corpus_connect_target(corpus_results):
+    assert metrics(corpus_results)["connect"] >= 0.99
+
+
+@pytest.mark.xfail(strict=True, reason="91 % of persons get HUMAN, target 99 %")
+def test_corpus_human_target(corpus_results):
+    assert metrics(corpus_results)["human"] >= 0.99
+
+
+@pytest.mark.xfail(strict=True, reason="91 % of beeps found, target 95 %")
+def test_corpus_beep_target(corpus_results):
+    assert metrics(corpus_results)["beep"] >= 0.95
+
+
+@pytest.mark.xfail(strict=True, reason="median HUMAN latency is ~1.4 s, target 1.2 s")
+def test_corpus_human_latency_target(corpus_results):
+    assert metrics(corpus_results)["latency"] <= 1200
+
+
+def case_rows(amd_cases):
+    return list(csv.DictReader(open(amd_cases / "cases.csv", newline="")))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ringback-then-person",
+        "late-beep",
+        "faint-beep",
+        "no-audio",
+        "line-noise",
+        "music-then-greeting",
+        "siren",
+        "digits-announcement",
+        "person-then-keys",
+        "hello-hello",
+    ],
+)
+def test_amd_case(amd_cases, name):
+    row = next(r for r in case_rows(amd_cases) if r["file"] == f"{name}.wav")
+    verdict, digits = analyse(amd_cases / row["file"])
+    if row["expect_verdict"]:
+        assert verdict.kind.name == row["expect_verdict"]
+    if row["expect_not_verdict"]:
+        assert verdict.kind.name != row["expect_not_verdict"]
+    if row["expect_beep_ms"] == "none":
+        assert verdict.beep_ms is None
+    else:
+        assert verdict.beep_ms is not None
+        assert abs(verdict.beep_ms - int(row["expect_beep_ms"])) <= 300
+    assert digits == row["expect_digits"]
+
+
+def test_no_audio_cause_is_documented(amd_cases):
+    verdict, _ = analyse(amd_cases / "no-audio.wav")
+    assert verdict.cause.name == "NO_AUDIO"
