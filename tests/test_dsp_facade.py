@@ -1,0 +1,176 @@
+"""The call-progress facade: validation, chunking, frame lengths, memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callsure.dsp import (
+    BatchAnalyzer,
+    StreamAnalyzer,
+    VerdictKind,
+    decode_g711,
+    read_wav,
+)
+
+
+@pytest.fixture(scope="module")
+def machine_call(amd_corpus):
+    return read_wav(amd_corpus / "dev-0000.wav").samples
+
+
+def outcome(analyzer):
+    verdict = analyzer.finish()
+    return verdict, analyzer.drain_events()
+
+
+def test_chunked_equals_one_shot(machine_call):
+    whole = StreamAnalyzer()
+    whole.feed(machine_call)
+    chunked = StreamAnalyzer()
+    rng = np.random.default_rng(5)
+    start = 0
+    while start < len(machine_call):
+        size = int(rng.integers(0, 997))
+        chunked.feed(machine_call[start : start + size])
+        start += size
+    assert outcome(chunked) == outcome(whole)
+
+
+def test_bytes_in_odd_chunks_equal_array(machine_call):
+    whole = StreamAnalyzer()
+    whole.feed(machine_call)
+    data = machine_call.astype("<i2").tobytes()
+    chunked = StreamAnalyzer()
+    for start in range(0, len(data), 333):
+        chunked.feed(data[start : start + 333])
+    assert outcome(chunked) == outcome(whole)
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_batch_frame_lengths_agree_with_stream(machine_call, frame_ms):
+    stream = StreamAnalyzer()
+    samples_per_frame = 8 * frame_ms
+    usable = len(machine_call) // 240 * 240
+    stream.feed(machine_call[:usable])
+    batch = BatchAnalyzer(3, frame_ms=frame_ms)
+    slot = batch.open()
+    frames = np.zeros((3, samples_per_frame), dtype=np.int16)
+    for start in range(0, usable, samples_per_frame):
+        frames[slot] = machine_call[start : start + samples_per_frame]
+        batch.process(frames)
+    assert batch.finish(slot) == stream.finish()
+
+
+def test_batch_present_mask_skips_slots(machine_call):
+    batch = BatchAnalyzer(2)
+    first, second = batch.open(), batch.open()
+    frames = np.zeros((2, 160), dtype=np.int16)
+    present = np.array([True, False])
+    for start in range(0, 160 * 100, 160):
+        frames[first] = machine_call[start : start + 160]
+        batch.process(frames, present)
+    assert batch.elapsed_ms(first) == 2000
+    assert batch.elapsed_ms(second) == 0
+
+
+def test_sixteen_khz_and_g711_paths(machine_call):
+    # 16 kHz by repeating samples, and mu-law codes: same verdict kind.
+    wide = StreamAnalyzer(16000)
+    wide.feed(np.repeat(machine_call, 2))
+    assert wide.finish().kind is VerdictKind.MACHINE
+    table = decode_g711(bytes(range(256)), "ulaw").astype(np.int32)
+    codes = np.abs(table[None, :] - machine_call[:, None]).argmin(axis=1).astype(np.uint8)
+    mulaw = StreamAnalyzer(8000, "ulaw")
+    mulaw.feed(codes)
+    assert mulaw.finish().kind is VerdictKind.MACHINE
+
+
+def test_early_media_announcement_is_machine(machine_call):
+    batch = BatchAnalyzer(1)
+    slot = batch.open(answered=False)
+    frames = np.zeros((1, 160), dtype=np.int16)
+    for start in range(0, len(machine_call) // 160 * 160, 160):
+        frames[0] = machine_call[start : start + 160]
+        batch.process(frames)
+    verdict = batch.verdict(slot)
+    assert verdict.kind is VerdictKind.MACHINE
+    assert verdict.cause.name == "EARLY_MEDIA"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_streams": 0}, "max_streams"),
+        ({"max_streams": 2, "sample_rate_hz": 44100}, "44100"),
+        ({"max_streams": 2, "frame_ms": 25}, "25"),
+        ({"max_streams": 2, "encoding": "opus"}, "opus"),
+    ],
+)
+def test_batch_rejects_bad_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BatchAnalyzer(**kwargs)
+
+
+def test_batch_rejects_bad_frames():
+    batch = BatchAnalyzer(2)
+    batch.open()
+    with pytest.raises(ValueError, match="float64"):
+        batch.process(np.zeros((2, 160)))
+    with pytest.raises(ValueError, match=r"\(2, 159\)"):
+        batch.process(np.zeros((2, 159), dtype=np.int16))
+    with pytest.raises(ValueError, match="present"):
+        batch.process(np.zeros((2, 160), dtype=np.int16), np.ones(3, dtype=bool))
+
+
+def test_batch_rejects_closed_slot_and_full():
+    batch = BatchAnalyzer(1)
+    slot = batch.open()
+    with pytest.raises(RuntimeError, match="slots are in use"):
+        batch.open()
+    batch.close(slot)
+    with pytest.raises(ValueError, match="not open"):
+        batch.verdict(slot)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.binary(max_size=4000),
+    rate=st.sampled_from([8000, 16000, 11025]),
+    encoding=st.sampled_from(["pcm16", "ulaw", "alaw", "gsm"]),
+    chunk=st.integers(min_value=1, max_value=700),
+)
+def test_stream_fuzz_never_crashes(data, rate, encoding, chunk):
+    try:
+        analyzer = StreamAnalyzer(rate, encoding)
+    except ValueError as exc:
+        assert str(rate) in str(exc) or encoding in str(exc)
+        return
+    for start in range(0, len(data), chunk):
+        analyzer.feed(data[start : start + chunk])
+    verdict = analyzer.finish()
+    assert verdict is not None
+    with pytest.raises(ValueError, match="finish"):
+        analyzer.feed(b"\x00\x00")
+
+
+@pytest.mark.slow
+def test_one_hour_stream_memory_is_flat():
+    analyzer = StreamAnalyzer()
+    rng = np.random.default_rng(11)
+    chunk = rng.normal(0, 800, 8000 * 60).astype(np.int16)  # one minute
+    tracemalloc.start()
+    analyzer.feed(chunk)
+    analyzer.drain_events()
+    baseline = tracemalloc.get_traced_memory()[0]
+    for _ in range(59):
+        analyzer.feed(chunk)
+        analyzer.drain_events()
+    grown = tracemalloc.get_traced_memory()[0] - baseline
+    tracemalloc.stop()
+    assert analyzer.elapsed_ms == 3_600_000
+    assert grown < 256 * 1024
