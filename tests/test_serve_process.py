@@ -1,0 +1,267 @@
+"""`callsure serve` as a real subprocess: Ray, SQLite and gRPC on 127.0.0.1."""
+
+import shutil
+import uuid
+from concurrent import futures
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_support import ServeProcess, private_folder
+
+from callsure.actors.errors import decode_status
+from callsure.v1 import callback_pb2, callback_pb2_grpc, event_pb2, event_pb2_grpc
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "test-token-" + uuid.uuid4().hex
+CALL_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def server():
+    folder = private_folder()
+    process = ServeProcess(folder, token=TOKEN)
+    yield process
+    process.kill()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+    with grpc.insecure_channel(server.address) as channel:
+        yield channel
+
+
+def auth(token=TOKEN):
+    return (("authorization", f"Bearer {token}"),)
+
+
+def new_callback(customer_id, phone="+14155550100", queue="billing"):
+    return callback_pb2.Callback(
+        customer_id=customer_id, phone_number=phone, queue=queue
+    )
+
+
+def create(stub, callback, request_id=None):
+    request = callback_pb2.CreateCallbackRequest(
+        callback=callback, request_id=request_id or uuid.uuid4().hex
+    )
+    return stub.CreateCallback(request, metadata=auth(), timeout=CALL_TIMEOUT_S)
+
+
+def field_violations(error):
+    status = decode_status(error)
+    fields = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            fields += [(v.field, v.description) for v in bad_request.field_violations]
+    return fields
+
+
+def read_events(channel, after_cursor=""):
+    stub = event_pb2_grpc.EventServiceStub(channel)
+    request = event_pb2.StreamEventsRequest(after_cursor=after_cursor)
+    return [
+        response.event
+        for response in stub.StreamEvents(
+            request, metadata=auth(), timeout=CALL_TIMEOUT_S
+        )
+    ]
+
+
+def test_health_check_serving(channel):
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = stub.Check(health_pb2.HealthCheckRequest(), metadata=auth())
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_missing_token_unauthenticated(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.GetCallback(callback_pb2.GetCallbackRequest(name="callbacks/x"))
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_wrong_token_unauthenticated(channel):
+    stub = health_pb2_grpc.HealthStub(channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Check(health_pb2.HealthCheckRequest(), metadata=auth("wrong"))
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_token_never_logged(server, channel):
+    test_health_check_serving(channel)
+    assert TOKEN not in server.log()
+
+
+def test_created_callback_pending_with_wait(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    reply = create(stub, new_callback("customer-created"))
+    callback = reply.callback
+    assert callback.name.startswith("callbacks/")
+    assert callback.state == callback_pb2.CALLBACK_STATE_PENDING
+    assert callback.promised_window.HasField("start_time")
+    assert len(callback.expected_wait.quantiles) >= 2
+    assert not reply.replayed
+
+
+def test_replayed_request_id_returns_first(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    request_id = uuid.uuid4().hex
+    first = create(stub, new_callback("customer-replay"), request_id)
+    second = create(
+        stub, new_callback("customer-replay", phone="+14155550199"), request_id
+    )
+    assert second.replayed
+    assert second.callback.name == first.callback.name
+    assert second.callback.phone_number == "+14155550100"
+
+
+def test_phone_number_invalid_names_field(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        create(stub, new_callback("customer-bad-phone", phone="0800-CALL-ME"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(raised.value)
+    assert violations[0][0] == "callback.phone_number"
+    assert "E.164" in violations[0][1]
+
+
+def test_missing_request_id_names_field(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    request = callback_pb2.CreateCallbackRequest(callback=new_callback("c-no-id"))
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.CreateCallback(request, metadata=auth(), timeout=CALL_TIMEOUT_S)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(raised.value)[0][0] == "request_id"
+
+
+def test_malformed_local_time_names_field(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    callback = new_callback("customer-bad-time")
+    callback.mode = callback_pb2.CALLBACK_MODE_AT_TIME
+    callback.requested_local_time = "tomorrow at noon"
+    callback.time_zone = "Europe/Berlin"
+    with pytest.raises(grpc.RpcError) as raised:
+        create(stub, callback)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(raised.value)
+    assert violations[0][0] == "callback.requested_local_time"
+    assert "tomorrow at noon" in violations[0][1]
+
+
+def test_unknown_callback_not_found(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.GetCallback(
+            callback_pb2.GetCallbackRequest(name="callbacks/cb_missing"),
+            metadata=auth(),
+        )
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_cancel_then_cancel_again(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    name = create(stub, new_callback("customer-cancel")).callback.name
+    request = callback_pb2.CancelCallbackRequest(name=name, reason="test")
+    first = stub.CancelCallback(request, metadata=auth()).callback
+    second = stub.CancelCallback(request, metadata=auth()).callback
+    assert first.state == callback_pb2.CALLBACK_STATE_CANCELLED
+    assert second.state == callback_pb2.CALLBACK_STATE_CANCELLED
+
+
+def test_event_stream_ordered_and_resumable(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    for index in range(4):
+        create(stub, new_callback(f"customer-events-{index}"))
+    events = read_events(channel)
+    sequences = [event.sequence for event in events]
+    assert sequences == list(range(1, len(events) + 1))
+    middle = events[len(events) // 2]
+    resumed = read_events(channel, after_cursor=middle.cursor)
+    assert [e.sequence for e in resumed] == sequences[len(events) // 2 + 1 :]
+
+
+def test_event_stream_follow_sees_new_callback(channel):
+    start = read_events(channel)[-1].cursor
+    stub = event_pb2_grpc.EventServiceStub(channel)
+    stream = stub.StreamEvents(
+        event_pb2.StreamEventsRequest(after_cursor=start, follow=True),
+        metadata=auth(),
+        timeout=CALL_TIMEOUT_S,
+    )
+    name = create(
+        callback_pb2_grpc.CallbackServiceStub(channel), new_callback("customer-follow")
+    ).callback.name
+    event = next(iter(stream)).event
+    stream.cancel()
+    assert event.callback == name
+    assert event.kind == "callback.created"
+    assert "+14155550100" not in event.callback_snapshot.phone_number
+
+
+def test_list_filters_and_pages(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    for index in range(3):
+        create(stub, new_callback(f"customer-list-{index}", queue="loans"))
+    request = callback_pb2.ListCallbacksRequest(queue="loans", page_size=2)
+    first = stub.ListCallbacks(request, metadata=auth())
+    request.page_token = first.next_page_token
+    second = stub.ListCallbacks(request, metadata=auth())
+    names = [c.name for c in [*first.callbacks, *second.callbacks]]
+    assert len(names) == 3
+    assert len(set(names)) == 3
+    assert second.next_page_token == ""
+
+
+def list_all(stub):
+    request = callback_pb2.ListCallbacksRequest(page_size=1000)
+    states = {}
+    while True:
+        reply = stub.ListCallbacks(request, metadata=auth(), timeout=CALL_TIMEOUT_S)
+        states.update({c.name: c.state for c in reply.callbacks})
+        if not reply.next_page_token:
+            return states
+        request.page_token = reply.next_page_token
+
+
+def test_callbacks_survive_sigkill_restart():
+    folder = private_folder()
+    try:
+        first = ServeProcess(folder, token=TOKEN)
+        with grpc.insecure_channel(first.address) as channel:
+            stub = callback_pb2_grpc.CallbackServiceStub(channel)
+            with futures.ThreadPoolExecutor(16) as pool:
+                replies = list(
+                    pool.map(
+                        lambda i: create(stub, new_callback(f"customer-{i:03d}")),
+                        range(200),
+                    )
+                )
+            to_cancel = [reply.callback.name for reply in replies[:20]]
+            for name in to_cancel:
+                stub.CancelCallback(
+                    callback_pb2.CancelCallbackRequest(name=name), metadata=auth()
+                )
+            before = list_all(stub)
+        first.kill()
+
+        second = ServeProcess(folder, token=TOKEN)
+        with grpc.insecure_channel(second.address) as channel:
+            after = list_all(callback_pb2_grpc.CallbackServiceStub(channel))
+        status = second.terminate()
+        log = second.log()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert len(before) == 200
+    assert after == before
+    assert (
+        sum(state == callback_pb2.CALLBACK_STATE_CANCELLED for state in after.values())
+        == 20
+    )
+    assert status == 0
+    assert "stopped" in log
