@@ -312,7 +312,9 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     if (f.level_db > st.floor_db + params[P_TONE_MARGIN_DB]
             and f.level_db > params[P_MIN_LEVEL_DB]):
         single = f.purity < params[P_TONE_PURITY] and 200.0 < f.tone_hz < 3400.0
-        dual = not single and f.dual_purity < params[P_TONE_PURITY]
+        # Two steady tones leave a far smaller residual than vowels do;
+        # the stricter limit keeps the bank off most speech blocks.
+        dual = not single and f.dual_purity < 0.4 * params[P_TONE_PURITY]
     hz = f.tone_hz
     if single or dual:
         for age in range(2, 0, -1):
