@@ -80,18 +80,35 @@ def callsure_amd(samples: np.ndarray, rate: int, encoding: str):
 
 
 def report(name: str, rows: list, results: list) -> None:
-    confusion = Counter((row["label"], got[0]) for row, got in zip(rows, results))
+    confusion = Counter(
+        (row["label"], got[0]) for row, got in zip(rows, results, strict=False)
+    )
     total = len(rows)
-    exact = sum(row["label"] == got[0] for row, got in zip(rows, results)) / total
-    connect = sum(
-        (row["label"] == "HUMAN") == (got[0] == "HUMAN") for row, got in zip(rows, results)
-    ) / total
-    humans = [(row, got) for row, got in zip(rows, results) if row["label"] == "HUMAN"]
+    exact = (
+        sum(row["label"] == got[0] for row, got in zip(rows, results, strict=False))
+        / total
+    )
+    connect = (
+        sum(
+            (row["label"] == "HUMAN") == (got[0] == "HUMAN")
+            for row, got in zip(rows, results, strict=False)
+        )
+        / total
+    )
+    humans = [
+        (row, got)
+        for row, got in zip(rows, results, strict=False)
+        if row["label"] == "HUMAN"
+    ]
     human_rate = sum(got[0] == "HUMAN" for _, got in humans) / len(humans)
     latency = statistics.median(
         got[1] - int(row["speech_onset_ms"]) for row, got in humans if got[0] == "HUMAN"
     )
-    beeps = [(row, got) for row, got in zip(rows, results) if row["beep_onset_ms"]]
+    beeps = [
+        (row, got)
+        for row, got in zip(rows, results, strict=False)
+        if row["beep_onset_ms"]
+    ]
     hits = sum(
         got[2] is not None and abs(got[2] - int(row["beep_onset_ms"])) <= 300
         for row, got in beeps
@@ -110,8 +127,10 @@ def report(name: str, rows: list, results: list) -> None:
 
 
 def main() -> None:
-    corpus = Path(sys.argv[1]) if len(sys.argv) > 1 else (
-        Path(__file__).resolve().parents[2] / "shared" / "corpus" / "amd"
+    corpus = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else (Path(__file__).resolve().parents[2] / "shared" / "corpus" / "amd")
     )
     rows = list(csv.DictReader(open(corpus / "labels.csv", newline="")))
     ours, theirs = [], []

@@ -69,7 +69,9 @@ def bench_webrtcvad(pcm: np.ndarray, frames: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="audio per stream, s")
+    parser.add_argument(
+        "--seconds", type=float, default=4.0, help="audio per stream, s"
+    )
     parser.add_argument(
         "--corpus",
         type=Path,

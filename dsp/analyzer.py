@@ -29,7 +29,9 @@ MAX_STREAMS = 1_000_000
 
 def _check_format(sample_rate_hz, encoding) -> None:
     if sample_rate_hz not in SAMPLE_RATES_HZ:
-        raise ValueError(f"sample_rate_hz must be 8000 or 16000, got {sample_rate_hz!r}")
+        raise ValueError(
+            f"sample_rate_hz must be 8000 or 16000, got {sample_rate_hz!r}"
+        )
     if encoding not in ENCODINGS:
         raise ValueError(
             f"encoding must be 'pcm16', 'ulaw' or 'alaw', got {encoding!r}"
@@ -40,7 +42,9 @@ def _check_params(params) -> AnalysisParams:
     if params is None:
         return AnalysisParams()
     if not isinstance(params, AnalysisParams):
-        raise ValueError(f"params must be an AnalysisParams, got {type(params).__name__}")
+        raise ValueError(
+            f"params must be an AnalysisParams, got {type(params).__name__}"
+        )
     return params
 
 
@@ -72,7 +76,9 @@ class BatchAnalyzer:
             not isinstance(max_streams, (int, np.integer))
             or not 1 <= max_streams <= MAX_STREAMS
         ):
-            raise ValueError(f"max_streams must be 1..{MAX_STREAMS}, got {max_streams!r}")
+            raise ValueError(
+                f"max_streams must be 1..{MAX_STREAMS}, got {max_streams!r}"
+            )
         _check_format(sample_rate_hz, encoding)
         if frame_ms not in FRAME_LENGTHS_MS:
             raise ValueError(f"frame_ms must be 10, 20 or 30, got {frame_ms!r}")
@@ -83,7 +89,10 @@ class BatchAnalyzer:
         self.samples_per_frame = sample_rate_hz * frame_ms // 1000
         self._dtype = np.int16 if encoding == "pcm16" else np.uint8
         self._kernel = AnalysisKernel(
-            self.max_streams, sample_rate_hz, self.samples_per_frame, ENCODINGS[encoding]
+            self.max_streams,
+            sample_rate_hz,
+            self.samples_per_frame,
+            ENCODINGS[encoding],
         )
         self._open = np.zeros(self.max_streams, dtype=bool)
         self._all_present = np.ones(self.max_streams, dtype=np.uint8)
@@ -175,7 +184,9 @@ class BatchAnalyzer:
 
     def _check_frames(self, frames) -> np.ndarray:
         if not isinstance(frames, np.ndarray):
-            raise ValueError(f"frames must be a numpy array, got {type(frames).__name__}")
+            raise ValueError(
+                f"frames must be a numpy array, got {type(frames).__name__}"
+            )
         if frames.dtype != self._dtype:
             raise ValueError(
                 f"frames must be {np.dtype(self._dtype).name} for encoding "
@@ -248,7 +259,9 @@ class StreamAnalyzer:
     the end of the stream.
     """
 
-    def __init__(self, sample_rate_hz=8000, encoding="pcm16", params=None, answered=True):
+    def __init__(
+        self, sample_rate_hz=8000, encoding="pcm16", params=None, answered=True
+    ):
         _check_format(sample_rate_hz, encoding)
         self.sample_rate_hz = sample_rate_hz
         self.encoding = encoding
@@ -286,7 +299,9 @@ class StreamAnalyzer:
             if self._dtype.itemsize == 2:
                 self._pending_byte = data[len(data) // 2 * 2 :]
                 data = data[: len(data) // 2 * 2]
-            return np.frombuffer(data, dtype="<i2" if self._dtype.itemsize == 2 else np.uint8).astype(self._dtype)
+            return np.frombuffer(
+                data, dtype="<i2" if self._dtype.itemsize == 2 else np.uint8
+            ).astype(self._dtype)
         if not isinstance(audio, np.ndarray):
             raise ValueError(
                 f"audio must be bytes or a numpy array, got {type(audio).__name__}"

@@ -118,7 +118,7 @@ class VerdictKind(enum.Enum):
 
 
 class Cause(enum.Enum):
-    """Why the verdict was given."""
+    """Reason for a verdict."""
 
     SHORT_GREETING = 1  # a short greeting, then a pause: a person waiting
     LONG_GREETING = 2  # speech or music longer than max_greeting_ms
@@ -223,7 +223,7 @@ _TONE_KINDS = {
 
 
 def event_from_row(row) -> Event:
-    """Build an Event from one kernel event row (kind, start, duration, value, extra)."""
+    """Build an Event from a kernel row: kind, start, duration, value, extra."""
     kind = EventKind(int(row[0]))
     start_ms, duration_ms, value, extra = (int(v) for v in row[1:])
     if kind in _TONE_KINDS:

@@ -20,8 +20,15 @@ def run_amd(*paths):
 
 
 def wav_bytes(tag=1, channels=1, rate=8000, bits=16, data=b"\x00\x00" * 800):
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * bits // 8,
-                      channels * bits // 8, bits)
+    fmt = struct.pack(
+        "<HHIIHH",
+        tag,
+        channels,
+        rate,
+        rate * channels * bits // 8,
+        channels * bits // 8,
+        bits,
+    )
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
     body += b"data" + struct.pack("<I", len(data)) + data
     return b"RIFF" + struct.pack("<I", len(body)) + body
@@ -36,7 +43,9 @@ def test_amd_cli_whole_corpus_meets_exact_target(amd_corpus):
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == len(rows)
-    right = sum(line["verdict"] == row["label"] for line, row in zip(lines, rows))
+    right = sum(
+        line["verdict"] == row["label"] for line, row in zip(lines, rows, strict=False)
+    )
     assert right / len(rows) >= 0.95
     for line in lines:
         assert {"file", "verdict", "cause", "decided_ms", "beep_ms"} <= set(line)

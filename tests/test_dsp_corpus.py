@@ -36,9 +36,10 @@ def corpus_results(amd_corpus):
 def metrics(results):
     total = len(results)
     exact = sum(v.kind.name == r["label"] for r, v in results) / total
-    connect = sum(
-        (v.kind.name == "HUMAN") == (r["label"] == "HUMAN") for r, v in results
-    ) / total
+    connect = (
+        sum((v.kind.name == "HUMAN") == (r["label"] == "HUMAN") for r, v in results)
+        / total
+    )
     humans = [(r, v) for r, v in results if r["label"] == "HUMAN"]
     human_rate = sum(v.kind.name == "HUMAN" for _, v in humans) / len(humans)
     latencies = [

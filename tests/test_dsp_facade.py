@@ -84,7 +84,9 @@ def test_sixteen_khz_and_g711_paths(machine_call):
     wide.feed(np.repeat(machine_call, 2))
     assert wide.finish().kind is VerdictKind.MACHINE
     table = decode_g711(bytes(range(256)), "ulaw").astype(np.int32)
-    codes = np.abs(table[None, :] - machine_call[:, None]).argmin(axis=1).astype(np.uint8)
+    codes = (
+        np.abs(table[None, :] - machine_call[:, None]).argmin(axis=1).astype(np.uint8)
+    )
     mulaw = StreamAnalyzer(8000, "ulaw")
     mulaw.feed(codes)
     assert mulaw.finish().kind is VerdictKind.MACHINE

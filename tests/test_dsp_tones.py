@@ -53,8 +53,11 @@ def with_gaps(*parts, gap_ms=60):
     for part in parts:
         pieces += [part, silence(gap_ms)]
     pieces.append(silence(300))
-    return noise(0) if not pieces else np.concatenate(pieces) + noise(
-        sum(len(p) for p in pieces) * 1000 / RATE_HZ
+    return (
+        noise(0)
+        if not pieces
+        else np.concatenate(pieces)
+        + noise(sum(len(p) for p in pieces) * 1000 / RATE_HZ)
     )
 
 
@@ -200,7 +203,9 @@ def test_beep_after_greeting_found(hz):
 
 
 def test_beep_long_after_greeting_found():
-    signal = np.concatenate([silence(300), greeting(3000), silence(4000), tone(850, 300)])
+    signal = np.concatenate(
+        [silence(300), greeting(3000), silence(4000), tone(850, 300)]
+    )
     verdict, _ = run(np.concatenate([signal, silence(500)]))
     assert verdict.beep_ms is not None
     assert abs(verdict.beep_ms - 7300) <= 50
@@ -214,7 +219,9 @@ def test_ringback_is_not_a_beep():
     assert any(e.kind is EventKind.RINGBACK for e in events)
 
 
-@pytest.mark.parametrize(("on_ms", "kind"), [(500, EventKind.BUSY), (250, EventKind.REORDER)])
+@pytest.mark.parametrize(
+    ("on_ms", "kind"), [(500, EventKind.BUSY), (250, EventKind.REORDER)]
+)
 def test_busy_and_reorder_cadences(on_ms, kind):
     cycle = np.concatenate([tone(480.0, on_ms) + tone(620.0, on_ms), silence(on_ms)])
     _, events = run(np.concatenate([silence(300), *[cycle] * 4]))
