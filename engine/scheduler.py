@@ -231,6 +231,12 @@ class CallbackScheduler:
             # with it rather than changing a call in progress.
             self._commit_create(change, request)
             return callback
+        dedicated = request.dedicated_agent_id or callback.dedicated_agent_id
+        fallback_at = plan.fallback_at
+        if dedicated and fallback_at is None:
+            fallback_at = plan.not_before + timedelta(
+                seconds=self.policy.promise.dedicated_fallback_s
+            )
         updated = callback.evolve(
             now,
             phone_number=plan.phone_number,
@@ -242,9 +248,8 @@ class CallbackScheduler:
             expires_at=plan.expires_at,
             grade=request.grade,
             priority=max(callback.priority, request.priority),
-            dedicated_agent_id=request.dedicated_agent_id
-            or callback.dedicated_agent_id,
-            fallback_at=plan.fallback_at,
+            dedicated_agent_id=dedicated,
+            fallback_at=fallback_at,
             ivr_history=tuple(request.ivr_history) or callback.ivr_history,
             language=request.language,
         )
@@ -441,7 +446,8 @@ class CallbackScheduler:
         self, callback: Callback, now: datetime, ready_agents
     ) -> DialTarget | None:
         agent = callback.dedicated_agent_id
-        if agent is None or (callback.fallback_at and now >= callback.fallback_at):
+        fallback_at = callback.fallback_at
+        if agent is None or fallback_at is None or now >= fallback_at:
             return DialTarget(callback.queue)
         if ready_agents is None or agent in ready_agents:
             return DialTarget(callback.queue, agent)
