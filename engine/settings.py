@@ -475,3 +475,61 @@ _add(
         ),
     )
 )
+
+_add(
+    Section(
+        "prediction",
+        "The wait-time prediction model and its Erlang A forecasts.",
+        (
+            Setting(
+                "model_file",
+                str,
+                "",
+                "Wait model written by `callsure model fit` (.npz); empty uses "
+                "Erlang A alone.",
+            ),
+            Setting(
+                "country",
+                str,
+                "IL",
+                "ISO country code whose public holidays are a day type of their own.",
+            ),
+            Setting(
+                "zone",
+                str,
+                "Asia/Jerusalem",
+                "IANA time zone in which days and hours of the profiles are counted.",
+            ),
+            Setting(
+                "service_level_target",
+                float,
+                0.8,
+                "Share of inbound callers to serve within service_level_time_s "
+                "before agents are lent to callbacks.",
+                between(0.01, 0.99),
+            ),
+            Setting(
+                "service_level_time_s",
+                float,
+                20.0,
+                "Answer-time target of the inbound service level, in seconds.",
+                at_least(0),
+            ),
+            Setting(
+                "keep_window_s",
+                float,
+                120.0,
+                "Seconds after its time within which a callback must reach an agent "
+                "to count as kept.",
+                at_least(1),
+            ),
+            Setting(
+                "horizon_s",
+                float,
+                28800.0,
+                "How far ahead, in seconds, keep probabilities are forecast.",
+                at_least(900),
+            ),
+        ),
+    )
+)

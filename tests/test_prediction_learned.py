@@ -174,3 +174,22 @@ def test_observe_rejects_events_out_of_order(warm_predictor, bank_records):
     early = events_from_records(bank_records[:200])[0]
     with pytest.raises(ValidationError, match="time order"):
         predictor.observe("bank", early)
+
+
+def test_from_settings_loads_model(model, tmp_path):
+    from callsure.engine.config import load_config
+
+    path = model.save(tmp_path / "wait.npz")
+    config = load_config(None).replace(
+        prediction={"model_file": str(path), "country": "KR", "zone": "Asia/Seoul"}
+    )
+    predictor = LearnedPredictor.from_settings(config.prediction, ["sales"])
+    assert predictor.calendar.country == "KR"
+    assert predictor.erlang.keep_window_s == config.prediction.keep_window_s
+
+
+def test_from_settings_requires_model_file():
+    from callsure.engine.config import load_config
+
+    with pytest.raises(ValidationError, match="model_file"):
+        LearnedPredictor.from_settings(load_config(None).prediction, ["sales"])

@@ -162,6 +162,30 @@ class LearnedPredictor:
         }
         self.erlang = ErlangAPredictor(self.forecasts, **erlang_options)
 
+    @classmethod
+    def from_settings(cls, settings, queues: Iterable[str]) -> LearnedPredictor:
+        """Build the predictor from the ``prediction`` configuration section.
+
+        Raises ``ValidationError`` when ``model_file`` is empty or unreadable:
+        callers without a model use ``ErlangAPredictor`` with their own
+        forecasts instead.
+        """
+        if not settings.model_file:
+            raise ValidationError(
+                "prediction.model_file",
+                "",
+                "set it to a file from `callsure model fit`",
+            )
+        return cls(
+            WaitModel.load(settings.model_file),
+            queues,
+            DayCalendar(settings.country, settings.zone),
+            service_level_target=settings.service_level_target,
+            service_level_time_s=settings.service_level_time_s,
+            keep_window_s=settings.keep_window_s,
+            horizon_s=settings.horizon_s,
+        )
+
     def _forecast(self, queue: str) -> LearnedForecast:
         try:
             return self.forecasts[queue]
