@@ -37,7 +37,7 @@ import ray
 import callsure.actors.errors  # noqa: F401
 from callsure.actors.gateway_api import Dialer
 from callsure.engine.clock import SystemClock
-from callsure.engine.exceptions import CallsureError, NotFoundError
+from callsure.engine.exceptions import CallsureError
 from callsure.engine.policy import SchedulerPolicy
 from callsure.engine.scheduler import CallbackScheduler
 from callsure.engine.store import open_store
@@ -126,6 +126,10 @@ class Coordinator:
             exception the engine raised for that request alone.
         """
         results = []
+        # One estimate per queue and priority serves the whole batch: the
+        # batch is stored within milliseconds, well inside the model's
+        # resolution.
+        estimates: dict[tuple[str, int, int], object] = {}
         with self._store.batch():
             for request in requests:
                 try:
@@ -133,18 +137,24 @@ class Coordinator:
                         self._store.callback_for_request(request.request_id) is not None
                     )
                     callback = self._scheduler.create(request)
-                    results.append((callback, self._estimate_for(callback), replayed))
                 except CallsureError as exc:
                     results.append(exc)
+                    continue
+                key = (callback.queue, callback.priority, request.queue_position)
+                if key not in estimates:
+                    estimates[key] = self._estimate_for(*key)
+                results.append((callback, estimates[key], replayed))
         self._events_stored()
         return results
 
-    def _estimate_for(self, callback):
+    def _estimate_for(self, queue: str, priority: int, ahead: int):
+        """The wait of a caller with ``ahead`` callers before it, or ``None``."""
         try:
             return self._predictor.estimate_wait(
-                callback.queue, 0, self._clock.now(), priority=callback.priority
+                queue, ahead, self._clock.now(), priority=priority
             )
-        except NotFoundError:
+        except CallsureError:
+            logger.exception("queue %s: wait estimate failed", queue)
             return None
 
     async def get_callback(self, callback_id: str):

@@ -44,6 +44,9 @@ def start_ray(ray_config, address: str | None = None) -> None:
         logger.info("joining Ray cluster at %s", address)
         ray.init(address=address, **options)
         return
+    # Ray starts workers at nice 15 by default; the coordinator answers
+    # every CreateCallback, so it must not yield the CPU to batch jobs.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     if ray_config.num_cpus:
         options["num_cpus"] = ray_config.num_cpus
     if ray_config.temp_dir:
