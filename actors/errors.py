@@ -89,7 +89,9 @@ def _from_validation(exc: ValidationError) -> RpcError:
     )
 
 
-def _error_info(reason: str, **metadata: str) -> error_details_pb2.ErrorInfo:
+def _error_info(
+    reason: str, metadata: dict[str, str] | None = None
+) -> error_details_pb2.ErrorInfo:
     return error_details_pb2.ErrorInfo(
         reason=reason, domain=ERROR_DOMAIN, metadata=metadata
     )
@@ -127,7 +129,7 @@ def to_rpc_error(exc: BaseException) -> RpcError:
             grpc.StatusCode.FAILED_PRECONDITION,
             str(exc),
             [
-                _error_info("TIME_INFEASIBLE", **metadata),
+                _error_info("TIME_INFEASIBLE", metadata),
                 error_details_pb2.PreconditionFailure(violations=[violation]),
             ],
         )

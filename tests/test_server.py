@@ -1,0 +1,287 @@
+"""The gRPC server layer without Ray: errors, conversions, TLS and the token."""
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ray import cloudpickle
+
+from callsure.actors.convert import (
+    callback_request_from_proto,
+    event_to_proto,
+    parse_callback_name,
+    parse_cursor,
+)
+from callsure.actors.errors import status_trailer, to_rpc_error
+from callsure.actors.server import check_listen_address, start_server
+from callsure.actors.services import build_servicers
+from callsure.engine.callbacks import CallbackMode, Event
+from callsure.engine.config import load_config
+from callsure.engine.exceptions import (
+    ConfigError,
+    InfeasibleTimeError,
+    InvalidPhoneNumberError,
+    NotFoundError,
+    ValidationError,
+)
+from callsure.v1 import callback_pb2
+
+T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+
+
+def unpack(error, message_type):
+    status_bytes = status_trailer(error)[0][1]
+    from google.rpc import status_pb2
+
+    status = status_pb2.Status.FromString(status_bytes)
+    for detail in status.details:
+        if detail.Is(message_type.DESCRIPTOR):
+            message = message_type()
+            detail.Unpack(message)
+            return status, message
+    raise AssertionError(f"no {message_type.__name__} in {status}")
+
+
+# Error mapping
+
+
+def test_validation_error_invalid_argument():
+    error = to_rpc_error(InvalidPhoneNumberError("phone_number", "+1", "send E.164"))
+    status, bad_request = unpack(error, error_details_pb2.BadRequest)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert bad_request.field_violations[0].field == "phone_number"
+    assert "'+1'" in bad_request.field_violations[0].description
+
+
+def test_infeasible_time_names_nearest():
+    nearest = T0 + timedelta(minutes=40)
+    error = to_rpc_error(InfeasibleTimeError(T0, nearest, "no agent free"))
+    _, info = unpack(error, error_details_pb2.ErrorInfo)
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.reason == "TIME_INFEASIBLE"
+    assert info.metadata["nearest_feasible_time"] == nearest.isoformat()
+
+
+def test_not_found_resource_info():
+    error = to_rpc_error(NotFoundError("callback", "cb_1"))
+    _, info = unpack(error, error_details_pb2.ResourceInfo)
+    assert error.code == grpc.StatusCode.NOT_FOUND
+    assert info.resource_name == "cb_1"
+
+
+def test_unexpected_error_internal_without_text():
+    error = to_rpc_error(RuntimeError("secret detail"))
+    assert error.code == grpc.StatusCode.INTERNAL
+    assert "secret detail" not in error.message
+
+
+def test_engine_errors_survive_pickling():
+    original = InfeasibleTimeError(T0, None, "closed")
+    copy = cloudpickle.loads(cloudpickle.dumps(original))
+    assert isinstance(copy, InfeasibleTimeError)
+    assert copy.requested == T0
+    assert str(copy) == str(original)
+
+
+# Conversions
+
+
+def create_request(**fields):
+    callback = callback_pb2.Callback(
+        customer_id="c-1", phone_number="+14155550100", queue="billing"
+    )
+    for name, value in fields.items():
+        setattr(callback, name, value)
+    return callback_pb2.CreateCallbackRequest(callback=callback, request_id="r-1")
+
+
+def test_request_converts_local_time():
+    request = create_request(
+        mode=callback_pb2.CALLBACK_MODE_AT_TIME,
+        requested_local_time="2026-12-04T18:30",
+        time_zone="Europe/Berlin",
+    )
+    converted = callback_request_from_proto(request)
+    assert converted.mode is CallbackMode.AT_TIME
+    assert converted.requested_local_time == datetime(2026, 12, 4, 18, 30)
+    assert converted.time_zone == "Europe/Berlin"
+
+
+def test_request_id_too_long_rejected():
+    request = create_request()
+    request.request_id = "x" * 129
+    with pytest.raises(ValidationError) as raised:
+        callback_request_from_proto(request)
+    assert raised.value.field == "request_id"
+
+
+def test_unknown_mode_rejected():
+    with pytest.raises(ValidationError) as raised:
+        callback_request_from_proto(create_request(mode=42))
+    assert raised.value.field == "callback.mode"
+
+
+def test_empty_queue_rejected():
+    with pytest.raises(ValidationError) as raised:
+        callback_request_from_proto(create_request(queue=" "))
+    assert raised.value.field == "callback.queue"
+
+
+def test_callback_name_malformed_rejected():
+    for name in ("cb_1", "callbacks/", "callbacks/a/b"):
+        with pytest.raises(ValidationError):
+            parse_callback_name(name)
+
+
+def test_cursor_malformed_rejected():
+    with pytest.raises(ValidationError) as raised:
+        parse_cursor("abc")
+    assert raised.value.field == "after_cursor"
+
+
+def test_event_carries_outcome():
+    event = Event(
+        seq=7,
+        time=T0,
+        kind="attempt.outcome",
+        callback_id="cb_1",
+        payload={"attempt": {"attempt_id": "cb_1/1", "outcome": "busy"}},
+    )
+    message = event_to_proto(event)
+    assert message.cursor == "7"
+    assert message.callback == "callbacks/cb_1"
+    assert message.attempt_id == "cb_1/1"
+    assert message.outcome == callback_pb2.CALL_OUTCOME_BUSY
+
+
+# Listening, TLS and the token
+
+
+def test_non_loopback_address_rejected():
+    with pytest.raises(ConfigError) as raised:
+        check_listen_address("0.0.0.0:50051", allow_non_loopback=False)
+    assert raised.value.key == "server.grpc_address"
+    check_listen_address("0.0.0.0:50051", allow_non_loopback=True)
+
+
+def test_serve_refuses_non_loopback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "callsure.actors.cli", "serve"],
+        env={
+            "CALLSURE_SERVER__GRPC_ADDRESS": "0.0.0.0:0",
+            "CALLSURE_STORAGE__PATH": str(tmp_path / "x.db"),
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "0.0.0.0:0" in result.stderr
+    assert "allow_non_loopback" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def health_only_servicers():
+    # Only the health service is called; the API servicers are built as
+    # the server builds them but never reach an actor.
+    actors = SimpleNamespace(coordinator=None, shards=[], pools={})
+    return build_servicers(actors)
+
+
+async def check_health(server_config, credentials, metadata):
+    running = await start_server(server_config, health_only_servicers())
+    try:
+        if credentials is None:
+            channel = grpc.aio.insecure_channel(running.address)
+        else:
+            channel = grpc.aio.secure_channel(running.address, credentials)
+        async with channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(), metadata=metadata, timeout=10
+            )
+            return reply.status
+    finally:
+        await running.stop(0)
+
+
+def test_tls_with_token_serving(certificate):
+    cert, key = certificate
+    config = load_config(None).replace(
+        server={
+            "grpc_address": "127.0.0.1:0",
+            "tls_cert_file": str(cert),
+            "tls_key_file": str(key),
+            "token": "s3cret",
+        }
+    )
+    credentials = grpc.ssl_channel_credentials(cert.read_bytes())
+    status = asyncio.run(
+        check_health(config.server, credentials, (("authorization", "Bearer s3cret"),))
+    )
+    assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_tls_without_token_rejected(certificate):
+    cert, key = certificate
+    config = load_config(None).replace(
+        server={
+            "grpc_address": "127.0.0.1:0",
+            "tls_cert_file": str(cert),
+            "tls_key_file": str(key),
+            "token": "s3cret",
+        }
+    )
+    credentials = grpc.ssl_channel_credentials(cert.read_bytes())
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        asyncio.run(check_health(config.server, credentials, ()))
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_half_tls_config_rejected(certificate):
+    cert, _ = certificate
+    config = load_config(None).replace(
+        server={"grpc_address": "127.0.0.1:0", "tls_cert_file": str(cert)}
+    )
+    with pytest.raises(ConfigError) as raised:
+        asyncio.run(check_health(config.server, None, ()))
+    assert "tls_key_file" in str(raised.value)
