@@ -701,29 +701,21 @@ class CallbackScheduler:
         grace = timedelta(seconds=self.policy.promise.overdue_grace_s)
         count, after = 0, None
         while True:
-            page = self.store.list_callbacks(
-                state=CallbackState.PENDING.value,
-                customer_id=None,
-                queue=None,
-                limit=RECOVERY_BATCH,
-                after_id=after,
-            )
+            page = self.store.overdue_pending(now - grace, RECOVERY_BATCH, after)
             if not page:
                 return count
             change = Change()
             for callback in page:
                 due_at = callback.promised_time or callback.not_before
-                if due_at + grace <= now:
-                    change.event(
-                        now,
-                        journal.CALLBACK_OVERDUE,
-                        callback.callback_id,
-                        late_s=(now - due_at).total_seconds(),
-                        promised_time=due_at.timestamp(),
-                    )
-                    count += 1
-            if change.events:
-                self.store.commit(change)
+                change.event(
+                    now,
+                    journal.CALLBACK_OVERDUE,
+                    callback.callback_id,
+                    late_s=(now - due_at).total_seconds(),
+                    promised_time=due_at.timestamp(),
+                )
+            self.store.commit(change)
+            count += len(page)
             after = page[-1].callback_id
 
     # Events

@@ -112,6 +112,13 @@ class CallbackStore(Protocol):
         """Pending callbacks whose ``expires_at`` is at or before ``now``."""
         ...
 
+    def overdue_pending(
+        self, before: datetime, limit: int, after_id: str | None = None
+    ) -> list[Callback]:
+        """Pending callbacks with ``not_before <= before``, by ascending id,
+        after ``after_id``."""
+        ...
+
     def count_booked(self, queue: str, start: datetime, end: datetime) -> int:
         """Open timed promises of ``queue`` with a promised time in
         ``[start, end)``."""

@@ -417,6 +417,15 @@ class SQLiteStore:
             (CallbackState.PENDING.value, now.timestamp(), limit),
         )
 
+    def overdue_pending(
+        self, before: datetime, limit: int, after_id: str | None = None
+    ) -> list[Callback]:
+        return self._callbacks(
+            "SELECT row FROM callbacks WHERE state = ? AND not_before <= ? "
+            "AND callback_id > ? ORDER BY callback_id LIMIT ?",
+            (CallbackState.PENDING.value, before.timestamp(), after_id or "", limit),
+        )
+
     def count_booked(self, queue: str, start: datetime, end: datetime) -> int:
         (count,) = self._query(
             "SELECT COUNT(*) FROM callbacks WHERE queue = ? AND state IN (?, ?) "
