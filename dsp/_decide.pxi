@@ -220,7 +220,7 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
     """Follow words and pauses and decide HUMAN or MACHINE from them."""
     cdef int64_t k = st.block
     cdef int human_silence = <int>(params[P_HUMAN_SILENCE_MS] / 10.0)
-    cdef int64_t greeting_ms
+    cdef int64_t greeting_ms, pause_ms
 
     if speech:
         st.speech_run += 1
@@ -239,7 +239,6 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
         st.speech_run = 0
         st.silence_run += 1
         if st.silence_run == human_silence:
-            emit(st, ring, EV_SILENCE, k - human_silence + 1, human_silence * 10, 0, 0)
             if st.in_utterance:
                 st.in_utterance = 0
                 emit(st, ring, EV_SPEECH_END, st.utterance_start,
@@ -247,22 +246,32 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
 
     if st.verdict != V_NONE or st.onset < 0:
         return
-    # The greeting spans from the first word to the last one before a
-    # pause of human_silence_ms; shorter pauses are part of it.
+
+    # The greeting spans from the first word to the last one before the
+    # current pause. A person says a word or two and waits, so a short
+    # greeting and a pause make a HUMAN; a machine pauses too, but seldom
+    # longer than half a second in a greeting (measured on recorded
+    # prompts), and a greeting of a few words then a long pause is also a
+    # person. Longer greetings are machines.
     greeting_ms = (st.last_speech - st.onset + 1) * 10
+    pause_ms = st.silence_run * 10
     if greeting_ms >= params[P_MAX_GREETING_MS]:
         decide(st, ring, V_MACHINE, C_LONG_GREETING if st.answered else C_EARLY_MEDIA)
-    elif st.silence_run >= human_silence:
+    elif (pause_ms >= params[P_HUMAN_SILENCE_MS]
+            and greeting_ms <= params[P_SHORT_GREETING_MS]) or (
+            pause_ms >= params[P_LONG_PAUSE_MS]):
         if st.answered and st.onset >= st.answer_block:
             decide(st, ring, V_HUMAN, C_SHORT_GREETING)
-        else:
-            # A short announcement before answer: wait for the next one.
+        elif pause_ms >= params[P_LONG_PAUSE_MS]:
+            # A short announcement before answer: judge the next one anew.
             st.onset = -1
 
 
 cdef void track_floor(Stream* st, float level_db) noexcept nogil:
     cdef int i
-    if st.floor_count == 0 and st.floor_current == 0.0:
+    cdef float floor_db
+    cdef int first = st.floor_count == 0 and st.floor_current == 0.0
+    if first:
         # NOTE: a stream that opens with speech, or with digital silence
         # and then speech, takes its first words for the floor until a
         # pause shows the real one; starting from a fixed quiet level
@@ -279,10 +288,15 @@ cdef void track_floor(Stream* st, float level_db) noexcept nogil:
         st.floor_minima[3] = st.floor_current
         st.floor_current = level_db
         st.floor_count = 0
-    st.floor_db = st.floor_current
+    floor_db = st.floor_current
     for i in range(4):
-        if st.floor_minima[i] < st.floor_db:
-            st.floor_db = st.floor_minima[i]
+        if st.floor_minima[i] < floor_db:
+            floor_db = st.floor_minima[i]
+    # Rising slowly keeps music and long greetings, which never dip to the
+    # line's noise, from becoming the floor before they are judged.
+    if floor_db > st.floor_db + FLOOR_RISE_DB_PER_BLOCK and not first:
+        floor_db = st.floor_db + FLOOR_RISE_DB_PER_BLOCK
+    st.floor_db = floor_db
 
 
 cdef void analyse_block(Stream* st, float* x, const float* params,
@@ -290,7 +304,7 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     """Run every detector on one 10 ms block of 80 samples at 8 kHz."""
     cdef BlockFeatures f
     cdef int single, dual, key = -1, progress = PROG_NONE, tone_block
-    cdef int active, speech, steady
+    cdef int active, speech, steady, structured
     cdef float hz
     cdef int64_t age, heard
     block_features(x, &f)
@@ -337,11 +351,18 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     if tone_block:
         st.tone_blocks += 1
 
-    # Speech: loud enough above the floor, not a tone, and voiced enough
-    # to rule out white line noise.
+    # Speech (or music): loud enough above the floor and voiced enough to
+    # rule out white line noise; or, when the floor is no guide because the
+    # stream opened with quiet music, clearly predictable sound (voiced,
+    # low order-2 residual) above the absolute minimum level. White line
+    # noise is neither.
     active = (f.level_db > st.floor_db + params[P_SPEECH_MARGIN_DB]
               and f.level_db > params[P_MIN_LEVEL_DB])
-    speech = active and not tone_block and f.voicing >= params[P_VOICING_MIN]
+    structured = (f.level_db > params[P_MIN_LEVEL_DB] + 6.0
+                  and f.voicing >= params[P_STRUCTURED_VOICING]
+                  and f.purity < 1.3)
+    speech = not tone_block and (
+        (active and f.voicing >= params[P_VOICING_MIN]) or structured)
     if active and not speech and not tone_block:
         st.active_blocks += 1
     track_speech(st, ring, speech, params)
@@ -352,6 +373,8 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
         st.quiet_run = 0
     else:
         st.quiet_run += 1
+        if st.quiet_run * 10 == <int>params[P_HUMAN_SILENCE_MS] // 10 * 10:
+            emit(st, ring, EV_SILENCE, st.block - st.quiet_run + 1, st.quiet_run * 10, 0, 0)
 
     # Time limits, counted from answer and paused while the engine plays.
     if st.verdict == V_NONE and st.answered:

@@ -34,23 +34,26 @@ cdef enum:
     P_MIN_LEVEL_DB = 1
     P_HUMAN_SILENCE_MS = 2
     P_MAX_GREETING_MS = 3
-    P_MIN_WORD_MS = 4
-    P_SILENCE_TIMEOUT_MS = 5
-    P_MAX_ANALYSIS_MS = 6
-    P_TONE_MARGIN_DB = 7
-    P_TONE_PURITY = 8
-    P_BEEP_MIN_MS = 9
-    P_BEEP_QUIET_MS = 10
-    P_BEEP_MIN_HZ = 11
-    P_BEEP_MAX_HZ = 12
-    P_DTMF_FREQUENCY_TOLERANCE = 13
-    P_DTMF_NORMAL_TWIST_DB = 14
-    P_DTMF_REVERSE_TWIST_DB = 15
-    P_DTMF_HARMONIC_DB = 16
-    P_DTMF_ENERGY_SHARE = 17
-    P_FAX_CED_MS = 18
-    P_VOICING_MIN = 19
-    N_PARAMS = 20
+    P_SHORT_GREETING_MS = 4
+    P_LONG_PAUSE_MS = 5
+    P_MIN_WORD_MS = 6
+    P_SILENCE_TIMEOUT_MS = 7
+    P_MAX_ANALYSIS_MS = 8
+    P_TONE_MARGIN_DB = 9
+    P_TONE_PURITY = 10
+    P_BEEP_MIN_MS = 11
+    P_BEEP_QUIET_MS = 12
+    P_BEEP_MIN_HZ = 13
+    P_BEEP_MAX_HZ = 14
+    P_DTMF_FREQUENCY_TOLERANCE = 15
+    P_DTMF_NORMAL_TWIST_DB = 16
+    P_DTMF_REVERSE_TWIST_DB = 17
+    P_DTMF_HARMONIC_DB = 18
+    P_DTMF_ENERGY_SHARE = 19
+    P_FAX_CED_MS = 20
+    P_VOICING_MIN = 21
+    P_STRUCTURED_VOICING = 22
+    N_PARAMS = 23
 
 # Event kinds.
 cdef enum:
@@ -108,6 +111,10 @@ cdef enum:
     PROG_NONE = 0
     PROG_RINGBACK = 1
     PROG_BUSY = 2
+
+
+# The noise floor rises by at most 3 dB per second.
+cdef float FLOOR_RISE_DB_PER_BLOCK = 0.03
 
 
 cdef struct BlockFeatures:

@@ -29,11 +29,17 @@ class AnalysisParams:
         Level below which a block is silence whatever the floor (30 dB is
         an RMS of 32, -60 dBFS).
     human_silence_ms : float
-        Pause after a short greeting that makes the call HUMAN; pauses
-        shorter than this belong to the greeting.
+        Pause after a short greeting that makes the call HUMAN. It also
+        ends an utterance (SPEECH_END) and reports a SILENCE event.
     max_greeting_ms : float
-        Greeting length (first word to last word before such a pause) at
-        which the call is a MACHINE.
+        Greeting length (first word to last word so far, pauses included)
+        at which the call is a MACHINE.
+    short_greeting_ms : float
+        Longest greeting that ``human_silence_ms`` of silence after it
+        makes HUMAN.
+    long_pause_ms : float
+        Pause that makes any greeting shorter than ``max_greeting_ms``
+        HUMAN: a person who said a few words and now waits.
     min_word_ms : float
         Shortest run of speech blocks that starts a word.
     silence_timeout_ms : float
@@ -67,12 +73,20 @@ class AnalysisParams:
     voicing_min : float
         Smallest lag-1 autocorrelation of a speech block; white line noise
         is near 0, voiced speech near 1.
+    structured_voicing : float
+        Smallest lag-1 autocorrelation at which sound 6 dB above
+        ``min_level_db`` counts as speech or music whatever the floor
+        (when the order-2 residual is also below 1.3, far from white
+        noise's 2): catches quiet music that fills the stream from its
+        start.
     """
 
     speech_margin_db: float = 10.0
     min_level_db: float = 30.0
     human_silence_ms: float = 500.0
-    max_greeting_ms: float = 2000.0
+    max_greeting_ms: float = 2500.0
+    short_greeting_ms: float = 1200.0
+    long_pause_ms: float = 1200.0
     min_word_ms: float = 60.0
     silence_timeout_ms: float = 5000.0
     max_analysis_ms: float = 8000.0
@@ -89,6 +103,7 @@ class AnalysisParams:
     dtmf_energy_share: float = 0.7
     fax_ced_ms: float = 700.0
     voicing_min: float = 0.0
+    structured_voicing: float = 0.15
 
     def __post_init__(self):
         for field in fields(self):

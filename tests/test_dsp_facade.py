@@ -92,12 +92,14 @@ def test_sixteen_khz_and_g711_paths(machine_call):
     assert mulaw.finish().kind is VerdictKind.MACHINE
 
 
-def test_early_media_announcement_is_machine(machine_call):
+def test_early_media_announcement_is_machine(amd_corpus):
+    # A 3 s announcement heard before the call is answered.
+    announcement = read_wav(amd_corpus / "dev-0030.wav").samples
     batch = BatchAnalyzer(1)
     slot = batch.open(answered=False)
     frames = np.zeros((1, 160), dtype=np.int16)
-    for start in range(0, len(machine_call) // 160 * 160, 160):
-        frames[0] = machine_call[start : start + 160]
+    for start in range(0, len(announcement) // 160 * 160, 160):
+        frames[0] = announcement[start : start + 160]
         batch.process(frames)
     verdict = batch.verdict(slot)
     assert verdict.kind is VerdictKind.MACHINE
