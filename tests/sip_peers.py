@@ -11,6 +11,9 @@ part of the request URI:
 - ``reject``: answer with the final status ``code`` after ``delay_s``;
 - ``ring``: send 180 and never answer.
 
+``PhoneBank.dial`` places an outgoing call (a caller reaching the gateway)
+with the same keys, plus ``dtmf_plan``: a list of ``[after_s, digits]``.
+
 The bank reports ``incoming`` (with the ``X-`` headers received),
 ``state`` and ``recorded`` events; ``PhoneBank.wait_for`` returns the first
 event matching a predicate. Run by the tests as
@@ -98,6 +101,10 @@ class PhoneBank:
     def send(self, command: dict) -> None:
         self.channel.send(command)
 
+    def dial(self, uri: str, user: str, **behaviour) -> None:
+        """Call ``uri`` from this bank; events carry ``user``."""
+        self.send({"op": "dial", "uri": uri, "user": user, **behaviour})
+
     def wait_for(self, predicate, timeout_s: float = 15.0) -> dict:
         """Return the first event matching ``predicate``; raise on timeout."""
         deadline = time.monotonic() + timeout_s
@@ -139,6 +146,20 @@ def wav_rms(path: str | Path) -> float:
     if samples.size == 0:
         return 0.0
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+
+
+def concatenate_wavs(sources, target: str | Path) -> Path:
+    """Write the 16-bit mono WAV files ``sources`` one after another."""
+    frames = []
+    parameters = None
+    for source in sources:
+        with wave.open(str(source), "rb") as wav:
+            parameters = wav.getparams()
+            frames.append(wav.readframes(wav.getnframes()))
+    with wave.open(str(target), "wb") as out:
+        out.setparams(parameters)
+        out.writeframes(b"".join(frames))
+    return Path(target)
 
 
 def pad_wav(source: str | Path, target: str | Path, silence_s: float) -> Path:
@@ -241,18 +262,25 @@ def _run_phones(fd: int) -> int:
             audio = self.getAudioMedia(-1)
             if self.behaviour.get("play"):
                 self.player = pj.AudioMediaPlayer()
-                self.player.createPlayer(self.behaviour["play"], pj.PJMEDIA_FILE_NO_LOOP)
+                self.player.createPlayer(
+                    self.behaviour["play"], pj.PJMEDIA_FILE_NO_LOOP
+                )
                 self.player.startTransmit(audio)
             if self.behaviour.get("record") and self.recorder is None:
                 self.recorder = pj.AudioMediaRecorder()
                 self.recorder.createRecorder(self.behaviour["record"])
                 audio.startTransmit(self.recorder)
+            plan = list(self.behaviour.get("dtmf_plan", []))
             if self.behaviour.get("dtmf"):
-                later(self.behaviour.get("dtmf_after_s", 1.0), self.send_digits)
+                plan.append(
+                    (self.behaviour.get("dtmf_after_s", 1.0), self.behaviour["dtmf"])
+                )
+            for after_s, digits in plan:
+                later(after_s, lambda digits=digits: self.send_digits(digits))
 
-        def send_digits(self):
+        def send_digits(self, digits):
             if self.isActive():
-                self.dialDtmf(self.behaviour["dtmf"])
+                self.dialDtmf(digits)
 
         def onDtmfDigit(self, prm):  # noqa: N802
             emit({"ev": "dtmf", "user": self.user, "digit": prm.digit})
@@ -316,6 +344,23 @@ def _run_phones(fd: int) -> int:
     account_config.mediaConfig.transportConfig.boundAddress = spec["bind_address"]
     account = Account()
     account.create(account_config)
+    state["account"] = account
+
+    def dial(message):
+        # An outgoing call from this bank, for example a caller reaching
+        # the gateway's IVR; its behaviour keys are those of an answer.
+        call = Phone(state["account"], pj.PJSUA_INVALID_ID, message["user"], message)
+        call.key = f"{message['user']}#out"
+        state["calls"][call.key] = call
+        try:
+            call.makeCall(message["uri"], pj.CallOpParam(True))
+        except pj.Error as error:
+            state["calls"].pop(call.key)
+            emit({"ev": "dial_failed", "user": message["user"], "reason": error.reason})
+            return
+        if message.get("hangup_after_s"):
+            later(message["hangup_after_s"], lambda: hang_up(call))
+
     emit({"ev": "ready", "sip_address": address, "pid": os.getpid()})
 
     while state["running"]:
@@ -326,6 +371,8 @@ def _run_phones(fd: int) -> int:
         for message in messages:
             if message.get("op") == "shutdown":
                 state["running"] = False
+            elif message.get("op") == "dial":
+                dial(message)
         run_due_timers()
         if state["graveyard"]:
             state["graveyard"].clear()
@@ -341,6 +388,7 @@ def _run_phones(fd: int) -> int:
     state["calls"].clear()
     state["graveyard"].clear()
     state["timers"].clear()
+    state.clear()
     account.shutdown()
     del account
     gc.collect()

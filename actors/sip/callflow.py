@@ -231,14 +231,22 @@ class OutboundFlow:
             self._on_verdict({"verdict": "NOTSURE", "cause": "analysis timeout"})
 
     def _on_verdict(self, event: dict) -> None:
-        verdict = str(event.get("verdict", event.get("label", "")))
-        cause = str(event.get("cause", ""))
+        verdict = str(event.get("verdict") or event.get("kind") or "")
+        cause = str(event.get("cause") or "")
         answered = event.get("answered", True)
-        if not answered and verdict != "SIT":
-            # Early media: only a special information tone ends the call
-            # before answer; ringback and announcements wait for the answer.
-            self.gateway.publish("call.early_media", self, {"verdict": verdict})
-            return
+        if not answered:
+            self.gateway.publish(
+                "call.early_media", self, {"verdict": verdict, "cause": cause}
+            )
+            # Before answer, a special information tone or a network
+            # announcement (a phone switched off, voicemail ahead) ends the
+            # attempt; ringback and anything else waits for the answer, and
+            # the endpoint analyses the answered call afresh.
+            if verdict == "MACHINE" and cause == "EARLY_MEDIA":
+                self._finish(Outcome.MACHINE, "announcement before answer")
+                return
+            if verdict != "SIT":
+                return
         if self.state not in (FlowState.ANALYSING, FlowState.CUSTOMER_RINGING):
             return
         self.verdict = verdict
@@ -347,6 +355,11 @@ class OutboundFlow:
             self._end()
             return
         if not self.customer_up:
+            if event.get("no_free_slot") and self.state is FlowState.CUSTOMER_RINGING:
+                self.customer_live = False
+                self._hang_up(self.agent_key)
+                self.gateway.requeue(self)
+                return
             if event.get("timed_out"):
                 outcome, detail = Outcome.NO_ANSWER, "ring timeout"
             else:

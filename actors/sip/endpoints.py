@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from callsure.actors.sip.wire import MessageChannel
@@ -58,6 +59,9 @@ class EndpointProcess:
         # keeps a slot until then, even after the engine gave up on it.
         self.calls: set[str] = set()
         self.reserved = 0
+        # Slots PJSUA still holds after reporting their call disconnected,
+        # with the monotonic time they free up.
+        self.held: dict[str, float] = {}
         self.alive = False
         self._ready = threading.Event()
         self._ready_event: dict = {}
@@ -65,7 +69,16 @@ class EndpointProcess:
 
     @property
     def free_slots(self) -> int:
-        return self.max_calls - len(self.calls) - self.reserved if self.alive else 0
+        if not self.alive:
+            return 0
+        if self.held:
+            now = time.monotonic()
+            self.held = {k: until for k, until in self.held.items() if until > now}
+        return self.max_calls - len(self.calls) - self.reserved - len(self.held)
+
+    def hold_slot(self, key: str, seconds: float) -> None:
+        """Count a slot as taken for ``seconds`` after its call was reported ended."""
+        self.held[key] = time.monotonic() + seconds
 
     def start(self) -> None:
         """Start the worker and wait until its endpoint is ready."""

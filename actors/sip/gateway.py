@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from callsure.actors.sip.callflow import CallReport, OutboundFlow
@@ -244,6 +244,36 @@ class CallGateway:
         """
         self._queue.put(("dial", order, None))
 
+    def update_settings(self, **changes) -> None:
+        """Change call-flow settings (timers, confirmation, bridge method).
+
+        Applies to orders dialed afterwards. Endpoint settings (addresses,
+        ports, trunk, credentials) need a restart and are rejected here.
+        """
+        fixed = {
+            "bind_address",
+            "sip_port",
+            "rtp_port",
+            "rtp_ports_per_endpoint",
+            "endpoint_processes",
+            "max_calls_per_endpoint",
+            "outbound_proxy",
+            "auth_realm",
+            "auth_username",
+            "auth_password",
+            "trunk_sources",
+            "codecs",
+            "prompts_dir",
+            "scenario",
+        }
+        blocked = sorted(fixed & set(changes))
+        if blocked:
+            raise ValueError(
+                f"cannot change {', '.join(blocked)} on a running gateway; "
+                "restart it with the new configuration"
+            )
+        self.settings = replace(self.settings, **changes)
+
     def stats(self, timeout_s: float = 2.0) -> list[dict]:
         """Return each endpoint's counters (frames, CPU seconds, memory)."""
         results: list[dict] = []
@@ -400,6 +430,12 @@ class CallGateway:
             self._flows[key] = flow
         flow.start()
 
+    def requeue(self, flow) -> None:
+        """Place a flow's order again: its endpoint had no free slot after all."""
+        self.forget(flow)
+        self._pending.append((time.monotonic() + PLACEMENT_TIMEOUT_S, flow.order))
+        self.schedule(0.2, self._place_pending)
+
     def _report_not_dialed(self, order: DialOrder) -> None:
         from callsure.engine.callbacks import Outcome
 
@@ -446,6 +482,12 @@ class CallGateway:
         key = event.get("call") or event.get("first")
         if kind == "state" and event.get("state") == "DISCONNECTED":
             endpoint.calls.discard(key)
+            if event.get("slot_held_s"):
+                endpoint.hold_slot(key, float(event["slot_held_s"]))
+            if event.get("no_free_slot"):
+                # PJSUA holds a slot this gateway thought free (a call still
+                # ending); count it taken until any INVITE transaction ends.
+                endpoint.hold_slot(f"{key}#unaccounted", 33.0)
         flow = self._flows.get(key)
         if flow is not None:
             flow.on_event(key, event)
@@ -476,6 +518,7 @@ class CallGateway:
         lost = {id(f): f for f in self._flows.values() if f.endpoint is endpoint}
         endpoint.calls.clear()
         endpoint.reserved = 0
+        endpoint.held.clear()
         for flow in lost.values():
             flow.reserved_legs = 0
             flow.on_endpoint_lost()

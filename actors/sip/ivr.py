@@ -155,7 +155,9 @@ class IvrSession:
             else:
                 names.append(prompt)
         files = self.gateway.prompts.files(names)
-        self.gateway.send(self.endpoint, {"op": "play", "call": self.key, "files": files})
+        self.gateway.send(
+            self.endpoint, {"op": "play", "call": self.key, "files": files}
+        )
 
     def _on_play_done(self) -> None:
         kind = self.node.get("type")

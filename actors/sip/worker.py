@@ -67,6 +67,11 @@ REQUESTED_MAX_CALLS = 512
 # recorders and the probe, so maxMediaPorts >= 2 x calls + 8 holds.
 SPARE_MEDIA_PORTS = 8
 
+# INVITE transaction timeout (timer B = 64 x T1, T1 = 500 ms), plus margin.
+TIMER_B_S = 33.0
+# pjlib status of "too many objects": every call slot is taken.
+PJ_ETOOMANY = 70010
+
 _memmove = ctypes.memmove
 _pointer_pair = ctypes.c_void_p * 2
 
@@ -78,15 +83,17 @@ class _Tap(pj.AudioMediaPort):
         super().__init__()
         self.count = 0
         self.short_frames = 0
-        frame_bytes = ring.shape[2] * ring.itemsize
+        self._frame_bytes = ring.shape[2] * ring.itemsize
+        self._mask = ring.shape[0] - 1
+        self.retarget(ring, slot)
+
+    def retarget(self, ring: np.ndarray, slot: int) -> None:
+        """Write into ``slot``'s rows of ``ring`` from the next frame on."""
         base = ring.ctypes.data
-        stride = ring.strides[0]
-        self._frame_bytes = frame_bytes
         self._addresses = [
-            base + index * stride + slot * ring.strides[1]
+            base + index * ring.strides[0] + slot * ring.strides[1]
             for index in range(ring.shape[0])
         ]
-        self._mask = ring.shape[0] - 1
 
     def onFrameReceived(self, frame):  # noqa: N802 - pjsua2 callback name
         # Runs on the conference clock thread: copy and count, nothing else.
@@ -158,6 +165,7 @@ class _CallRecord:
         "peer",
         "media_active",
         "lost_frames",
+        "provisional",
     )
 
     def __init__(self, call: _Call, direction: str):
@@ -174,6 +182,7 @@ class _CallRecord:
         self.peer: str | None = None
         self.media_active = False
         self.lost_frames = 0
+        self.provisional = False
 
 
 def _status_reason(info) -> tuple[int, str]:
@@ -446,6 +455,7 @@ class EndpointWorker:
                     "code": 503,
                     "reason": f"makeCall failed: {error.reason}",
                     "local_failure": True,
+                    "no_free_slot": error.status == PJ_ETOOMANY,
                 }
             )
 
@@ -562,11 +572,14 @@ class EndpointWorker:
         info = call.getInfo()
         state = info.state
         code, reason = _status_reason(info)
-        if state == pj.PJSIP_INV_STATE_CONFIRMED:
+        answered_now = state in (
+            pj.PJSIP_INV_STATE_CONNECTING,
+            pj.PJSIP_INV_STATE_CONFIRMED,
+        )
+        if answered_now and not record.answered:
             record.answered = True
             record.ring_deadline = None
-            if self.analyser is not None and record.slot is not None:
-                self.analyser.mark_answered(record.slot)
+            self._restart_analysis_at_answer(record)
         event = {
             "ev": "state",
             "call": call.key,
@@ -574,10 +587,18 @@ class EndpointWorker:
             "code": code,
             "reason": reason,
         }
+        if state == pj.PJSIP_INV_STATE_EARLY:
+            record.provisional = True
         if state == pj.PJSIP_INV_STATE_DISCONNECTED:
             event["answered"] = record.answered
             event["timed_out"] = record.timed_out
             event["duration_s"] = info.connectDuration.sec
+            if record.timed_out and not record.provisional:
+                # PJSIP sends no CANCEL before a provisional response
+                # (RFC 3261 section 9.1) and keeps the call slot until the
+                # INVITE transaction times out (timer B, 64 x T1 = 32 s),
+                # although it reports the call disconnected at once.
+                event["slot_held_s"] = TIMER_B_S
             self._release(call.key)
         self.emit(event)
 
@@ -594,11 +615,7 @@ class EndpointWorker:
                 record.media_active = True
                 self._attach_tap(record, call.getAudioMedia(index))
                 self.emit(
-                    {
-                        "ev": "media",
-                        "call": call.key,
-                        "early": info.state != pj.PJSIP_INV_STATE_CONFIRMED,
-                    }
+                    {"ev": "media", "call": call.key, "early": not record.answered}
                 )
                 return
 
@@ -616,14 +633,26 @@ class EndpointWorker:
         tap = _Tap(self.ring, slot)
         media_format = pj.MediaFormatAudio()
         media_format.type = pj.PJMEDIA_TYPE_AUDIO
-        media_format.init(
-            pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE_HZ, 1, FRAME_MS * 1000, 16
-        )
+        media_format.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE_HZ, 1, FRAME_MS * 1000, 16)
         tap.createPort(f"tap-{record.call.key}", media_format)
         audio.startTransmit(tap)
         record.tap = tap
         record.slot = slot
         record.read_count = 0
+
+    def _restart_analysis_at_answer(self, record: _CallRecord) -> None:
+        # The analysis of early media (ringback, an announcement) may have
+        # ended in a verdict already; the answered call gets a fresh one.
+        if self.analyser is None or record.slot is None:
+            return
+        if not record.verdict_sent:
+            self.analyser.mark_answered(record.slot)
+            return
+        self.analyser.close(record.slot)
+        record.slot = self.analyser.open(answered=True)
+        record.tap.retarget(self.ring, record.slot)
+        record.read_count = record.tap.count
+        record.verdict_sent = False
 
     def tick(self, now: float) -> None:
         """Feed the frames received since the last tick to the analyser."""
