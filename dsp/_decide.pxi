@@ -81,9 +81,9 @@ cdef int track_tone(Stream* st, int32_t* ring, int single, float hz,
             finish_tone(st, ring)
         return 0
 
-    tolerance = 0.015 * st.tone_hz
-    if tolerance < 8.0:
-        tolerance = 8.0
+    # Noise makes a block's frequency estimate wander by a few percent;
+    # a siren sweeps further than this within a beep's length.
+    tolerance = 0.03 * st.tone_hz
     if st.tone_start >= 0 and k - st.tone_last <= 3 and fabsf(hz - st.tone_hz) <= tolerance:
         st.tone_last = k
         st.tone_count += 1
@@ -307,7 +307,10 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     cdef int active, speech, steady, structured
     cdef float hz
     cdef int64_t age, heard
-    block_features(x, &f)
+    # The floor is a minimum, below the noise's mean level by about 1 dB;
+    # 0.8 of it keeps the correction from overshooting.
+    block_features(x, 0.8 * 10.0 ** (st.floor_db / 10.0) if st.floor_db > 0.0 else 0.0,
+                   &f)
 
     # Noise floor: the minimum block level over the last 1.2-1.6 s
     # (minimum statistics), so speech pauses reveal it and loud steady
@@ -360,7 +363,7 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
               and f.level_db > params[P_MIN_LEVEL_DB])
     structured = (f.level_db > params[P_MIN_LEVEL_DB] + 6.0
                   and f.voicing >= params[P_STRUCTURED_VOICING]
-                  and f.purity < 1.3)
+                  and f.raw_purity < 1.3)
     speech = not tone_block and (
         (active and f.voicing >= params[P_VOICING_MIN]) or structured)
     if active and not speech and not tone_block:

@@ -33,8 +33,13 @@ cdef inline float _wrap_phase(float phase) noexcept nogil:
 _fill_bank_tables()
 
 
-cdef void block_features(float* x, BlockFeatures* out) noexcept nogil:
-    """Remove the block mean from x in place and fill out."""
+cdef void block_features(float* x, float noise_power, BlockFeatures* out) noexcept nogil:
+    """Remove the block mean from x in place and fill out.
+
+    noise_power is the line's white noise power per sample (int16 units
+    squared), or 0. Its share is taken out of the order-2 sums, which
+    otherwise bias a tone's frequency down and its purity up at low SNR.
+    """
     cdef int n
     cdef float mean = 0.0, energy = 0.0
     cdef float ss = 0.0, sv = 0.0, vv = 0.0
@@ -73,15 +78,24 @@ cdef void block_features(float* x, BlockFeatures* out) noexcept nogil:
     out.level_db = 10.0 * log10f(out.energy + 1.0)
     if vv <= 1e-3:
         out.purity = 4.0
+        out.raw_purity = 4.0
         out.dual_purity = 4.0
         out.tone_hz = 0.0
         out.voicing = 0.0
         return
 
+    out.voicing = 0.5 * sv / vv
+    out.raw_purity = (ss - sv * sv / vv) / vv
+    # White noise adds its power to each x[n-1]^2 and twice to each
+    # (x[n] + x[n-2])^2, and nothing on average to the cross terms.
+    if vv - (BLOCK - 2) * noise_power > 0.2 * vv:
+        vv -= (BLOCK - 2) * noise_power
+        ss -= 2.0 * (BLOCK - 2) * noise_power
     a = sv / vv
     residual = ss - a * sv
+    if residual < 0.0:
+        residual = 0.0
     out.purity = residual / vv
-    out.voicing = 0.5 * a
     a = 0.5 * a
     if a > 1.0:
         a = 1.0

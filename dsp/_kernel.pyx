@@ -249,7 +249,7 @@ def block_features_of(const int16_t[::1] samples):
     for b in range(n_blocks):
         for n in range(BLOCK):
             x[n] = samples[b * BLOCK + n]
-        block_features(x, &f)
+        block_features(x, 0.0, &f)
         view[b, 0] = f.level_db
         view[b, 1] = f.purity
         view[b, 2] = f.tone_hz

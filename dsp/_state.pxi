@@ -120,7 +120,9 @@ cdef float FLOOR_RISE_DB_PER_BLOCK = 0.03
 cdef struct BlockFeatures:
     float energy        # mean square of the block minus its mean, int16 units
     float level_db      # 10 log10(energy + 1)
-    float purity        # order-2 prediction residual / energy: ~0 for one tone
+    float purity        # order-2 prediction residual / energy: ~0 for one tone,
+                        # ~2 for white noise; line noise taken out
+    float raw_purity    # the same without the noise correction
     float tone_hz       # frequency of the order-2 predictor's pole
     float dual_purity   # symmetric order-4 residual / energy: ~0 for two tones
     float voicing       # lag-1 autocorrelation coefficient

@@ -70,7 +70,6 @@ def test_corpus_guards_current_accuracy(corpus_results):
     m = metrics(corpus_results)
     assert m["connect"] >= 0.98
     assert m["human"] >= 0.97
-    assert m["beep"] >= 0.92
     assert m["latency"] <= 1550
 
 
@@ -84,7 +83,6 @@ def test_corpus_human_target(corpus_results):
     assert metrics(corpus_results)["human"] >= 0.99
 
 
-@pytest.mark.xfail(strict=True, reason="92.6 % of beeps found, target 95 %")
 def test_corpus_beep_target(corpus_results):
     assert metrics(corpus_results)["beep"] >= 0.95
 
