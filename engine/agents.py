@@ -1,9 +1,9 @@
 """Agents of one group: states from the CTI, skills, reservations for callbacks.
 
 An ``AgentRoster`` is the state of one agent group (one queue). The CTI
-feeds agent states; the scheduler's dial orders in agent-first mode
-reserve an agent before dialing; outbound agents are blended in during a
-surge and then count as free for callbacks. ``free_count`` and
+feeds agent states. In agent-first mode, each dial order reserves an
+agent before the gateway dials. Outbound agents blended in during a surge
+count as free for callbacks. ``free_count`` and
 ``ready_agents`` are the inputs of ``CallbackScheduler.due``.
 """
 

@@ -317,7 +317,7 @@ class Attempt:
 
 
 class DialMode(enum.Enum):
-    """Who is secured first when a callback is released."""
+    """Order in which customer and agent are secured when a callback is released."""
 
     CUSTOMER_FIRST = "customer_first"
     """Dial, and look for an agent once a person answered."""
@@ -327,7 +327,7 @@ class DialMode(enum.Enum):
 
 @dataclass(frozen=True)
 class DialTarget:
-    """Where a connected callback goes: a group, or one dedicated agent."""
+    """Destination of a connected callback: a group, or one dedicated agent."""
 
     queue: str
     agent_id: str | None = None
@@ -337,9 +337,10 @@ class DialTarget:
 class DialOrder:
     """An order to dial one attempt, handed to a gateway by ``due()``.
 
-    The gateway dials ``phone_number`` at most once per ``idempotency_key``,
-    calls ``start_dialing`` before it dials, renews the lease while the call
-    lasts, and reports exactly one outcome.
+    The gateway calls ``start_dialing`` before it dials ``phone_number``. That
+    call succeeds once per ``idempotency_key`` and raises ``LeaseError`` after,
+    so the same attempt is never dialed twice. The gateway renews the lease
+    while the call lasts and reports one outcome.
     """
 
     attempt_id: str
@@ -361,7 +362,7 @@ class DialOrder:
 
 @dataclass(frozen=True)
 class OutcomeResult:
-    """What ``report_outcome`` decided."""
+    """Decision of ``report_outcome``: the updated promise and what follows."""
 
     callback: Callback
     attempt: Attempt

@@ -1,6 +1,6 @@
 """Customers: contact history, grade (VIP, regular, complaint), repeat callers.
 
-A ``CustomerBook`` holds one shard of customers (the runtime spreads
+A ``CustomerBook`` contains one shard of customers (the runtime spreads
 customers over shards by a hash of the customer id). It records contact
 events as the switch or CTI reports them, grades each customer by
 configurable rules, and counts repeat calls. Its whole state converts to
@@ -89,7 +89,7 @@ class RepeatCallerRule:
 
 @dataclass(frozen=True)
 class GradeRules:
-    """How a customer's grade is decided, first match wins.
+    """Rules that decide a customer's grade; the first match wins.
 
     1. VIP: the id is in ``vip_ids``, or a CRM attribute matches
        ``vip_attributes`` (for example ``{"segment": ("gold", "platinum")}``).
@@ -127,7 +127,7 @@ class GradeRules:
 
 @dataclass(frozen=True)
 class CustomerStatus:
-    """What routing needs to know about a customer now."""
+    """Routing facts about a customer at one time."""
 
     customer_id: str
     grade: Grade
@@ -183,7 +183,7 @@ class CustomerBook:
         return len(self._customers)
 
     def customer(self, customer_id: str) -> Customer:
-        """The record of ``customer_id``, created empty on first use."""
+        """Return the record of ``customer_id``, created empty on first use."""
         if not customer_id:
             raise ValidationError("customer_id", customer_id, "send a non-empty id")
         record = self._customers.get(customer_id)
@@ -314,7 +314,7 @@ class CustomerBook:
     # Restart
 
     def to_state(self) -> dict:
-        """The shard's customers as built-in values (msgpack-friendly)."""
+        """Convert the shard's customers to built-in values (msgpack-friendly)."""
         return {
             customer_id: {
                 "attributes": record.attributes,

@@ -32,15 +32,15 @@ if TYPE_CHECKING:
     from callsure.engine.scheduler import CallbackScheduler
 
 # How many times a nearest-feasible search alternates between the
-# predictor's answer and the windows and capacity before it gives up.
+# predictor's suggestion and the windows and capacity before it gives up.
 NEAREST_SEARCH_ROUNDS = 6
 # A customer's chosen time this close to now is taken as "now", because
 # the IVR prompt and the network take a few seconds.
 PAST_TOLERANCE = timedelta(seconds=60)
 # The predictor's capacity of an interval is reused for this many seconds of
-# clock time: one Erlang A capacity call takes 0.1 to 0.7 ms (8 to 3000
-# agents, measured on the development machine), and every create and
-# release needs one.
+# clock time, because every create and release needs one. One Erlang A
+# capacity call took 0.1 to 0.7 ms for 8 to 3000 agents (AMD EPYC, 2 cores).
+
 CAPACITY_CACHE_S = 10.0
 CAPACITY_CACHE_SIZE = 4096
 
@@ -101,9 +101,9 @@ class PromisePlanner:
         return self.interval_limit(queue, start, end) - released
 
     def find_slot(self, queue: str, when: datetime) -> datetime | None:
-        """The earliest time at or after ``when`` that is inside a window and
-        whose interval has room for one more booking, within the booking
-        horizon."""
+        """Find the earliest time at or after ``when`` that is inside a window
+        and whose interval has room for one more booking, within the booking
+        horizon; ``None`` when there is none."""
         calendar = self.scheduler.calendar_for(queue)
         horizon = when + timedelta(seconds=self._policy.promise.booking_horizon_s)
         candidate: datetime | None = when
@@ -238,7 +238,7 @@ class PromisePlanner:
         quantile = self._policy.promise.predicted_quantile
         wait_s = estimate.quantiles_s.get(quantile, estimate.mean_s)
         when = now + timedelta(seconds=wait_s)
-        # Nobody who entered earlier may be promised a later time.
+        # A customer who entered earlier must not get a later promise.
         latest = self.scheduler.store.latest_promise(request.queue, entry)
         if latest is not None and latest > when:
             when = latest
@@ -294,7 +294,8 @@ class PromisePlanner:
     def nearest_feasible(
         self, queue: str, when: datetime, now: datetime
     ) -> datetime | None:
-        """The feasible time nearest ``when``, or ``None`` within the horizon."""
+        """Find the feasible time nearest ``when``; ``None`` when the predictor
+        has none within its horizon."""
         target = self._policy.promise.keep_target
         candidate = when
         for _ in range(NEAREST_SEARCH_ROUNDS):

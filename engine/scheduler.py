@@ -128,7 +128,7 @@ RECOVERY_BATCH = 1000
 
 @dataclass(frozen=True)
 class RecoveryReport:
-    """What ``recover`` found and did."""
+    """Counts from one ``recover`` run."""
 
     leases_expired: int
     not_dialed: int
@@ -227,8 +227,8 @@ class CallbackScheduler:
         """Apply a second request of the same customer and queue."""
         change = Change(requests=[(request.request_id, callback.callback_id)])
         if callback.state is CallbackState.DIALING:
-            # The dial in flight keeps its promise; the request is answered
-            # with it rather than changing a call in progress.
+            # The dial in flight keeps its promise, so the request gets the
+            # current promise back rather than changing a call in progress.
             self._commit_create(change, request)
             return callback
         dedicated = request.dedicated_agent_id or callback.dedicated_agent_id
@@ -273,8 +273,8 @@ class CallbackScheduler:
         try:
             self.store.commit(change)
         except LeaseError:
-            # A concurrent create with the same request id won; its result
-            # is the answer to this replay.
+            # A concurrent create with the same request id won, and its
+            # result is the result of this replay too.
             if self.store.callback_for_request(request.request_id) is None:
                 raise
 
@@ -297,8 +297,8 @@ class CallbackScheduler:
         page_size: int = 100,
         page_token: str = "",
     ) -> tuple[list[Callback], str]:
-        """A page of callbacks by ascending id, and the token of the next
-        page ("" after the last page)."""
+        """Return a page of callbacks by ascending id, and the token of the
+        next page ("" after the last page)."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValidationError("page_size", page_size, f"send 1 to {MAX_PAGE_SIZE}")
         if isinstance(state, str) and state:
@@ -388,8 +388,9 @@ class CallbackScheduler:
             Free agents per queue from the agent pools; releases of a queue
             never exceed it. ``None`` trusts the predictor's capacity only.
         ready_agents : set of str or None
-            Agents ready now; a dedicated agent outside it holds the VIP's
-            callback until ``fallback_at``. ``None`` assumes every agent ready.
+            Agents ready now. A VIP's callback waits for its dedicated agent
+            while that agent is not in this set, until ``fallback_at``.
+            ``None`` assumes every agent ready.
         oldest_waiting : dict[str, datetime] or None
             Entry time of the longest-waiting inbound caller per queue; a
             callback that entered later is held so it does not overtake.
@@ -624,10 +625,10 @@ class CallbackScheduler:
     def recover(self, now: datetime | None = None) -> RecoveryReport:
         """Bring the store to a consistent state after a start.
 
-        Expired leases are finalised (see "Leases"), promises past their
-        expiry end as EXPIRED with an SMS request, and promises already
-        past their time are journaled as overdue; ``due`` then releases
-        them in entry order within capacity.
+        Expired leases are finalised (see "Leases"). Promises past their
+        expiry end as EXPIRED with an SMS request. Promises already past
+        their time are journaled as overdue, and ``due`` then releases them
+        in entry order within capacity.
         """
         now = now or self.clock.now()
         not_dialed, unknown = self._recover_leases(now)

@@ -9,8 +9,8 @@ Daylight-saving changes are handled deliberately:
 
 * A local time that does not exist (the spring-forward gap, for example
   02:30 in Europe/Berlin on the last Sunday of March) is moved to the
-  first instant after the gap when it bounds a period, so a period 02:00
-  to 04:00 opens at 03:00 local and lasts one real hour. A customer's
+  first instant after the gap when it bounds a period. So a period 02:00
+  to 04:00 on that day opens at 03:00 local and lasts one real hour. A customer's
   local time in the gap is rejected with ``InvalidTimeError``.
 * A local time that occurs twice (the fall-back hour) opens a period at
   its first occurrence and closes a period at its second, so a period
@@ -215,7 +215,7 @@ class CallbackCalendar:
 
     @classmethod
     def always_open(cls) -> CallbackCalendar:
-        """A calendar open every day, all day, in UTC."""
+        """Return a calendar open every day, all day, in UTC."""
         day = (Period("day", time(0), time(0)),)
         return cls(weekly={weekday: day for weekday in range(7)})
 
@@ -252,7 +252,7 @@ class CallbackCalendar:
         return windows
 
     def window(self, local_date: date, period_name: str) -> Window:
-        """The window of a named period on a date.
+        """Return the window of a named period on a date.
 
         Raises
         ------
@@ -273,7 +273,7 @@ class CallbackCalendar:
         return self.window_at(when) is not None
 
     def window_at(self, when: datetime) -> Window | None:
-        """The window containing ``when`` (UTC), or ``None`` when closed."""
+        """Find the window containing ``when`` (UTC); ``None`` when closed."""
         local_date = when.astimezone(self.zone).date()
         # A window of the previous local date can reach past midnight.
         for day in (local_date - timedelta(days=1), local_date):
@@ -283,7 +283,7 @@ class CallbackCalendar:
         return None
 
     def next_open(self, when: datetime) -> datetime | None:
-        """The first instant at or after ``when`` inside a window.
+        """Find the first instant at or after ``when`` inside a window.
 
         Returns ``None`` when the calendar stays closed for
         ``SEARCH_HORIZON_DAYS``.

@@ -343,3 +343,15 @@ def test_recover_after_downtime(db, clock):
     released = {o.callback_id for o in restarted.due()}
     assert soon.callback_id in released
     assert events(restarted, "callback.overdue")
+
+
+def test_undialed_release_frees_capacity(db, clock):
+    scheduler = make_scheduler(db, clock, cap=1)
+    scheduler.create(request("c1", entry_time=T0 - timedelta(minutes=2)))
+    scheduler.create(request("c2"))
+    (first,) = scheduler.due()
+    scheduler.report_outcome(first.attempt_id, Outcome.NOT_DIALED)
+    (again,) = scheduler.due()
+    assert again.callback_id == first.callback_id
+    dial(scheduler, again, Outcome.CONNECTED)
+    assert scheduler.due() == []

@@ -2,7 +2,8 @@
 
 * Order: a release never leaves behind a due promise of the same queue
   that entered earlier (promises held for their dedicated agent aside).
-* Capacity: no interval releases more than the admin cap.
+* Capacity: no interval releases more than the admin cap (a release
+  returned undialed takes no agent and does not count).
 * One attempt in flight per promise, and a promise is DIALING exactly
   when it has one.
 """
@@ -120,7 +121,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     @invariant()
     def capacity_per_interval(self):
         rows = self.scheduler.store._db.execute(
-            "SELECT queue, issued_at FROM attempts"
+            "SELECT queue, issued_at FROM attempts "
+            "WHERE outcome IS NULL OR outcome != 'not_dialed'"
         ).fetchall()
         per_interval = Counter(
             (queue, interval_start(T0 + timedelta(seconds=at - T0.timestamp()), 900.0))

@@ -63,7 +63,7 @@ class Change:
 
 
 class CallbackStore(Protocol):
-    """What the scheduler needs from a durable store."""
+    """Storage operations the scheduler needs from a durable store."""
 
     def commit(self, change: Change) -> list[int]:
         """Write ``change`` atomically and durably; return the event sequence
@@ -130,7 +130,8 @@ class CallbackStore(Protocol):
         ...
 
     def count_released(self, queue: str, start: datetime, end: datetime) -> int:
-        """Attempts of ``queue`` issued in ``[start, end)``."""
+        """Attempts of ``queue`` issued in ``[start, end)``, except those
+        that ended ``NOT_DIALED`` (they took no agent)."""
         ...
 
     def get_attempt(self, attempt_id: str) -> Attempt | None: ...
@@ -150,7 +151,7 @@ class CallbackStore(Protocol):
         ...
 
     def iter_events(self) -> Iterator[Event]:
-        """Every journal event, in order."""
+        """Iterate over every journal event, in order."""
         ...
 
     def get_setting(self, name: str) -> bytes | None: ...

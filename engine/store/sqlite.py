@@ -23,6 +23,7 @@ from callsure.engine.callbacks import (
     CallbackMode,
     CallbackState,
     Event,
+    Outcome,
     from_epoch,
 )
 from callsure.engine.exceptions import LeaseError, StorageError
@@ -64,6 +65,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     queue TEXT NOT NULL,
     number INTEGER NOT NULL,
     state TEXT NOT NULL,
+    outcome TEXT,
     issued_at REAL NOT NULL,
     lease_expires_at REAL NOT NULL,
     row BLOB NOT NULL,
@@ -293,14 +295,15 @@ class SQLiteStore:
             try:
                 self._db.execute(
                     "INSERT INTO attempts (attempt_id, callback_id, queue, number, "
-                    "state, issued_at, lease_expires_at, row) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "state, outcome, issued_at, lease_expires_at, row) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         attempt.attempt_id,
                         attempt.callback_id,
                         attempt.queue,
                         attempt.number,
                         attempt.state.value,
+                        row["outcome"],
                         row["issued_at"],
                         row["lease_expires_at"],
                         blob,
@@ -313,10 +316,11 @@ class SQLiteStore:
                 ) from None
             return
         cursor = self._db.execute(
-            "UPDATE attempts SET state = ?, lease_expires_at = ?, row = ? "
-            "WHERE attempt_id = ? AND state = ?",
+            "UPDATE attempts SET state = ?, outcome = ?, lease_expires_at = ?, "
+            "row = ? WHERE attempt_id = ? AND state = ?",
             (
                 attempt.state.value,
+                row["outcome"],
                 row["lease_expires_at"],
                 blob,
                 attempt.attempt_id,
@@ -450,8 +454,8 @@ class SQLiteStore:
     def count_released(self, queue: str, start: datetime, end: datetime) -> int:
         (count,) = self._query(
             "SELECT COUNT(*) FROM attempts WHERE queue = ? AND issued_at >= ? "
-            "AND issued_at < ?",
-            (queue, start.timestamp(), end.timestamp()),
+            "AND issued_at < ? AND (outcome IS NULL OR outcome != ?)",
+            (queue, start.timestamp(), end.timestamp(), Outcome.NOT_DIALED.value),
         )[0]
         return count
 
