@@ -49,7 +49,9 @@ def _load_callers(log_path: str, country: str, zone: str):
     # The reader logs how many rows it dropped and why.
     log = read_call_log(log_path, zone=zone)
     if not log.records:
-        raise click.UsageError(f"{log_path} holds no usable calls")
+        raise click.UsageError(
+            f"{log_path} contains no usable calls: check the file and its format"
+        )
     calendar = DayCalendar(country=country, zone=zone)
     callers = QueuedCallers.from_records(log.records, calendar)
     first_date = calendar.local(log.records[0].vru_entry).date()

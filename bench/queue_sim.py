@@ -480,7 +480,7 @@ def run(
         for replication in range(replications):
             stride = 0
             if scenario.model:
-                stride = 1 if scenario.servers < 20 else 4
+                stride = 3 if scenario.servers < 20 else 4
             result = simulate(scenario, seed + 7919 * replication, stride)
             figures = score(result, PREDICTORS)
             for name in PREDICTORS:

@@ -40,7 +40,7 @@ class BoostingParameters:
     depth : int
         Depth of each tree.
     min_leaf : int
-        Fewest rows in a leaf.
+        Minimum number of rows in a leaf.
     subsample : float
         Share of rows drawn (without replacement) for each tree.
     max_bins : int
@@ -86,7 +86,7 @@ class BoostedTrees:
 
     @staticmethod
     def to_bins(matrix: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
-        """Return the bin of each value: bin b holds values in (edge[b-1], edge[b]]."""
+        """Return the bin of each value; bin b covers (edge[b-1], edge[b]]."""
         binned = np.empty(matrix.shape, dtype=np.int16)
         for j, cuts in enumerate(edges):
             binned[:, j] = np.searchsorted(cuts, matrix[:, j], side="left")

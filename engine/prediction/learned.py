@@ -2,7 +2,7 @@
 
 ``LearnedPredictor`` keeps, per queue, the live ``QueueState`` and the
 online learners of ``online.py``, all fed by ``observe`` one event at a
-time. It answers
+time. It computes
 
 - ``estimate_wait`` with the boosted ``WaitModel`` applied to the queue as
   it is now (so estimates change as the queue changes), the chance of
@@ -280,15 +280,15 @@ class LearnedPredictor:
     def capacity(
         self, queue: str, start: datetime, end: datetime, interval_s: float = 900.0
     ) -> list[CapacitySlot]:
-        """Callback capacity per interval from the learned forecast."""
+        """Return callback capacity per interval from the learned forecast."""
         return self.erlang.capacity(queue, start, end, interval_s)
 
     def keep_probability(self, queue: str, when: datetime, now: datetime) -> float:
-        """Probability that a callback due at ``when`` is kept (Erlang A)."""
+        """Return the probability that a callback due at ``when`` is kept (Erlang A)."""
         return self.erlang.keep_probability(queue, when, now)
 
     def nearest_feasible(
         self, queue: str, when: datetime, now: datetime, target: float = 0.9
     ) -> datetime | None:
-        """The time nearest ``when`` kept with probability >= ``target``."""
+        """Return the time nearest ``when`` kept with probability >= ``target``."""
         return self.erlang.nearest_feasible(queue, when, now, target)

@@ -80,7 +80,7 @@ class QueueEvent:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What the queue looks like to a caller joining at ``time``.
+    """The queue as a caller joining at ``time`` finds it.
 
     Counts are of callers or agents; times are in seconds.
     """
