@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from pathlib import Path
 
@@ -97,6 +98,11 @@ class Coordinator:
 
     async def start(self) -> None:
         """Start the dispatch loop; idempotent."""
+        self._ensure_dispatching()
+
+    def _ensure_dispatching(self) -> None:
+        # Ray runs the constructor outside the actor's event loop, so a
+        # restarted actor starts its loop on the first message it handles.
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
             logger.info(
@@ -111,8 +117,10 @@ class Coordinator:
         self._store.close()
         logger.info("coordinator: stopped")
 
-    async def ping(self) -> bool:
-        return True
+    async def ping(self) -> int:
+        """Return the actor's process id; a new id means Ray restarted it."""
+        self._ensure_dispatching()
+        return os.getpid()
 
     # Callbacks
 
@@ -125,6 +133,7 @@ class Coordinator:
             Per request, in order: ``(callback, estimate, replayed)``, or the
             exception the engine raised for that request alone.
         """
+        self._ensure_dispatching()
         results = []
         # One estimate per queue and priority serves the whole batch: the
         # batch is stored within milliseconds, well inside the model's
@@ -244,6 +253,7 @@ class Coordinator:
 
     async def register_dialer(self, name: str, dialer) -> None:
         """Add or replace the dialer ``name`` (a ``Dialer`` or an actor handle)."""
+        self._ensure_dispatching()
         self._dialers[name] = dialer
         logger.info("coordinator: dialer %s registered", name)
 

@@ -1,0 +1,174 @@
+"""The coordinator on a real local Ray: dialing through a Dialer, restarts."""
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+import uuid
+
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+import ray  # noqa: E402
+from ray import cloudpickle  # noqa: E402
+from serve_support import private_folder  # noqa: E402
+
+from callsure.actors.coordinator import Coordinator  # noqa: E402
+from callsure.actors.gateway_api import Dialer  # noqa: E402
+from callsure.actors.predictors import build_predictor  # noqa: E402
+from callsure.engine.callbacks import CallbackRequest, CallbackState  # noqa: E402
+from callsure.engine.config import load_config  # noqa: E402
+from callsure.engine.exceptions import NotFoundError  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+# Workers cannot import this test module, so its classes travel by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+WAIT_S = 30.0
+
+
+@ray.remote
+class AnsweringGateway(Dialer):
+    """A dialer whose every call is answered by a person and connected."""
+
+    def __init__(self, coordinator, name):
+        self.coordinator = coordinator
+        self.name = name
+        self.keys = []
+
+    async def dial(self, order):
+        if order.idempotency_key in self.keys:
+            return True
+        self.keys.append(order.idempotency_key)
+        await self.coordinator.start_dialing.remote(order.attempt_id, self.name)
+        await self.coordinator.report_outcome.remote(order.attempt_id, "connected")
+        return True
+
+    async def dialed_keys(self):
+        return list(self.keys)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    folder = private_folder()
+    ray.init(
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        num_cpus=2,
+        namespace="callsure-test",
+        _temp_dir=str(folder / "ray"),
+        configure_logging=False,
+    )
+    yield folder
+    ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def coordinator(cluster):
+    config = load_config(None).replace(
+        storage={"path": str(cluster / "callsure.db")},
+        ray={"dispatch_interval_s": 0.1},
+    )
+    handle = Coordinator.options(name="coordinator", max_concurrency=100).remote(
+        config, build_predictor
+    )
+    ray.get(handle.start.remote())
+    return handle
+
+
+def request(customer_id):
+    return CallbackRequest(
+        request_id=uuid.uuid4().hex,
+        customer_id=customer_id,
+        queue="billing",
+        phone_number="+14155550100",
+    )
+
+
+async def wait_for_state(coordinator, callback_id, state):
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        callback = await coordinator.get_callback.remote(callback_id)
+        if callback.state is state or asyncio.get_running_loop().time() > deadline:
+            return callback
+        await asyncio.sleep(0.1)
+
+
+def dial_through_gateway(coordinator, customer_id):
+    """Create a callback with a gateway registered; wait until it completes."""
+
+    async def scenario():
+        gateway = AnsweringGateway.remote(coordinator, "gateway-1")
+        await coordinator.register_dialer.remote("gateway-1", gateway)
+        [result] = await coordinator.create_callbacks.remote([request(customer_id)])
+        callback = result[0]
+        done = await wait_for_state(
+            coordinator, callback.callback_id, CallbackState.COMPLETED
+        )
+        await coordinator.unregister_dialer.remote("gateway-1")
+        keys = await gateway.dialed_keys.remote()
+        events = await coordinator.read_events.remote(0, 1000)
+        return callback, done, keys, events
+
+    return asyncio.run(scenario())
+
+
+def test_registered_dialer_completes_callback(coordinator):
+    callback, done, keys, events = dial_through_gateway(coordinator, "c-dial")
+    kinds = [e.kind for e in events if e.callback_id == callback.callback_id]
+    assert done.state is CallbackState.COMPLETED
+    assert keys == [f"{callback.callback_id}/1"]
+    assert kinds == [
+        "callback.created",
+        "callback.released",
+        "attempt.dialing",
+        "attempt.outcome",
+        "callback.completed",
+    ]
+
+
+def test_without_dialer_callback_stays_pending(coordinator):
+    [result] = ray.get(coordinator.create_callbacks.remote([request("c-idle")]))
+    callback = result[0]
+    ray.get(coordinator.ping.remote())
+    later = ray.get(coordinator.get_callback.remote(callback.callback_id))
+    assert later.state is CallbackState.PENDING
+
+
+def test_error_for_one_request_spares_batch(coordinator):
+    bad = request("c-bad")
+    bad = CallbackRequest(**{**bad.__dict__, "phone_number": "12"})
+    good, failed = ray.get(
+        coordinator.create_callbacks.remote([request("c-good"), bad])
+    )
+    assert good[0].state is CallbackState.PENDING
+    assert failed.field == "phone_number"
+
+
+def test_coordinator_reloads_after_crash(coordinator):
+    [result] = ray.get(coordinator.create_callbacks.remote([request("c-crash")]))
+    callback_id = result[0].callback_id
+    old_process = ray.get(coordinator.ping.remote())
+    ray.kill(coordinator, no_restart=False)
+    deadline = time.monotonic() + WAIT_S
+    reloaded = None
+    while reloaded is None and time.monotonic() < deadline:
+        try:
+            if ray.get(coordinator.ping.remote()) != old_process:
+                reloaded = ray.get(coordinator.get_callback.remote(callback_id))
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
+            pass
+        time.sleep(0.1)
+    assert reloaded is not None
+    assert reloaded.callback_id == callback_id
+    with pytest.raises(NotFoundError):
+        ray.get(coordinator.get_callback.remote("cb_unknown"))
+
+
+def test_restarted_coordinator_dispatches(coordinator):
+    callback, done, keys, _ = dial_through_gateway(coordinator, "c-after-crash")
+    assert done.state is CallbackState.COMPLETED
+    assert f"{callback.callback_id}/1" in keys
