@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 _OPEN_STATES = (CallbackState.PENDING.value, CallbackState.DIALING.value)
+# Written out in queries on the partial index callbacks_promised: SQLite uses
+# a partial index only when the query's WHERE names its condition literally.
+_OPEN_STATES_SQL = str(_OPEN_STATES)  # "('pending', 'dialing')"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS callbacks (
@@ -432,24 +435,36 @@ class SQLiteStore:
 
     def count_booked(self, queue: str, start: datetime, end: datetime) -> int:
         (count,) = self._query(
-            "SELECT COUNT(*) FROM callbacks WHERE queue = ? AND state IN (?, ?) "
+            "SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_promised "
+            f"WHERE queue = ? AND state IN {_OPEN_STATES_SQL} "
             "AND promised_time >= ? AND promised_time < ?",
-            (queue, *_OPEN_STATES, start.timestamp(), end.timestamp()),
+            (queue, start.timestamp(), end.timestamp()),
         )[0]
         return count
 
     def latest_promise(self, queue: str, entry_time: datetime) -> datetime | None:
-        (latest,) = self._query(
-            "SELECT MAX(promised_time) FROM callbacks WHERE queue = ? "
-            "AND state IN (?, ?) AND mode = ? AND entry_time <= ?",
-            (
-                queue,
-                *_OPEN_STATES,
-                CallbackMode.PREDICTED.value,
-                entry_time.timestamp(),
-            ),
-        )[0]
-        return from_epoch(latest)
+        # Walk the open promises from the latest promised time down, on the
+        # callbacks_promised index, to the first that entered early enough.
+        # New requests usually entered last, so the first row qualifies; a
+        # MAX() filtered on entry_time would read every open row instead.
+        entry = entry_time.timestamp()
+        with self._lock:
+            try:
+                cursor = self._db.execute(
+                    "SELECT promised_time, entry_time FROM callbacks "
+                    "INDEXED BY callbacks_promised WHERE queue = ? "
+                    f"AND state IN {_OPEN_STATES_SQL} AND mode = ? "
+                    "ORDER BY promised_time DESC",
+                    (queue, CallbackMode.PREDICTED.value),
+                )
+                for promised, entered in cursor:
+                    if entered <= entry:
+                        return from_epoch(promised)
+            except sqlite3.Error as error:
+                raise StorageError(
+                    f"store {self.path}: read failed: {error}"
+                ) from error
+        return None
 
     def count_released(self, queue: str, start: datetime, end: datetime) -> int:
         (count,) = self._query(
