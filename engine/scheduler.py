@@ -9,6 +9,11 @@ API (all times timezone-aware UTC; every argument and result pickles)
 ---------------------------------------------------------------------
 ``CallbackScheduler(store, predictor, clock, policy=None)``
 
+Durability: every method that changes state commits before it returns.
+Inside ``store.batch()`` the commits of many calls become one durable
+transaction at the end of the block, so a caller announces those results
+only after the block.
+
 Requests and queries:
 
 * ``create(request) -> Callback``. Idempotent by ``request.request_id``:
