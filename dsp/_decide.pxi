@@ -299,6 +299,17 @@ cdef void track_floor(Stream* st, float level_db) noexcept nogil:
     st.floor_db = floor_db
 
 
+cdef inline int bank_wanted(float hz) noexcept nogil:
+    """Whether a single tone at hz (order-2 estimate) needs the tone bank.
+
+    Only near a frequency it refines (SIT bands, fax CNG and CED) or where
+    ringback's two close tones look like one (their mean, 460 Hz).
+    """
+    return ((400.0 <= hz <= 520.0) or (880.0 <= hz <= 1020.0)
+            or (1040.0 <= hz <= 1160.0) or (1330.0 <= hz <= 1470.0)
+            or (1730.0 <= hz <= 1870.0) or (2040.0 <= hz <= 2160.0))
+
+
 cdef void analyse_block(Stream* st, float* x, const float* params,
                         int32_t* ring) noexcept nogil:
     """Run every detector on one 10 ms block of 80 samples at 8 kHz."""
@@ -308,9 +319,12 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     cdef float hz
     cdef int64_t age, heard
     # The floor is a minimum, below the noise's mean level by about 1 dB;
-    # 0.8 of it keeps the correction from overshooting.
-    block_features(x, 0.8 * 10.0 ** (st.floor_db / 10.0) if st.floor_db > 0.0 else 0.0,
-                   &f)
+    # 0.8 of it keeps the correction from overshooting. The power is only
+    # recomputed when the floor moved by 0.1 dB.
+    if fabsf(st.floor_db - st.noise_floor_db) > 0.1:
+        st.noise_floor_db = st.floor_db
+        st.noise_power = 0.8 * 10.0 ** (st.floor_db / 10.0) if st.floor_db > 0.0 else 0.0
+    block_features(x, st.noise_power, &f)
 
     # Noise floor: the minimum block level over the last 1.2-1.6 s
     # (minimum statistics), so speech pauses reveal it and loud steady
@@ -331,9 +345,9 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
         single = f.purity < params[P_TONE_PURITY] and 200.0 < f.tone_hz < 3400.0
         # Two steady tones leave a far smaller residual than vowels do;
         # the stricter limit keeps the bank off most speech blocks.
-        dual = not single and f.dual_purity < 0.4 * params[P_TONE_PURITY]
+        dual = f.dual_purity < 0.4 * params[P_TONE_PURITY]
     hz = f.tone_hz
-    if single or dual:
+    if dual or (single and bank_wanted(f.tone_hz)):
         for age in range(2, 0, -1):
             st.bank_re[age] = st.bank_re[age - 1]
             st.bank_im[age] = st.bank_im[age - 1]
