@@ -18,8 +18,10 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402 - the environment variable above must come first
 
+from callsure.actors.logsetup import configure_logging  # noqa: E402
 
-def start_ray(ray_config, address: str | None = None) -> None:
+
+def start_ray(ray_config, address: str | None = None, log_config=None) -> None:
     """Start a local Ray, or join the cluster at ``address``.
 
     Parameters
@@ -30,6 +32,9 @@ def start_ray(ray_config, address: str | None = None) -> None:
     address : str, optional
         Overrides ``ray_config.address``; empty or ``None`` starts a local
         Ray.
+    log_config : SectionValues, optional
+        The ``[log]`` section; the actors' worker processes log the same
+        way as this process.
     """
     address = address or ray_config.address
     options = {
@@ -40,6 +45,9 @@ def start_ray(ray_config, address: str | None = None) -> None:
         # callsure configures logging in its entry points only.
         "configure_logging": False,
     }
+    if log_config is not None:
+        hook = _logging_hook(log_config.level, log_config.format)
+        options["runtime_env"] = {"worker_process_setup_hook": hook}
     if address:
         logger.info("joining Ray cluster at %s", address)
         ray.init(address=address, **options)
@@ -57,6 +65,13 @@ def start_ray(ray_config, address: str | None = None) -> None:
         ray_config.namespace,
     )
     ray.init(**options)
+
+
+def _logging_hook(level: str, fmt: str):
+    def setup_worker_logging() -> None:
+        configure_logging(level, fmt)
+
+    return setup_worker_logging
 
 
 def stop_ray() -> None:

@@ -38,7 +38,7 @@ async def run_server(config, ray_address: str | None) -> None:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
 
-    await asyncio.to_thread(start_ray, config.ray, ray_address)
+    await asyncio.to_thread(start_ray, config.ray, ray_address, config.log)
     try:
         # ray.init replaces the SIGTERM handler, so ours go in afterwards.
         for signum in (signal.SIGTERM, signal.SIGINT):

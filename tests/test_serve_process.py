@@ -154,6 +154,25 @@ def test_malformed_local_time_names_field(channel):
     assert "tomorrow at noon" in violations[0][1]
 
 
+def test_unkeepable_time_names_nearest(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    callback = new_callback("customer-far-future")
+    callback.mode = callback_pb2.CALLBACK_MODE_AT_TIME
+    callback.requested_time.GetCurrentTime()
+    callback.requested_time.seconds += 5 * 86400
+    with pytest.raises(grpc.RpcError) as raised:
+        create(stub, callback)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    infos = []
+    for detail in decode_status(raised.value).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            infos.append(info)
+    assert infos[0].reason == "TIME_INFEASIBLE"
+    assert "nearest_feasible_time" in infos[0].metadata
+
+
 def test_unknown_callback_not_found(channel):
     stub = callback_pb2_grpc.CallbackServiceStub(channel)
     with pytest.raises(grpc.RpcError) as raised:
