@@ -121,6 +121,7 @@ setup(
         "grpcio>=1.66",
         "grpcio-health-checking>=1.66",
         "grpcio-reflection>=1.66",
+        "googleapis-common-protos>=1.60",
         "protobuf>=5.27",
         "msgpack>=1.0",
         "pjsua2-python==2.15.1.post1",
