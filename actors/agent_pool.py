@@ -9,7 +9,7 @@ most every ``SNAPSHOT_INTERVAL_S`` seconds after a change and on
 the CTI's next report corrects it.
 
 Idempotency: ``set_state`` ignores an event older than the agent's current
-state, so a replayed CTI event changes nothing; ``update_agent``,
+state, so a replayed CTI event changes nothing. ``update_agent``,
 ``reserve`` (by reservation id) and ``release`` are idempotent.
 """
 

@@ -4,8 +4,8 @@ Each durable write costs an fsync (SQLite WAL with ``synchronous=FULL``)
 and each actor message a round trip of 1-4 ms, so one message and one
 commit per callback caps throughput near the fsync rate. Requests that
 arrive while a batch is being stored wait for the next batch, which is
-sent as soon as one of the batches in flight returns (group commit):
-under load the batch grows, at low load a request goes alone with no
+sent as soon as one of the batches in flight returns (group commit). So
+under load the batch grows, and at low load a request goes alone with no
 added delay.
 
 A batch takes two steps: the customer shards grade the customers (one

@@ -2,8 +2,8 @@
 
 The engine speaks UTC datetimes, enums and plain strings; the API speaks
 ``google.protobuf.Timestamp``, ``Duration`` and prefixed enum values. Every
-conversion of a request checks the shape the engine cannot see (missing
-messages, unknown enum numbers, malformed local times) and raises the
+conversion of a request checks the shape the engine cannot see: missing
+messages, unknown enum numbers, malformed local times. It raises the
 engine's ``ValidationError`` with the field path of the request, so the
 error leaves the server as INVALID_ARGUMENT naming that field.
 """

@@ -6,10 +6,10 @@ a named, detached Ray actor (``COORDINATOR_NAME`` in the configured
 namespace), so callers find it by name and it outlives the process that
 created it when Ray runs as a cluster.
 
-What survives a restart: everything that matters. The scheduler keeps no
-state in memory that the store lacks; on start the actor opens the store,
-reloads the admin settings with the scheduler, and runs
-``scheduler.recover`` so expired leases and overdue promises are handled
+What survives a restart: everything that matters, because the scheduler
+keeps no state in memory that the store lacks. On start the actor opens
+the store, reloads the admin settings with the scheduler, and runs
+``scheduler.recover``, so expired leases and overdue promises are handled
 before the first release. Ray restarts the actor after a crash
 (``max_restarts=-1``) and the constructor does the same reload. The
 registered dialers do not survive: gateways register again
@@ -157,7 +157,7 @@ class Coordinator:
         return results
 
     def _estimate_for(self, queue: str, priority: int, ahead: int):
-        """The wait of a caller with ``ahead`` callers before it, or ``None``."""
+        """Estimate the wait of a caller with ``ahead`` before it; ``None`` on error."""
         try:
             return self._predictor.estimate_wait(
                 queue, ahead, self._clock.now(), priority=priority
@@ -211,8 +211,8 @@ class Coordinator:
     async def estimate_wait(self, queue: str, ahead, priority: int):
         now = self._clock.now()
         if ahead is None:
-            # NOTE: a new caller is estimated with nobody ahead until the
-            # agent pools report queue lengths to the coordinator.
+            # NOTE: a new caller is estimated with zero callers ahead until
+            # the agent pools report queue lengths to the coordinator.
             ahead = 0
         return self._predictor.estimate_wait(queue, ahead, now, priority=priority), now
 
@@ -242,7 +242,7 @@ class Coordinator:
         self._events_stored()
 
     async def customer_rules(self) -> tuple:
-        """The stored grade rules and repeat-caller rule, for the shards."""
+        """Return the stored grade rules and repeat-caller rule, for the shards."""
         return self._scheduler.grade_rules, self._scheduler.repeat_caller_rule
 
     # Dialing

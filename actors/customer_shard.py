@@ -9,8 +9,8 @@ Contact events of the last interval before a crash can be lost; they
 only feed grades and repeat-call counters, never a promise.
 
 Idempotency: ``record`` of the same contact event twice counts an arrival
-twice (the CTI feed has no event id to deduplicate on); the setters and
-queries are idempotent.
+twice, because the CTI feed has no event id to deduplicate on. The setters
+and queries are idempotent.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class CustomerShard:
     async def prepare_callbacks(self, hints: list, now) -> list:
         """Apply the grade hints of new callbacks; return each customer's status.
 
-        ``hints`` holds ``(customer_id, grade, open_complaint)`` tuples. A
+        ``hints`` contains ``(customer_id, grade, open_complaint)`` tuples. A
         grade is stored as the CRM attribute ``grade``, which decides the
         grade when the grade rules match that attribute; an open complaint
         is recorded as a complaint at ``now``. The result holds, per hint,

@@ -2,8 +2,8 @@
 
 The coordinator is named and detached: a second ``callsure serve`` joined
 to the same Ray cluster finds the running one instead of starting another
-writer of the store. Customer shards are named by index; their count is
-``ray.customer_shards`` and must stay the same while customers are stored,
+writer of the store. Customer shards are named by index. Their count,
+``ray.customer_shards``, must stay the same while customers are stored,
 because a customer's shard is a hash of its id modulo that count.
 """
 
@@ -43,7 +43,7 @@ class Actors:
         return shard_index(customer_id, len(self.shards))
 
     async def pool_for(self, group: str) -> ray.actor.ActorHandle:
-        """The pool of ``group``, created on first use (about 1 s)."""
+        """Return the pool of ``group``, creating it on first use (about 1 s)."""
         pool = self.pools.get(group)
         if pool is None:
             pool = _pool_actor(group, self.store_path)

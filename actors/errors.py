@@ -2,9 +2,9 @@
 
 Every servicer method runs its body inside ``translate_errors``, so a
 domain error leaves the server as a canonical status code (the table in
-``google/rpc/code.proto``) with a ``google.rpc.Status`` in the
-``grpc-status-details-bin`` trailer, the layout that grpcio-status and the
-other languages' clients read:
+``google/rpc/code.proto``). The details travel as a ``google.rpc.Status``
+in the ``grpc-status-details-bin`` trailer, which is where grpcio-status
+and the clients of other languages read them:
 
 ==========================  ===================  ==========================
 engine error                status code          detail

@@ -2,7 +2,7 @@
 
 NOTE: the configuration has no forecast section yet, so every queue gets
 the same constant Erlang A forecast below until the learned model is
-wired in; waits and capacities are then indicative, not fitted.
+wired in. Waits and capacities are then indicative, not fitted.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def start_ray(ray_config, address: str | None = None, log_config=None) -> None:
         logger.info("joining Ray cluster at %s", address)
         ray.init(address=address, **options)
         return
-    # Ray starts workers at nice 15 by default; the coordinator answers
+    # Ray starts workers at nice 15 by default; the coordinator serves
     # every CreateCallback, so it must not yield the CPU to batch jobs.
     os.environ.setdefault("RAY_worker_niceness", "0")
     if ray_config.num_cpus:

@@ -1,10 +1,10 @@
 """Debounced, atomic snapshots of an actor's state to a msgpack file.
 
 An actor whose engine class converts to built-in values (``to_state``)
-calls ``changed()`` after each change; the file is rewritten at most every
-``interval_s`` seconds (write to a temporary file, fsync, rename), and at
-once by ``save_now()`` before a clean stop. A crash loses at most the
-changes of the last interval.
+calls ``changed()`` after each change. The file is then rewritten at most
+every ``interval_s`` seconds (write to a temporary file, fsync, rename),
+and at once by ``save_now()`` before a clean stop. A crash loses at most
+the changes of the last interval.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Run `callsure serve` as a real subprocess on 127.0.0.1 for tests and benches.
 
 The server runs in its own session with a private Ray temp folder and a
-private store, so killing it (and the Ray processes it started) touches
-nothing else on the machine: processes are killed by id only, those of
-the session group and those whose command line names the private folder.
+private store, so killing it and the Ray processes it started touches
+nothing else on the machine. Processes are killed by id only: those of the
+session group, and those whose command line names the private folder.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """AdminService: callback windows, retry policy, customer rules, capacity.
 
-Each update is converted into the engine's policy object (whose checks
-name the invalid field) and stored by the coordinator, which journals it;
-customer rules also go to every customer shard, which grades customers.
+Each update is converted into the engine's policy object, whose checks
+name the invalid field, and stored by the coordinator, which journals it.
+Customer rules also go to every customer shard, because the shards grade
+customers.
 """
 
 from __future__ import annotations

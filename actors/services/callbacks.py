@@ -56,13 +56,14 @@ class CallbackServicer(callback_pb2_grpc.CallbackServiceServicer):
                 )
             except ValidationError as exc:
                 raise in_callback(exc) from None
-            logger.debug(
-                "callback %s: %s for %s in %s",
-                callback.callback_id,
-                "replayed" if replayed else "created",
-                mask_number(callback.phone_number),
-                callback.queue,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "callback %s: %s for %s in %s",
+                    callback.callback_id,
+                    "replayed" if replayed else "created",
+                    mask_number(callback.phone_number),
+                    callback.queue,
+                )
             return callback_pb2.CreateCallbackResponse(
                 callback=callback_to_proto(callback, estimate), replayed=replayed
             )

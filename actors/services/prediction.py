@@ -42,7 +42,9 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
                     "caller", None, "send ahead_count, or new_caller = true"
                 )
             if caller == "ahead_count" and request.ahead_count < 0:
-                raise ValidationError("ahead_count", request.ahead_count, "send 0+")
+                raise ValidationError(
+                    "ahead_count", request.ahead_count, "send 0 or more"
+                )
             if request.grade not in GRADE_PRIORITY:
                 raise ValidationError("grade", request.grade, "send a CustomerGrade")
             ahead = request.ahead_count if caller == "ahead_count" else None
