@@ -340,8 +340,11 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     # Tones: the bank runs only on blocks that one or two tones explain.
     single = 0
     dual = 0
-    if (f.level_db > st.floor_db + params[P_TONE_MARGIN_DB]
-            and f.level_db > params[P_MIN_LEVEL_DB]):
+    # A tone that opens the stream is its own floor, so a tone also counts
+    # when it is clearly above the minimum level.
+    if f.level_db > params[P_MIN_LEVEL_DB] and (
+            f.level_db > st.floor_db + params[P_TONE_MARGIN_DB]
+            or f.level_db > params[P_MIN_LEVEL_DB] + params[P_TONE_MARGIN_DB]):
         single = f.purity < params[P_TONE_PURITY] and 200.0 < f.tone_hz < 3400.0
         # Two steady tones leave a far smaller residual than vowels do;
         # the stricter limit keeps the bank off most speech blocks.
@@ -393,9 +396,15 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
         if st.quiet_run * 10 == <int>params[P_HUMAN_SILENCE_MS] // 10 * 10:
             emit(st, ring, EV_SILENCE, st.block - st.quiet_run + 1, st.quiet_run * 10, 0, 0)
 
-    # Time limits, counted from answer and paused while the engine plays.
+    # Time limits count from answer, pause while the engine plays, and
+    # start again after ringback or busy tones: a call still ringing
+    # (forwarded, or answered by a network box) is not yet dead air.
+    if progress != PROG_NONE:
+        st.limit_blocks = 0
+    elif st.answered and not st.playing:
+        st.limit_blocks += 1
     if st.verdict == V_NONE and st.answered:
-        heard = (st.block - st.answer_block + 1 - st.playing_blocks) * 10
+        heard = st.limit_blocks * 10
         if st.onset < 0 and heard >= params[P_SILENCE_TIMEOUT_MS]:
             classify_no_speech(st, ring, C_NOISE)
         elif heard >= params[P_MAX_ANALYSIS_MS]:

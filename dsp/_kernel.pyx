@@ -128,6 +128,7 @@ cdef class AnalysisKernel:
         st.answered = 1
         st.answer_block = st.block
         st.playing_blocks = 0
+        st.limit_blocks = 0
         if st.verdict == V_NONE:
             # Speech heard before answer was network audio; judge the
             # called party from here on.

@@ -147,6 +147,7 @@ cdef struct Stream:
     int64_t sound_blocks
     int64_t tone_blocks
     int64_t playing_blocks
+    int64_t limit_blocks    # blocks counted toward the time limits
 
     # Tone bank of the last three blocks it ran on (newest first).
     float bank_re[3][N_BANK]

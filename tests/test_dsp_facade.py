@@ -178,3 +178,19 @@ def test_one_hour_stream_memory_is_flat():
     tracemalloc.stop()
     assert analyzer.elapsed_ms == 3_600_000
     assert grown < 256 * 1024
+
+
+def test_playing_pauses_silence_timeout():
+    quiet = np.random.default_rng(2).normal(0, 30, 8000 * 9).astype(np.int16)
+    listening = StreamAnalyzer()
+    listening.feed(quiet)
+    prompting = StreamAnalyzer()
+    prompting.set_playing(True)
+    prompting.feed(quiet[: 8000 * 4])
+    prompting.set_playing(False)
+    prompting.feed(quiet[8000 * 4 : 8000 * 8])
+    assert listening.verdict.decided_ms == 5000
+    assert prompting.verdict is None
+    prompting.feed(quiet[8000 * 8 :])
+    assert prompting.verdict.kind is VerdictKind.SILENCE
+    assert prompting.verdict.decided_ms == 9000

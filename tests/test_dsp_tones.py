@@ -245,3 +245,13 @@ def test_human_silence_parameter_is_used():
     patient = run(signal, AnalysisParams(human_silence_ms=900))[0]
     assert quick.kind is VerdictKind.HUMAN
     assert patient.kind is VerdictKind.MACHINE
+
+
+def test_ringback_at_stream_start_is_not_speech():
+    ring = tone(440.0, 2000, 3000) + tone(480.0, 2000, 3000)
+    cycle = np.concatenate([ring, silence(4000)])
+    signal = np.concatenate([cycle, cycle, greeting(500), silence(3000)])
+    verdict, events = run(signal)
+    assert sum(e.kind is EventKind.RINGBACK for e in events) == 2
+    assert verdict.kind is VerdictKind.HUMAN
+    assert verdict.decided_ms > 12000
