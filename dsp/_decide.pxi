@@ -33,7 +33,9 @@ cdef void finish_tone(Stream* st, int32_t* ring) noexcept nogil:
     cdef int code, i
     if st.tone_start < 0:
         return
-    if blocks < 4:
+    if blocks < 6:
+        # Vowels hold a steady pitch for 40-50 ms; tones worth reporting
+        # (beeps from 70 ms, SIT segments, fax) last longer.
         st.tone_start = -1
         return
     emit(st, ring, EV_TONE, st.tone_start, blocks * 10,
@@ -207,7 +209,7 @@ cdef void classify_no_speech(Stream* st, int32_t* ring, int cause_if_sound) noex
         decide(st, ring, V_NOTSURE, C_BUSY)
     elif st.tone_blocks * 3 > heard:
         decide(st, ring, V_NOTSURE, C_RINGBACK)
-    elif st.active_blocks * 3 > heard:
+    elif st.active_blocks * 3 > heard or st.loud_blocks * 2 > heard:
         decide(st, ring, V_NOTSURE, cause_if_sound)
     elif st.sound_blocks == 0:
         decide(st, ring, V_SILENCE, C_NO_AUDIO)
@@ -334,6 +336,8 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
         track_floor(st, f.level_db)
     if f.level_db > params[P_MIN_LEVEL_DB]:
         st.sound_blocks += 1
+    if f.level_db > params[P_MIN_LEVEL_DB] + LOUD_NOISE_DB:
+        st.loud_blocks += 1
     if st.playing:
         st.playing_blocks += 1
 

@@ -137,6 +137,7 @@ cdef class AnalysisKernel:
             st.speech_run = 0
             st.silence_run = 0
             st.sound_blocks = 0
+            st.loud_blocks = 0
             st.active_blocks = 0
             st.tone_blocks = 0
 

@@ -115,6 +115,9 @@ cdef enum:
 
 # The noise floor rises by at most 3 dB per second.
 cdef float FLOOR_RISE_DB_PER_BLOCK = 0.03
+# Line noise this far above min_level_db (52 dB, -35 dBFS, by default) is
+# not dead air but a fault on the line: such calls are NOTSURE (NOISE).
+cdef float LOUD_NOISE_DB = 22.0
 
 
 cdef struct BlockFeatures:
@@ -145,6 +148,7 @@ cdef struct Stream:
     int floor_count
     int64_t active_blocks
     int64_t sound_blocks
+    int64_t loud_blocks
     int64_t tone_blocks
     int64_t playing_blocks
     int64_t limit_blocks    # blocks counted toward the time limits

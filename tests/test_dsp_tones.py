@@ -255,3 +255,13 @@ def test_ringback_at_stream_start_is_not_speech():
     assert sum(e.kind is EventKind.RINGBACK for e in events) == 2
     assert verdict.kind is VerdictKind.HUMAN
     assert verdict.decided_ms > 12000
+
+
+@pytest.mark.parametrize(
+    ("level", "kind", "cause"),
+    [(1500.0, VerdictKind.NOTSURE, "NOISE"), (100.0, VerdictKind.SILENCE, "DEAD_AIR")],
+)
+def test_line_noise_is_not_speech(level, kind, cause):
+    verdict, _ = run(noise(7000, level=level, seed=4))
+    assert verdict.kind is kind
+    assert verdict.cause.name == cause
