@@ -320,13 +320,8 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     cdef int active, speech, steady, structured
     cdef float hz
     cdef int64_t age, heard
-    # The floor is a minimum, below the noise's mean level by about 1 dB;
-    # 0.8 of it keeps the correction from overshooting. The power is only
-    # recomputed when the floor moved by 0.1 dB.
-    if fabsf(st.floor_db - st.noise_floor_db) > 0.1:
-        st.noise_floor_db = st.floor_db
-        st.noise_power = 0.8 * 10.0 ** (st.floor_db / 10.0) if st.floor_db > 0.0 else 0.0
-    block_features(x, st.noise_power, &f)
+    # 0.9 of the mean noise power keeps the correction from overshooting.
+    block_features(x, 0.9 * st.noise_power, &f)
 
     # Noise floor: the minimum block level over the last 1.2-1.6 s
     # (minimum statistics), so speech pauses reveal it and loud steady
@@ -334,6 +329,12 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     # played out as zeros) does not count.
     if f.level_db > 6.0:
         track_floor(st, f.level_db)
+        # The mean noise power, from blocks near the floor (which, as a
+        # minimum, lies 2-3 dB below the mean of 10 ms noise blocks).
+        if f.level_db < st.floor_db + 4.0:
+            if st.noise_power == 0.0:
+                st.noise_power = f.energy
+            st.noise_power += 0.05 * (f.energy - st.noise_power)
     if f.level_db > params[P_MIN_LEVEL_DB]:
         st.sound_blocks += 1
     if f.level_db > params[P_MIN_LEVEL_DB] + LOUD_NOISE_DB:

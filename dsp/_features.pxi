@@ -181,6 +181,12 @@ cdef void block_features(float* x, float noise_power, BlockFeatures* out) noexce
         elif a < -1.0:
             a = -1.0
         out.tone_hz = acosf(a) * <float>(8000.0 / (2.0 * M_PI))
+        if out.tone_hz < 1000.0:
+            # Below 1 kHz the lag-1 predictor is ill-conditioned (2 cos w
+            # near 2), so noise scatters its frequency; x[n] + x[n-4] =
+            # 2 cos(2w) x[n-2] uses sums already taken and is twice as
+            # steady there.
+            lagged_tone(uu, uw, ww, noise_power, out)
 
     det = vv4 * ww - vw * vw
     if det <= 1e-6 * vv4 * ww:
@@ -190,6 +196,28 @@ cdef void block_features(float* x, float noise_power, BlockFeatures* out) noexce
     b2 = (uw * vv4 - uv * vw) / det
     residual = uu - b1 * uv - b2 * uw
     out.dual_purity = residual / ww
+
+
+cdef void lagged_tone(float uu, float uw, float ww, float noise_power,
+                      BlockFeatures* out) noexcept nogil:
+    """Replace purity and tone_hz by the lag-2 predictor's (n = 4..79)."""
+    cdef float a, residual
+    if ww - (BLOCK - 4) * noise_power > 0.2 * ww:
+        ww -= (BLOCK - 4) * noise_power
+        uu -= 2.0 * (BLOCK - 4) * noise_power
+    if ww <= 1e-3:
+        return
+    a = uw / ww
+    residual = uu - a * uw
+    if residual < 0.0:
+        residual = 0.0
+    out.purity = residual / ww
+    a = 0.5 * a
+    if a > 1.0:
+        a = 1.0
+    elif a < -1.0:
+        a = -1.0
+    out.tone_hz = acosf(a) * <float>(8000.0 / (4.0 * M_PI))
 
 
 cdef void goertzel_bank(

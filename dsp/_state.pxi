@@ -141,8 +141,7 @@ cdef struct Stream:
 
     # Level tracking: minimum statistics over four sub-windows.
     float floor_db
-    float noise_floor_db    # floor_db when noise_power was last computed
-    float noise_power       # 0.8 * 10^(floor_db / 10), int16 units squared
+    float noise_power       # mean power of noise blocks, int16 units squared
     float floor_minima[4]
     float floor_current
     int floor_count
