@@ -22,11 +22,79 @@ cdef enum:
 cdef float HALFBAND[7]
 HALFBAND[:] = [-1.0 / 32, 0.0, 9.0 / 32, 16.0 / 32, 9.0 / 32, 0.0, -1.0 / 32]
 
-LAYOUT = {
-    "block_ms": 10,
-    "n_params": N_PARAMS,
-    "event_capacity": EVENT_CAPACITY,
-    "event_fields": EVENT_FIELDS,
+# Codes shared with the Python facade, which builds its parameter vector
+# and decodes events from these tables (tests check that they agree).
+PARAM_INDEX = {
+    "speech_margin_db": P_SPEECH_MARGIN_DB,
+    "min_level_db": P_MIN_LEVEL_DB,
+    "human_silence_ms": P_HUMAN_SILENCE_MS,
+    "max_greeting_ms": P_MAX_GREETING_MS,
+    "short_greeting_ms": P_SHORT_GREETING_MS,
+    "long_pause_ms": P_LONG_PAUSE_MS,
+    "min_word_ms": P_MIN_WORD_MS,
+    "silence_timeout_ms": P_SILENCE_TIMEOUT_MS,
+    "max_analysis_ms": P_MAX_ANALYSIS_MS,
+    "tone_margin_db": P_TONE_MARGIN_DB,
+    "tone_purity": P_TONE_PURITY,
+    "beep_min_ms": P_BEEP_MIN_MS,
+    "beep_quiet_ms": P_BEEP_QUIET_MS,
+    "beep_min_hz": P_BEEP_MIN_HZ,
+    "beep_max_hz": P_BEEP_MAX_HZ,
+    "dtmf_frequency_tolerance": P_DTMF_FREQUENCY_TOLERANCE,
+    "dtmf_normal_twist_db": P_DTMF_NORMAL_TWIST_DB,
+    "dtmf_reverse_twist_db": P_DTMF_REVERSE_TWIST_DB,
+    "dtmf_harmonic_db": P_DTMF_HARMONIC_DB,
+    "dtmf_energy_share": P_DTMF_ENERGY_SHARE,
+    "fax_ced_ms": P_FAX_CED_MS,
+    "voicing_min": P_VOICING_MIN,
+    "structured_voicing": P_STRUCTURED_VOICING,
+}
+EVENT_CODES = {
+    "SPEECH_START": EV_SPEECH_START,
+    "SPEECH_END": EV_SPEECH_END,
+    "SILENCE": EV_SILENCE,
+    "TONE": EV_TONE,
+    "BEEP": EV_BEEP,
+    "DTMF": EV_DTMF,
+    "SIT": EV_SIT,
+    "FAX_CED": EV_FAX_CED,
+    "FAX_CNG": EV_FAX_CNG,
+    "RINGBACK": EV_RINGBACK,
+    "BUSY": EV_BUSY,
+    "REORDER": EV_REORDER,
+    "VERDICT": EV_VERDICT,
+}
+VERDICT_CODES = {
+    "HUMAN": V_HUMAN,
+    "MACHINE": V_MACHINE,
+    "NOTSURE": V_NOTSURE,
+    "SILENCE": V_SILENCE,
+    "SIT": V_SIT,
+    "FAX": V_FAX,
+}
+CAUSE_CODES = {
+    "SHORT_GREETING": C_SHORT_GREETING,
+    "LONG_GREETING": C_LONG_GREETING,
+    "BEEP": C_BEEP,
+    "EARLY_MEDIA": C_EARLY_MEDIA,
+    "NO_AUDIO": C_NO_AUDIO,
+    "DEAD_AIR": C_DEAD_AIR,
+    "NOISE": C_NOISE,
+    "TIMEOUT": C_TIMEOUT,
+    "RINGBACK": C_RINGBACK,
+    "BUSY": C_BUSY,
+    "STREAM_END": C_STREAM_END,
+    "SIT_TONE": C_SIT_TONE,
+    "FAX_CED": C_FAX_CED,
+    "FAX_CNG": C_FAX_CNG,
+}
+SIT_CODES = {
+    SIT_IC: "IC",
+    SIT_VC: "VC",
+    SIT_NC: "NC",
+    SIT_RO: "RO",
+    SIT_IO: "IO",
+    SIT_E180: "E180",
 }
 
 

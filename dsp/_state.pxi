@@ -1,5 +1,6 @@
-# Per-stream state of the analysis kernels, and the indices shared with the
-# Python facade (callsure/dsp/_layout.py mirrors every number here).
+# Per-stream state of the analysis kernels and the codes they share with
+# the Python facade (exported by _kernel.pyx as PARAM_INDEX, EVENT_CODES,
+# VERDICT_CODES, CAUSE_CODES and SIT_CODES).
 from libc.stdint cimport int32_t, int64_t
 
 # Analysis runs on 10 ms blocks at 8 kHz whatever the frame length, so
@@ -28,7 +29,7 @@ cdef enum:
     BANK_480 = 14
     BANK_620 = 15
 
-# Parameter indices (order of dsp.params.AnalysisParams fields).
+# Parameter indices; the names match dsp.params.AnalysisParams fields.
 cdef enum:
     P_SPEECH_MARGIN_DB = 0
     P_MIN_LEVEL_DB = 1

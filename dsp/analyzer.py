@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from callsure.dsp._kernel import AnalysisKernel
+from callsure.dsp._kernel import SIT_CODES, AnalysisKernel
 from callsure.dsp.params import (
-    SIT_CODES,
     AnalysisParams,
     Cause,
     Event,

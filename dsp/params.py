@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
+
+from callsure.dsp._kernel import PARAM_INDEX, SIT_CODES
 
 __all__ = ["AnalysisParams", "Cause", "Event", "EventKind", "Verdict", "VerdictKind"]
 
 DTMF_KEYS = "123A456B789C*0#D"
-SIT_CODES = {1: "IC", 2: "VC", 3: "NC", 4: "RO", 5: "IO", 6: "E180"}
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,11 @@ class AnalysisParams:
             )
 
     def as_array(self) -> np.ndarray:
-        """Return the parameters in the kernel's order, float32."""
-        return np.array(astuple(self), dtype=np.float32)
+        """Return the parameters as the kernel's float32 vector."""
+        vector = np.zeros(len(PARAM_INDEX), dtype=np.float32)
+        for name, index in PARAM_INDEX.items():
+            vector[index] = getattr(self, name)
+        return vector
 
 
 class VerdictKind(enum.Enum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -10,9 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callsure.dsp import (
+    AnalysisParams,
     BatchAnalyzer,
+    Cause,
+    EventKind,
     StreamAnalyzer,
     VerdictKind,
+    _kernel,
     decode_g711,
     read_wav,
 )
@@ -194,3 +199,11 @@ def test_playing_pauses_silence_timeout():
     prompting.feed(quiet[8000 * 8 :])
     assert prompting.verdict.kind is VerdictKind.SILENCE
     assert prompting.verdict.decided_ms == 9000
+
+
+def test_kernel_codes_match_facade():
+    assert set(_kernel.PARAM_INDEX) == {f.name for f in fields(AnalysisParams)}
+    assert sorted(_kernel.PARAM_INDEX.values()) == list(range(len(_kernel.PARAM_INDEX)))
+    assert _kernel.EVENT_CODES == {kind.name: kind.value for kind in EventKind}
+    assert _kernel.VERDICT_CODES == {kind.name: kind.value for kind in VerdictKind}
+    assert _kernel.CAUSE_CODES == {cause.name: cause.value for cause in Cause}
