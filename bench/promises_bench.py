@@ -3,7 +3,8 @@
 Modelled system: one large queue ("billing": 12 calls/s, 180 s mean
 handling, 345 s mean patience, 3000 agents). The Erlang A predictor leaves
 about 4200 callbacks per 15-minute interval after inbound traffic, so one
-million promises spread evenly over 60 hours fit the capacity. The store
+million promises spread evenly over 72 hours (about 3500 an interval)
+fit the capacity with room to spare. The store
 is a real SQLite file on the local disk in WAL mode with
 ``synchronous=FULL``; time is virtual (``VirtualClock``), wall time is
 measured with ``time.perf_counter``.
@@ -51,7 +52,7 @@ from callsure.engine.store import Change, SQLiteStore, journal
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 QUEUE = "billing"
-SPREAD_H = 60.0
+SPREAD_H = 72.0
 FIRST_DUE_H = 1.0
 BULK_BATCH = 10_000
 DISPATCH_WINDOW_S = 15 * 60

@@ -76,6 +76,8 @@ class PromisePlanner:
     def __init__(self, scheduler: CallbackScheduler):
         self.scheduler = scheduler
         self._capacity_cache: dict[tuple, tuple[int, float]] = {}
+        # The promise a request replaces; its own booking does not count.
+        self._replacing = ""
 
     @property
     def _policy(self):
@@ -112,9 +114,10 @@ class PromisePlanner:
             if candidate is None or candidate >= horizon:
                 return None
             start, end = self.interval_of(candidate)
-            if self.scheduler.store.count_booked(
-                queue, start, end
-            ) < self.interval_limit(queue, start, end):
+            booked = self.scheduler.store.count_booked(
+                queue, start, end, self._replacing
+            )
+            if booked < self.interval_limit(queue, start, end):
                 return candidate
             candidate = end
         return None
@@ -139,8 +142,13 @@ class PromisePlanner:
 
     # Planning
 
-    def plan(self, request: CallbackRequest, now: datetime) -> Plan:
+    def plan(
+        self, request: CallbackRequest, now: datetime, *, replacing: str = ""
+    ) -> Plan:
         """Validate ``request`` and choose its times.
+
+        ``replacing`` is the id of the pending promise the request updates,
+        so that promise's own booking leaves room for the new time.
 
         Raises
         ------
@@ -168,7 +176,11 @@ class PromisePlanner:
                 "entry_time", entry.isoformat(), "send a time that is not in the future"
             )
 
-        promised, window_end, not_before = self._times(request, now, entry)
+        self._replacing = replacing
+        try:
+            promised, window_end, not_before = self._times(request, now, entry)
+        finally:
+            self._replacing = ""
         promise = self._policy.promise
         expires_at = (window_end or promised or not_before) + timedelta(
             seconds=promise.expiry_s
@@ -239,7 +251,9 @@ class PromisePlanner:
         wait_s = estimate.quantiles_s.get(quantile, estimate.mean_s)
         when = now + timedelta(seconds=wait_s)
         # A customer who entered earlier must not get a later promise.
-        latest = self.scheduler.store.latest_promise(request.queue, entry)
+        latest = self.scheduler.store.latest_promise(
+            request.queue, entry, self._replacing
+        )
         if latest is not None and latest > when:
             when = latest
         slot = self.find_slot(request.queue, when)

@@ -182,8 +182,11 @@ class CallbackScheduler:
         if existing_id is not None:
             return self.get(existing_id)
         now = self.clock.now()
-        plan = self.planner.plan(request, now)
         open_callback = self.store.open_callback_for(request.customer_id, request.queue)
+        replacing = ""
+        if open_callback is not None and open_callback.state is CallbackState.PENDING:
+            replacing = open_callback.callback_id
+        plan = self.planner.plan(request, now, replacing=replacing)
         if open_callback is not None:
             return self._merge(open_callback, request, plan, now)
 

@@ -293,3 +293,18 @@ def test_request_and_callback_pickle(scheduler):
     callback = scheduler.create(req)
     assert pickle.loads(pickle.dumps(req)) == req
     assert pickle.loads(pickle.dumps(callback)) == callback
+
+
+def test_update_reuses_own_booking(db, clock):
+    scheduler = make_scheduler(db, clock, cap=1)
+    when = T0 + timedelta(hours=1)
+    first = scheduler.create(
+        request("c1", mode=CallbackMode.AT_TIME, requested_time=when)
+    )
+    moved = scheduler.create(
+        request(
+            "c1", mode=CallbackMode.AT_TIME, requested_time=when + timedelta(minutes=5)
+        )
+    )
+    assert moved.callback_id == first.callback_id
+    assert moved.promised_time == when + timedelta(minutes=5)

@@ -119,14 +119,19 @@ class CallbackStore(Protocol):
         after ``after_id``."""
         ...
 
-    def count_booked(self, queue: str, start: datetime, end: datetime) -> int:
+    def count_booked(
+        self, queue: str, start: datetime, end: datetime, exclude_id: str = ""
+    ) -> int:
         """Open timed promises of ``queue`` with a promised time in
-        ``[start, end)``."""
+        ``[start, end)``, other than ``exclude_id``."""
         ...
 
-    def latest_promise(self, queue: str, entry_time: datetime) -> datetime | None:
+    def latest_promise(
+        self, queue: str, entry_time: datetime, exclude_id: str = ""
+    ) -> datetime | None:
         """Latest promised time among open ``PREDICTED`` promises of
-        ``queue`` that entered at or before ``entry_time``."""
+        ``queue`` that entered at or before ``entry_time``, other than
+        ``exclude_id``."""
         ...
 
     def count_released(self, queue: str, start: datetime, end: datetime) -> int:

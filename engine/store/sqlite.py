@@ -433,16 +433,20 @@ class SQLiteStore:
             (CallbackState.PENDING.value, before.timestamp(), after_id or "", limit),
         )
 
-    def count_booked(self, queue: str, start: datetime, end: datetime) -> int:
+    def count_booked(
+        self, queue: str, start: datetime, end: datetime, exclude_id: str = ""
+    ) -> int:
         (count,) = self._query(
             "SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_promised "
             f"WHERE queue = ? AND state IN {_OPEN_STATES_SQL} "
-            "AND promised_time >= ? AND promised_time < ?",
-            (queue, start.timestamp(), end.timestamp()),
+            "AND promised_time >= ? AND promised_time < ? AND callback_id != ?",
+            (queue, start.timestamp(), end.timestamp(), exclude_id),
         )[0]
         return count
 
-    def latest_promise(self, queue: str, entry_time: datetime) -> datetime | None:
+    def latest_promise(
+        self, queue: str, entry_time: datetime, exclude_id: str = ""
+    ) -> datetime | None:
         # Walk the open promises from the latest promised time down, on the
         # callbacks_promised index, to the first that entered early enough.
         # New requests usually entered last, so the first row qualifies; a
@@ -451,14 +455,14 @@ class SQLiteStore:
         with self._lock:
             try:
                 cursor = self._db.execute(
-                    "SELECT promised_time, entry_time FROM callbacks "
+                    "SELECT promised_time, entry_time, callback_id FROM callbacks "
                     "INDEXED BY callbacks_promised WHERE queue = ? "
                     f"AND state IN {_OPEN_STATES_SQL} AND mode = ? "
                     "ORDER BY promised_time DESC",
                     (queue, CallbackMode.PREDICTED.value),
                 )
-                for promised, entered in cursor:
-                    if entered <= entry:
+                for promised, entered, callback_id in cursor:
+                    if entered <= entry and callback_id != exclude_id:
                         return from_epoch(promised)
             except sqlite3.Error as error:
                 raise StorageError(
