@@ -48,6 +48,14 @@ Dialing (at most one dial per attempt, see "Leases" below):
   for a final attempt raises ``InvalidStateError``.
 * ``recover(now=None) -> RecoveryReport``: run once at start.
 
+Dial modes: each order carries ``dial_mode`` from ``PromisePolicy``. In
+``AGENT_FIRST`` the host reserves an agent first
+(``AgentRoster.reserve(order.attempt_id, ...)``, with ``agent_id`` set to
+``order.target.agent_id`` for a VIP) and reports ``NOT_DIALED`` when none
+is free; the promise then goes back in line without losing its place or
+counting an attempt. In ``CUSTOMER_FIRST`` the gateway dials at once and
+the agent is found once a person answers.
+
 Events and administration:
 
 * ``read_events(after_seq, limit) -> list[Event]``, for a resumable stream
