@@ -112,18 +112,19 @@ cdef int track_tone(Stream* st, int32_t* ring, int single, float hz,
         st.tone_quiet_before = st.quiet_run
         if st.quiet_run == 0 and k - st.last_quiet_end <= 2:
             st.tone_quiet_before = st.last_quiet_run
-        st.tone_is_beep = 0
+        st.tone_outcome = TONE_UNDECIDED
 
     if st.tone_count < 3:
         return 0
-    if st.tone_is_beep != 0:
+    if st.tone_outcome != TONE_UNDECIDED:
         return 1
     duration_ms = (st.tone_last - st.tone_start + 1) * 10.0
 
-    # Fax CED/ANS: 2100 Hz +-15 Hz (ITU-T V.25), 2.6-4 s; decided earlier.
+    # Fax CED/ANS: 2100 Hz +-15 Hz (ITU-T V.25), plus 10 Hz for the
+    # estimate; it lasts 2.6-4 s, but fax_ced_ms of it is enough.
     if fabsf(st.tone_hz - 2100.0) <= 25.0:
         if duration_ms >= params[P_FAX_CED_MS]:
-            st.tone_is_beep = 2
+            st.tone_outcome = TONE_FAX_CED
             emit(st, ring, EV_FAX_CED, st.tone_start, <int64_t>duration_ms, 21000, 0)
             if st.verdict == V_NONE:
                 decide(st, ring, V_FAX, C_FAX_CED)
@@ -138,7 +139,7 @@ cdef int track_tone(Stream* st, int32_t* ring, int single, float hz,
             and st.tone_quiet_before * 10.0 >= params[P_BEEP_QUIET_MS]
             and st.onset >= 0 and st.beep_block < 0 and st.verdict != V_HUMAN
             and st.verdict != V_SIT and st.verdict != V_FAX):
-        st.tone_is_beep = 1
+        st.tone_outcome = TONE_BEEP
         st.beep_block = st.tone_start
         emit(st, ring, EV_BEEP, st.tone_start, <int64_t>duration_ms,
              <int64_t>(st.tone_hz * 10.0 + 0.5), 0)
@@ -174,7 +175,7 @@ cdef void track_progress(Stream* st, int32_t* ring, int kind) noexcept nogil:
             st.prog_start = k - 2
             st.prog_last = k
         if st.tone_start >= 0:
-            st.tone_is_beep = -1
+            st.tone_outcome = TONE_PROGRESS
     elif st.prog_kind != PROG_NONE and k - st.prog_last > 3:
         finish_progress(st, ring)
 
@@ -191,7 +192,8 @@ cdef void track_dtmf(Stream* st, int32_t* ring, int key) noexcept nogil:
         st.dtmf_miss = 0
         if not st.dtmf_active and st.dtmf_run >= 2:
             st.dtmf_active = 1
-            emit(st, ring, EV_DTMF, st.dtmf_start, 30, key, 0)
+            emit(st, ring, EV_DTMF, st.dtmf_start, (st.block - st.dtmf_start + 1) * 10,
+                 key, 0)
         return
     st.dtmf_miss += 1
     if st.dtmf_miss >= 2:
@@ -391,14 +393,14 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     if active and not speech and not tone_block:
         st.active_blocks += 1
     track_speech(st, ring, speech, params)
-    if active or tone_block:
+    if active or tone_block or speech:
         if st.quiet_run > 0:
             st.last_quiet_run = st.quiet_run
             st.last_quiet_end = st.block
         st.quiet_run = 0
     else:
         st.quiet_run += 1
-        if st.quiet_run * 10 == <int>params[P_HUMAN_SILENCE_MS] // 10 * 10:
+        if st.quiet_run == <int>(params[P_HUMAN_SILENCE_MS] / 10.0):
             emit(st, ring, EV_SILENCE, st.block - st.quiet_run + 1, st.quiet_run * 10, 0, 0)
 
     # Time limits count from answer, pause while the engine plays, and

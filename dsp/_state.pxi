@@ -107,6 +107,13 @@ cdef enum:
     SIT_IO = 5
     SIT_E180 = 6
 
+# What the single-tone segment in progress turned out to be.
+cdef enum:
+    TONE_UNDECIDED = 0
+    TONE_BEEP = 1
+    TONE_FAX_CED = 2
+    TONE_PROGRESS = 3
+
 # Progress tone kinds.
 cdef enum:
     PROG_NONE = 0
@@ -167,7 +174,7 @@ cdef struct Stream:
     float tone_db_max
     int tone_count
     int tone_quiet_before
-    int tone_is_beep
+    int tone_outcome
 
     # Last three finished tone segments, for SIT.
     float sit_hz[3]
