@@ -9,7 +9,9 @@ synchronous=FULL) before its reply. Measured:
 - CreateCallback throughput and latency percentiles under that load;
 - EstimateWait latency, one call at a time;
 - the cost of one Ray actor message (async actor, empty method), one at a
-  time and with many in flight, on a separate local Ray in this process.
+  time and with many in flight, on a separate local Ray in this process;
+- as the ceiling of this machine, the same create load against an empty
+  grpc.aio CallbackService in a subprocess that echoes the request.
 
 Customer ids and phone numbers come from a seeded generator, so runs are
 repeatable. Usage::
@@ -174,6 +176,43 @@ def actor_message_cost(count: int, in_flight: int) -> tuple[list[float], float]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class EchoCallbackService(callback_pb2_grpc.CallbackServiceServicer):
+    """A CallbackService that stores nothing: the gRPC cost alone."""
+
+    async def CreateCallback(self, request, context):
+        return callback_pb2.CreateCallbackResponse(callback=request.callback)
+
+
+async def _serve_echo(ports, stop) -> None:
+    server = grpc.aio.server()
+    callback_pb2_grpc.add_CallbackServiceServicer_to_server(
+        EchoCallbackService(), server
+    )
+    ports.put(server.add_insecure_port("127.0.0.1:0"))
+    await server.start()
+    await asyncio.to_thread(stop.wait)
+    await server.stop(0)
+
+
+def _echo_process(ports, stop) -> None:
+    asyncio.run(_serve_echo(ports, stop))
+
+
+def echo_ceiling(total: int, concurrency: int, processes: int):
+    """Run the create load against an echo server in a subprocess."""
+    context = multiprocessing.get_context("spawn")
+    ports, stop = context.Queue(), context.Event()
+    server = context.Process(target=_echo_process, args=(ports, stop))
+    server.start()
+    try:
+        address = f"127.0.0.1:{ports.get(timeout=60)}"
+        asyncio.run(create_load(address, WARMUP_CALLS, 16, 999))
+        return run_creates(address, total, concurrency, processes)
+    finally:
+        stop.set()
+        server.join(10)
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -199,6 +238,9 @@ def main() -> None:
         server.terminate()
         shutil.rmtree(folder, ignore_errors=True)
     actor_latencies, actor_rate = actor_message_cost(args.actor_messages, 1000)
+    echo_latencies, echo_elapsed, _ = echo_ceiling(
+        args.creates, args.concurrency, args.processes
+    )
 
     python = platform.python_version()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {python}")
@@ -207,6 +249,11 @@ def main() -> None:
         f"= {len(latencies) / elapsed:.0f}/s with {args.processes} x "
         f"{args.concurrency} in flight; p50 {ms(percentile(latencies, 0.5))}, "
         f"p99 {ms(percentile(latencies, 0.99))}"
+    )
+    print(
+        f"echo CreateCallback (no engine): {len(echo_latencies) / echo_elapsed:.0f}/s"
+        f"; p50 {ms(percentile(echo_latencies, 0.5))}, "
+        f"p99 {ms(percentile(echo_latencies, 0.99))}"
     )
     print(
         f"EstimateWait: p50 {ms(percentile(estimates, 0.5))}, "
