@@ -1,0 +1,93 @@
+"""``callsure replay`` on the real call log: table, JSON, plots, errors."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from callsure.actors.cli import cli
+from callsure.actors.replay_cli import demo_log_path, parse_days, read_log
+from callsure.engine.calllog import read_call_log
+
+# Saturday 6 February 1999: the smallest day of the log, a few seconds.
+SATURDAY = "6"
+
+
+def test_replay_writes_table_json_and_plot(bank_log, tmp_path):
+    json_path = tmp_path / "replay.json"
+    plots = tmp_path / "plots"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--log-level",
+            "WARNING",
+            "replay",
+            str(bank_log),
+            "--days",
+            SATURDAY,
+            "--json",
+            str(json_path),
+            "--plot-dir",
+            str(plots),
+            "--store-dir",
+            str(tmp_path / "store"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1999-02-06 Sat" in result.output
+    assert "redial_cut:" in result.output
+    report = json.loads(json_path.read_text())
+    assert [day["day"] for day in report["days"]] == ["1999-02-06"]
+    assert report["total"]["baseline"]["calls"]["offered"] > 100
+    assert report["options"]["threshold_s"] == 60.0
+    png = plots / "replay-1999-02-06.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "store" / "callbacks-1999-02-06.db").exists()
+
+
+def test_demo_log_matches_shared_log(bank_log):
+    shipped = read_log(demo_log_path())
+    plain = read_call_log(bank_log)
+    assert demo_log_path().suffix == ".gz"
+    assert len(shipped.records) == len(plain.records)
+    assert shipped.dropped == plain.dropped
+
+
+def test_read_log_rejects_broken_gzip(tmp_path):
+    broken = tmp_path / "calls.tsv.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(click.UsageError, match="not a readable gzip file"):
+        read_log(broken)
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [("all", [1, 2, 3]), ("2-3", [2, 3]), ("3,1", [1, 3]), ("2", [2])],
+)
+def test_parse_days_accepts_forms(text, days):
+    assert parse_days(text, 3) == days
+
+
+@pytest.mark.parametrize("text", ["0", "4", "1-9", "x", "2-"])
+def test_parse_days_rejects_outside_log(text):
+    with pytest.raises(click.BadParameter):
+        parse_days(text, 3)
+
+
+def test_replay_learned_needs_model(bank_log):
+    result = CliRunner().invoke(
+        cli, ["replay", str(bank_log), "--predictor", "learned", "--days", "1"]
+    )
+    assert result.exit_code != 0
+    assert "--model" in result.output
+
+
+def test_replay_rejects_bad_probability(bank_log):
+    result = CliRunner().invoke(
+        cli, ["replay", str(bank_log), "--accept-probability", "2", "--days", "1"]
+    )
+    assert result.exit_code != 0
+    assert "accept_probability" in result.output
