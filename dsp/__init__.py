@@ -49,18 +49,33 @@ after the greeting.
 
 How a verdict is reached (``Cause``):
 
-- SHORT_GREETING (HUMAN): a greeting no longer than ``max_greeting_ms``
-  followed by ``human_silence_ms`` of silence; a person says a word or
-  two and waits.
+- SHORT_GREETING (HUMAN): a greeting of at most ``short_greeting_ms``
+  followed by ``human_silence_ms`` of silence, or one shorter than
+  ``max_greeting_ms`` followed by ``long_pause_ms``: a person says a
+  word or two and waits, while machines seldom pause that long inside a
+  greeting. Speech before answer never makes a HUMAN.
 - LONG_GREETING (MACHINE): the greeting (speech or music, pauses shorter
-  than ``human_silence_ms`` included) exceeds ``max_greeting_ms``;
-  BEEP (MACHINE): a steady single tone after a pause following speech.
-- EARLY_MEDIA (MACHINE): such a greeting before answer (an announcement).
-- SIT_TONE, FAX_CED, FAX_CNG: the standard tones.
+  than the above included) reaches ``max_greeting_ms``;
+  BEEP (MACHINE): a steady single tone after a pause following speech;
+  EARLY_MEDIA (MACHINE): such a greeting before answer (an announcement).
+- SIT_TONE (SIT), FAX_CED and FAX_CNG (FAX): the standard tones.
 - NO_AUDIO (SILENCE): nothing above ``min_level_db`` for
-  ``silence_timeout_ms``; DEAD_AIR (SILENCE): only quiet line noise.
-- NOISE, RINGBACK, BUSY (NOTSURE): no speech but loud noise, progress
-  tones or a busy/reorder cadence; TIMEOUT and STREAM_END (NOTSURE).
+  ``silence_timeout_ms`` after answer; DEAD_AIR (SILENCE): only quiet
+  line noise.
+- NOISE (NOTSURE): loud noise but no speech; RINGBACK, BUSY (NOTSURE):
+  mostly progress tones, a busy or reorder cadence; TIMEOUT: undecided
+  after ``max_analysis_ms``; STREAM_END: the stream ended undecided.
+
+The silence and analysis limits do not count time while the engine plays
+audio (``set_playing``) and start again after each ringback or busy tone.
+Events wait in a ring of 64 per call; drain them at least every few
+seconds.
+
+Analysis works on 10 ms blocks at 8 kHz (16 kHz input is decimated by a
+half-band filter): level against a minimum-statistics noise floor,
+linear-prediction tone purity and voicing, a 16-tone Goertzel bank run
+only on tonal blocks (DTMF, SIT bands, fax, 440/480/620 Hz), and the
+word and pause structure of speech.
 """
 
 import numpy as np

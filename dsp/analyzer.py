@@ -203,7 +203,8 @@ class BatchAnalyzer:
         """Mark the end of the slot's stream and return its verdict.
 
         Open tone and speech segments are closed and a call still undecided
-        gets NOTSURE (cause STREAM_END) or, when nothing was said, SILENCE.
+        gets NOTSURE (cause STREAM_END) or, when no speech was heard,
+        SILENCE or NOTSURE as after the silence timeout.
         """
         slot = self._check_slot(slot)
         self._kernel.finish(slot)
@@ -281,7 +282,10 @@ class StreamAnalyzer:
             G.711 codes (bytes or uint8 array) otherwise.
         """
         if self._finished:
-            raise ValueError("feed after finish: the stream has already ended")
+            raise ValueError(
+                "feed after finish: the stream has already ended; "
+                "start a new StreamAnalyzer for the next call"
+            )
         samples = self._as_samples(audio)
         if self._pending.size:
             samples = np.concatenate([self._pending, samples])

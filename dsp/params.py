@@ -36,8 +36,8 @@ class AnalysisParams:
         Greeting length (first word to last word so far, pauses included)
         at which the call is a MACHINE.
     short_greeting_ms : float
-        Longest greeting that ``human_silence_ms`` of silence after it
-        makes HUMAN.
+        Maximum length of a greeting that ``human_silence_ms`` of silence
+        after it makes HUMAN.
     long_pause_ms : float
         Pause that makes any greeting shorter than ``max_greeting_ms``
         HUMAN: a person who said a few words and now waits.
