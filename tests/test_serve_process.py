@@ -11,7 +11,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from serve_support import ServeProcess, private_folder
 
 from callsure.actors.errors import decode_status
-from callsure.v1 import callback_pb2, callback_pb2_grpc, event_pb2, event_pb2_grpc
+from callsure.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
+    callback_pb2,
+    callback_pb2_grpc,
+    common_pb2,
+    contact_pb2,
+    contact_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
+    prediction_pb2,
+    prediction_pb2_grpc,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -284,3 +298,157 @@ def test_callbacks_survive_sigkill_restart():
     )
     assert status == 0
     assert "stopped" in log
+
+
+# The other services, on the same server.
+
+
+def contact_event(contact_type, customer_id, **fields):
+    event = contact_pb2.ContactEvent(
+        contact_id=uuid.uuid4().hex,
+        type=contact_type,
+        customer_id=customer_id,
+        queue="billing",
+        **fields,
+    )
+    event.event_time.GetCurrentTime()
+    return event
+
+
+def test_answered_contact_drops_callback(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    name = create(stub, new_callback("customer-answered")).callback.name
+    contacts = contact_pb2_grpc.ContactServiceStub(channel)
+    event = contact_event(
+        contact_pb2.CONTACT_EVENT_TYPE_ANSWERED, "customer-answered", agent="agents/a1"
+    )
+    reply = contacts.ReportContactEvent(
+        contact_pb2.ReportContactEventRequest(event=event), metadata=auth()
+    )
+    callback = stub.GetCallback(
+        callback_pb2.GetCallbackRequest(name=name), metadata=auth()
+    ).callback
+    assert list(reply.superseded_callbacks) == [name]
+    assert callback.state == callback_pb2.CALLBACK_STATE_DROPPED
+
+
+def test_contact_stream_counts_events(channel):
+    contacts = contact_pb2_grpc.ContactServiceStub(channel)
+    kinds = (
+        contact_pb2.CONTACT_EVENT_TYPE_ARRIVED,
+        contact_pb2.CONTACT_EVENT_TYPE_QUEUED,
+        contact_pb2.CONTACT_EVENT_TYPE_ABANDONED,
+    )
+    requests = [
+        contact_pb2.StreamContactEventsRequest(
+            event=contact_event(kind, "customer-stream")
+        )
+        for kind in kinds
+    ]
+    reply = contacts.StreamContactEvents(iter(requests), metadata=auth())
+    assert reply.accepted_count == 3
+
+
+def test_answered_contact_without_agent_rejected(channel):
+    contacts = contact_pb2_grpc.ContactServiceStub(channel)
+    event = contact_event(contact_pb2.CONTACT_EVENT_TYPE_ANSWERED, "customer-x")
+    with pytest.raises(grpc.RpcError) as raised:
+        contacts.ReportContactEvent(
+            contact_pb2.ReportContactEventRequest(event=event), metadata=auth()
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(raised.value)[0][0] == "event.agent"
+
+
+def test_agent_state_listed(channel):
+    agents = agent_pb2_grpc.AgentServiceStub(channel)
+    agent = agent_pb2.Agent(name="agents/alice", group="billing", skills=["en"])
+    agents.UpdateAgent(
+        agent_pb2.UpdateAgentRequest(agent=agent, allow_missing=True), metadata=auth()
+    )
+    agents.ReportAgentState(
+        agent_pb2.ReportAgentStateRequest(
+            agent="agents/alice", state=agent_pb2.AGENT_STATE_READY
+        ),
+        metadata=auth(),
+    )
+    listed = agents.ListAgents(
+        agent_pb2.ListAgentsRequest(states=[agent_pb2.AGENT_STATE_READY]),
+        metadata=auth(),
+    )
+    assert [a.name for a in listed.agents] == ["agents/alice"]
+    assert listed.agents[0].group == "billing"
+    assert list(listed.agents[0].skills) == ["en"]
+
+
+def test_unknown_agent_state_not_found(channel):
+    agents = agent_pb2_grpc.AgentServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        agents.ReportAgentState(
+            agent_pb2.ReportAgentStateRequest(
+                agent="agents/nobody", state=agent_pb2.AGENT_STATE_BUSY
+            ),
+            metadata=auth(),
+        )
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_grade_rules_make_vip(channel):
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    admin.UpdateGradeRules(
+        admin_pb2.UpdateGradeRulesRequest(vip_customer_ids=["customer-vip"]),
+        metadata=auth(),
+    )
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    callback = create(stub, new_callback("customer-vip")).callback
+    assert callback.grade == common_pb2.CUSTOMER_GRADE_VIP
+
+
+def test_windows_invalid_zone_names_field(channel):
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    request = admin_pb2.UpdateCallbackWindowsRequest(
+        queue="billing", time_zone="Mars/Olympus"
+    )
+    request.periods.add(
+        weekday=admin_pb2.WEEKDAY_MONDAY,
+        name="day",
+        start_local_time="08:00",
+        end_local_time="18:00",
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        admin.UpdateCallbackWindows(request, metadata=auth())
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(raised.value)[0][0] == "time_zone"
+
+
+def test_retry_policy_stored_and_journaled(channel):
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    request = admin_pb2.UpdateRetryPolicyRequest(max_attempts=3)
+    rule = request.rules.add(outcome=callback_pb2.CALL_OUTCOME_BUSY, max_retries=2)
+    rule.delays.add(seconds=60)
+    reply = admin.UpdateRetryPolicy(request, metadata=auth())
+    last = read_events(channel)[-1]
+    assert reply.max_attempts == 3
+    assert last.kind == "policy.changed"
+
+
+def test_estimate_wait_has_quantiles(channel):
+    prediction = prediction_pb2_grpc.PredictionServiceStub(channel)
+    reply = prediction.EstimateWait(
+        prediction_pb2.EstimateWaitRequest(queue="billing", ahead_count=3),
+        metadata=auth(),
+    )
+    waits = [q.wait.ToTimedelta() for q in reply.wait.quantiles]
+    assert len(waits) >= 2
+    assert waits == sorted(waits)
+
+
+def test_capacity_covers_range(channel):
+    prediction = prediction_pb2_grpc.PredictionServiceStub(channel)
+    request = prediction_pb2.GetCapacityRequest(queue="billing")
+    request.interval.start_time.GetCurrentTime()
+    request.interval.end_time.seconds = request.interval.start_time.seconds + 3600
+    request.slot_duration.seconds = 900
+    reply = prediction.GetCapacity(request, metadata=auth())
+    assert len(reply.slots) == 4
+    assert all(slot.callback_count >= 0 for slot in reply.slots)
