@@ -3,9 +3,9 @@
 Runs every corpus file through callsure.dsp and through a plain
 reimplementation of Asterisk's app_amd (20 ms frames judged silent by mean
 absolute amplitude against 256, words of at least min_word_ms separated by
-50 ms of silence) with VICIdial's settings, and prints the confusion
-matrix, connect accuracy, beep hit rate (within 300 ms) and median time
-from the first word to a HUMAN verdict for both.
+50 ms of silence) with VICIdial's settings and with Asterisk's defaults,
+and prints the confusion matrix, connect accuracy, beep hit rate (within
+300 ms) and median time from the first word to a HUMAN verdict for each.
 
 Usage: python bench/amd_accuracy.py [CORPUS_DIR]
 """
@@ -24,52 +24,75 @@ from callsure.dsp import StreamAnalyzer, read_wav
 
 LABELS = ["HUMAN", "MACHINE", "NOTSURE", "SILENCE", "SIT", "FAX"]
 
-# VICIdial's advice for app_amd (ms, except the word count).
+# app_amd's settings (ms, except the word count and the threshold, a mean
+# absolute amplitude): Asterisk's defaults and VICIdial's advice.
+ASTERISK_DEFAULTS = {
+    "initial_silence": 2500,
+    "greeting": 1500,
+    "after_greeting_silence": 800,
+    "total_analysis": 5000,
+    "min_word": 100,
+    "between_words_silence": 50,
+    "max_words": 2,
+    "max_word_length": 5000,
+    "silence_threshold": 256,
+}
 VICIDIAL = {
+    **ASTERISK_DEFAULTS,
     "initial_silence": 2000,
     "greeting": 2000,
     "after_greeting_silence": 1000,
-    "total_analysis": 5000,
     "min_word": 120,
-    "between_words_silence": 50,
     "max_words": 4,
-    "silence_threshold": 256,
 }
 
 
-def asterisk_amd(samples: np.ndarray, settings=VICIDIAL):
-    """Return (verdict, decided_ms) the way app_amd decides, frame by frame."""
-    frame = 160
-    silence_ms = voice_ms = 0
-    words = 0
-    in_word = False
-    greeting_started = False
-    for index in range(len(samples) // frame):
-        now_ms = (index + 1) * 20
-        if now_ms > settings["total_analysis"]:
-            return "NOTSURE", now_ms
-        chunk = samples[index * frame : (index + 1) * frame].astype(np.int32)
-        if np.abs(chunk).mean() < settings["silence_threshold"]:
-            silence_ms += 20
-            voice_ms = 0
+def asterisk_amd(samples: np.ndarray, settings: dict) -> tuple[str, int]:
+    """Return (verdict, decided_ms) as app_amd's isAnsweringMachine decides.
+
+    Follows apps/app_amd.c (Asterisk 20) frame by frame: a 20 ms frame is
+    silent when its mean absolute amplitude is below the threshold
+    (ast_dsp_silence); the voice time that ends the greeting is the total
+    since the start, not a consecutive run.
+    """
+    in_initial_silence, in_greeting, in_word = True, False, True
+    voice_ms = silence_ms = total_ms = words = consecutive_voice_ms = 0
+    dsp_silence_ms = 0
+    for index in range(len(samples) // 160):
+        frame = samples[index * 160 : (index + 1) * 160].astype(np.int32)
+        total_ms += 20
+        if total_ms >= settings["total_analysis"]:
+            return "NOTSURE", total_ms
+        if np.abs(frame).mean() < settings["silence_threshold"]:
+            dsp_silence_ms += 20
+        else:
+            dsp_silence_ms = 0
+        if dsp_silence_ms > 0:
+            silence_ms = dsp_silence_ms
             if silence_ms >= settings["between_words_silence"]:
                 in_word = False
-            if not greeting_started and silence_ms >= settings["initial_silence"]:
-                return "MACHINE", now_ms
-            if greeting_started and silence_ms >= settings["after_greeting_silence"]:
-                return "HUMAN", now_ms
-        else:
-            voice_ms += 20
+                consecutive_voice_ms = 0
+            if in_initial_silence and silence_ms >= settings["initial_silence"]:
+                return "MACHINE", total_ms
+            if in_greeting and silence_ms >= settings["after_greeting_silence"]:
+                return "HUMAN", total_ms
+            continue
+        consecutive_voice_ms += 20
+        voice_ms += 20
+        if consecutive_voice_ms >= settings["min_word"] and not in_word:
+            words += 1
+            in_word = True
+        if consecutive_voice_ms >= settings["max_word_length"]:
+            return "MACHINE", total_ms
+        if words >= settings["max_words"]:
+            return "MACHINE", total_ms
+        if in_greeting and voice_ms >= settings["greeting"]:
+            return "MACHINE", total_ms
+        if voice_ms >= settings["min_word"]:
             silence_ms = 0
-            if voice_ms >= settings["min_word"] and not in_word:
-                in_word = True
-                greeting_started = True
-                words += 1
-                if words >= settings["max_words"]:
-                    return "MACHINE", now_ms
-            if greeting_started and voice_ms >= settings["greeting"]:
-                return "MACHINE", now_ms
-    return "NOTSURE", len(samples) // 8
+        if consecutive_voice_ms >= settings["min_word"] and not in_greeting:
+            in_initial_silence, in_greeting = False, True
+    return "NOTSURE", total_ms
 
 
 def callsure_amd(samples: np.ndarray, rate: int, encoding: str):
@@ -133,14 +156,15 @@ def main() -> None:
         else (Path(__file__).resolve().parents[2] / "shared" / "corpus" / "amd")
     )
     rows = list(csv.DictReader(open(corpus / "labels.csv", newline="")))
-    ours, theirs = [], []
+    ours, vicidial, defaults = [], [], []
     for row in rows:
         audio = read_wav(corpus / row["file"])
         ours.append(callsure_amd(audio.samples, audio.sample_rate_hz, audio.encoding))
-        verdict, decided_ms = asterisk_amd(audio.samples)
-        theirs.append((verdict, decided_ms, None))
+        vicidial.append((*asterisk_amd(audio.samples, VICIDIAL), None))
+        defaults.append((*asterisk_amd(audio.samples, ASTERISK_DEFAULTS), None))
     report("callsure.dsp (defaults)", rows, ours)
-    report("app_amd reimplementation, VICIdial settings", rows, theirs)
+    report("app_amd reimplementation, VICIdial settings", rows, vicidial)
+    report("app_amd reimplementation, Asterisk defaults", rows, defaults)
 
 
 if __name__ == "__main__":
