@@ -94,6 +94,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from callsure.engine import policy as policies
+from callsure.engine.administration import SchedulerAdministration
 from callsure.engine.callbacks import (
     Attempt,
     AttemptState,
@@ -110,8 +111,6 @@ from callsure.engine.callbacks import (
 from callsure.engine.customers import (
     GradeRules,
     RepeatCallerRule,
-    grade_rules_from_plain,
-    repeat_rule_from_plain,
 )
 from callsure.engine.exceptions import (
     InvalidStateError,
@@ -124,8 +123,7 @@ from callsure.engine.phone import mask_number
 from callsure.engine.planning import PromisePlanner
 from callsure.engine.store import journal
 from callsure.engine.store.interface import CallbackStore, Change
-from callsure.engine.store.journal import decode_payload, encode_payload
-from callsure.engine.windows import CallbackCalendar, calendar_from_plain
+from callsure.engine.windows import CallbackCalendar
 
 if TYPE_CHECKING:
     from callsure.engine.clock import Clock
@@ -150,7 +148,7 @@ class RecoveryReport:
     expired: int
 
 
-class CallbackScheduler:
+class CallbackScheduler(SchedulerAdministration):
     """Callback promises: creation, release, outcomes, recovery.
 
     Parameters
@@ -746,79 +744,6 @@ class CallbackScheduler:
                 f"send after_seq >= 0 and limit 1 to {MAX_PAGE_SIZE}",
             )
         return [_masked(event) for event in self.store.read_events(after_seq, limit)]
-
-    # Administration
-
-    def calendar_for(self, queue: str) -> CallbackCalendar:
-        return self.calendars.get(queue) or self.calendars["*"]
-
-    def set_calendar(self, queue: str, calendar: CallbackCalendar) -> None:
-        """Set the callback windows of ``queue`` (``"*"``: the default)."""
-        calendars = {**self.calendars, queue: calendar}
-        self._save_setting(
-            "calendars", {name: policies.to_plain(c) for name, c in calendars.items()}
-        )
-        self.calendars = calendars
-
-    def set_retry_policy(self, retry: policies.RetryPolicy) -> None:
-        self._set_policy("retry", retry)
-
-    def set_sms_policy(self, sms: policies.SmsPolicy) -> None:
-        self._set_policy("sms", sms)
-
-    def set_capacity_limits(self, capacity: policies.CapacityLimits) -> None:
-        self._set_policy("capacity", capacity)
-
-    def set_promise_policy(self, promise: policies.PromisePolicy) -> None:
-        self._set_policy("promise", promise)
-
-    def set_grade_rules(self, rules: GradeRules) -> None:
-        """Store grade rules; the customer shards read them back with
-        ``grade_rules``."""
-        self._save_setting("grade_rules", policies.to_plain(rules))
-        self.grade_rules = rules
-
-    def set_repeat_caller_rule(self, rule: RepeatCallerRule) -> None:
-        self._save_setting("repeat_caller_rule", policies.to_plain(rule))
-        self.repeat_caller_rule = rule
-
-    def _set_policy(self, part: str, value) -> None:
-        self._save_setting(part, policies.to_plain(value))
-        self.policy = replace(self.policy, **{part: value})
-
-    def _save_setting(self, name: str, plain) -> None:
-        now = self.clock.now()
-        change = Change(settings={name: encode_payload({"value": plain})})
-        change.event(now, journal.POLICY_CHANGED, "", part=name, value=plain)
-        self.store.commit(change)
-        logger.info("scheduler: policy %s changed", name)
-
-    def _load_settings(self) -> None:
-        loaders = {
-            "retry": policies.retry_policy_from_plain,
-            "sms": policies.sms_policy_from_plain,
-            "capacity": policies.capacity_limits_from_plain,
-            "promise": policies.promise_policy_from_plain,
-        }
-        for part, load in loaders.items():
-            plain = self._setting(part)
-            if plain is not None:
-                self.policy = replace(self.policy, **{part: load(plain)})
-        calendars = self._setting("calendars")
-        if calendars is not None:
-            self.calendars = {
-                name: calendar_from_plain(plain) for name, plain in calendars.items()
-            }
-        rules = self._setting("grade_rules")
-        if rules is not None:
-            self.grade_rules = grade_rules_from_plain(rules)
-        rule = self._setting("repeat_caller_rule")
-        if rule is not None:
-            self.repeat_caller_rule = repeat_rule_from_plain(rule)
-
-    def _setting(self, name: str):
-        data = self.store.get_setting(name)
-        return None if data is None else decode_payload(data)["value"]
 
 
 def _enum(kind, value, field: str):
