@@ -2,7 +2,7 @@
 
 Each setter stores the new value in the store's settings table and
 journals a ``policy.changed`` event in one commit, before the value
-applies; a scheduler started on the same store loads them back, so admin
+applies. A scheduler started on the same store loads them back, so admin
 changes survive a restart.
 """
 

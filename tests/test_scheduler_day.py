@@ -155,7 +155,7 @@ def test_days_across_dst_and_holiday(tmp_path):
     assert first_of_day[date(2026, 3, 29)] >= datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
     assert first_of_day[date(2026, 3, 31)] == datetime(2026, 3, 31, 6, 0, tzinfo=UTC)
 
-    # Nothing is released before its promise or its retry time.
+    # Nothing is released before its promised time.
     for when, order in releases:
         if order.promised_time is not None:
             assert when >= order.promised_time

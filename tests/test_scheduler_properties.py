@@ -62,7 +62,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         try:
             self.scheduler.create(request(customer, queue=queue, **fields))
         except CallsureError:
-            pass  # an infeasible time is a valid answer
+            pass  # rejecting an infeasible time is a valid result
 
     @rule(seconds=st.integers(0, 1800))
     def advance(self, seconds):
