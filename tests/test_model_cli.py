@@ -9,6 +9,9 @@ from click.testing import CliRunner
 
 from callsure.actors.cli import cli
 
+# Each module fits the model on two weeks of the log once, about 15 s of CPU.
+pytestmark = pytest.mark.slow
+
 FIGURES = (
     "rmse_s",
     "mae_s",

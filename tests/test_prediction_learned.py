@@ -19,6 +19,9 @@ from callsure.engine.prediction.state import (
     events_from_records,
 )
 
+# Each module fits the model on two weeks of the log once, about 15 s of CPU.
+pytestmark = pytest.mark.slow
+
 FIT = (date(1999, 2, 1), date(1999, 2, 14))
 SCORE = (date(1999, 2, 15), date(1999, 2, 21))
 

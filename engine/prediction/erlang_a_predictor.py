@@ -299,6 +299,8 @@ class ErlangAPredictor:
         agents = math.floor(forecast.agents(when) + 1e-9)
         if agents < 1:
             return 0.0
+        # NOTE: callbacks already booked near ``when`` are not counted here;
+        # the scheduler must keep bookings within capacity() for this to hold.
         arrivals = forecast.arrival_rate(when)
         if arrivals <= 0:
             return 1.0

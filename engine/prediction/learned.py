@@ -114,6 +114,9 @@ class LearnedForecast:
     def agents(self, when: datetime) -> float:
         # Within the activity window the agents active now are the best
         # guess; further out, the learned staffing of that interval.
+        # NOTE: without login events, "active" means served someone in the
+        # last 30 minutes, which overstates the agents on duty after a shift
+        # change; AGENT_ON/AGENT_OFF events, when sent, are counted too.
         lead_s = (when - self.now).total_seconds()
         if 0 <= lead_s <= ACTIVE_S:
             return float(self.state.snapshot(self.state.time).active_agents)
