@@ -95,6 +95,7 @@ cdef int sit_code(const Stream* st) noexcept nogil:
     Generic ITU-T E.180 form: 950, 1400, 1800 Hz (+-50 Hz), 330 +- 70 ms
     each; North American codes (Telcordia SR-2275) are recognised from the
     frequency (low/high) and length (274/380 ms) of the first two segments.
+    The limits allow 5 Hz and 20 ms more for the measurement.
     """
     cdef int i
     cdef float low_hz[3]
@@ -107,7 +108,7 @@ cdef int sit_code(const Stream* st) noexcept nogil:
         duration_ms[i] = (st.sit_end[i] - st.sit_start[i] + 1) * 10.0
         if fabsf(st.sit_hz[i] - low_hz[i]) > 55.0:
             return 0
-        if duration_ms[i] < 200.0 or duration_ms[i] > 460.0:
+        if duration_ms[i] < 240.0 or duration_ms[i] > 420.0:
             return 0
     # Segments follow each other with at most 40 ms of transition.
     if st.sit_start[1] - st.sit_end[0] > 4 or st.sit_start[2] - st.sit_end[1] > 4:

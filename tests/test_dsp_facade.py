@@ -207,3 +207,38 @@ def test_kernel_codes_match_facade():
     assert _kernel.EVENT_CODES == {kind.name: kind.value for kind in EventKind}
     assert _kernel.VERDICT_CODES == {kind.name: kind.value for kind in VerdictKind}
     assert _kernel.CAUSE_CODES == {cause.name: cause.value for cause in Cause}
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 79, 80, 81, 159, 160, 161, 4001])
+def test_boundary_chunk_lengths_equal_one_shot(machine_call, chunk):
+    whole = StreamAnalyzer()
+    whole.feed(machine_call[:24000])
+    chunked = StreamAnalyzer()
+    for start in range(0, 24000, chunk):
+        chunked.feed(machine_call[start : min(start + chunk, 24000)])
+    assert outcome(chunked) == outcome(whole)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(min_value=0, max_value=5),
+    columns=st.integers(min_value=0, max_value=500),
+    dtype=st.sampled_from(["int16", "uint8", "float32", "int32"]),
+    frame_ms=st.sampled_from([10, 20, 30]),
+    encoding=st.sampled_from(["pcm16", "ulaw", "alaw"]),
+)
+def test_batch_fuzz_rejects_or_processes(rows, columns, dtype, frame_ms, encoding):
+    batch = BatchAnalyzer(3, 8000, frame_ms, encoding)
+    batch.open()
+    frames = (
+        np.random.default_rng(rows * 1000 + columns)
+        .integers(-200, 200, (rows, columns))
+        .astype(dtype)
+    )
+    good_dtype = "int16" if encoding == "pcm16" else "uint8"
+    if frames.shape == (3, 8 * frame_ms) and dtype == good_dtype:
+        batch.process(frames)
+        assert batch.elapsed_ms(0) == frame_ms
+    else:
+        with pytest.raises(ValueError, match="frames must"):
+            batch.process(frames)

@@ -148,6 +148,30 @@ def test_sit_generic_e180():
     assert verdict.sit_code == "E180"
 
 
+def test_sit_generic_at_tolerance():
+    signal = np.concatenate(
+        [silence(200), sit((995, 270), (1355, 390), (1845, 330)), silence(2000)]
+    )
+    verdict, _ = run(signal)
+    assert verdict.kind is VerdictKind.SIT
+    assert verdict.sit_code == "E180"
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        ((1010, 330), (1400, 330), (1800, 330)),
+        ((950, 330), (1400, 330), (1860, 330)),
+        ((950, 180), (1400, 330), (1800, 330)),
+        ((950, 330), (1400, 480), (1800, 330)),
+    ],
+)
+def test_sit_just_outside_e180_is_not_sit(segments):
+    signal = np.concatenate([silence(200), sit(*segments), silence(2000)])
+    verdict, _ = run(signal)
+    assert verdict.kind is not VerdictKind.SIT
+
+
 def test_sit_out_of_band_is_not_sit():
     signal = np.concatenate(
         [silence(200), sit((850, 330), (1300, 330), (1700, 330)), silence(2000)]
@@ -164,7 +188,7 @@ def test_fax_ced_within_tolerance(hz):
 
 
 def test_fax_ced_outside_tolerance_is_not_fax():
-    verdict, _ = run(np.concatenate([silence(300), tone(2180.0, 3000), silence(500)]))
+    verdict, _ = run(np.concatenate([silence(300), tone(2140.0, 3000), silence(500)]))
     assert verdict.kind is not VerdictKind.FAX
 
 
@@ -176,7 +200,7 @@ def test_fax_cng_cadence():
 
 
 def test_fax_cng_outside_tolerance_is_not_cng():
-    burst = np.concatenate([tone(1200.0, 500), silence(3000)])
+    burst = np.concatenate([tone(1150.0, 500), silence(3000)])
     _, events = run(np.concatenate([silence(300), burst, burst]))
     assert not any(e.kind is EventKind.FAX_CNG for e in events)
 
@@ -226,6 +250,12 @@ def test_busy_and_reorder_cadences(on_ms, kind):
     cycle = np.concatenate([tone(480.0, on_ms) + tone(620.0, on_ms), silence(on_ms)])
     _, events = run(np.concatenate([silence(300), *[cycle] * 4]))
     assert sum(e.kind is kind for e in events) >= 3
+
+
+def test_busy_with_wrong_tone_pair_is_not_busy():
+    cycle = np.concatenate([tone(480.0, 500) + tone(700.0, 500), silence(500)])
+    _, events = run(np.concatenate([silence(300), *[cycle] * 4]))
+    assert not any(e.kind in (EventKind.BUSY, EventKind.REORDER) for e in events)
 
 
 def test_short_word_then_silence_is_human():
