@@ -1,0 +1,1 @@
+"""The surge demo: the real call log replayed through callsure over SIP."""

@@ -1,0 +1,252 @@
+"""Start and stop everything the demo runs: server, Ray, gateway, phones.
+
+``DemoStack`` starts ``callsure serve``'s parts in this process (a local
+Ray on 127.0.0.1, the coordinator, customer shards and agent pools, and
+the gRPC server on a free port), a ``CallGateway`` whose pjsua2 endpoint
+processes are children of this process, a ``DialRelay`` actor that the
+coordinator dials through, and the phone banks: customers answering
+callbacks, callers dialing the IVR, and agents. ``close`` stops them in
+reverse order and then kills, by process id, any child left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import grpc
+
+from callsure.actors.runtime import ray, start_ray, stop_ray
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_S = 2.0
+KEEP_WINDOW_S = 30.0
+ACTOR_TIMEOUT_S = 60.0
+
+
+@dataclass
+class DemoStack:
+    """Handles on the running parts; see the module docstring."""
+
+    config: object
+    folder: Path
+    loop: asyncio.AbstractEventLoop | None = None
+    loop_thread: threading.Thread | None = None
+    actors: object = None
+    server: object = None
+    address: str = ""
+    channel: grpc.Channel | None = None
+    relay: object = None
+    gateway: object = None
+    banks: dict = field(default_factory=dict)
+    child_pids: list[int] = field(default_factory=list)
+    ray_started: bool = False
+
+    # ----------------------------------------------------------------- server
+
+    def start_server(self, forecasts: dict | None = None) -> None:
+        """Start Ray, the actors and the gRPC server; set ``address``.
+
+        ``forecasts`` (group -> ``StaticForecast``) replaces the server's
+        constant default forecast, so the engine plans in the demo's
+        compressed time.
+        """
+        from callsure.actors.deploy import deploy_actors
+        from callsure.actors.server import start_server
+        from callsure.actors.services import build_servicers
+
+        start_ray(self.config.ray)
+        self.ray_started = True
+        self.loop = asyncio.new_event_loop()
+        self.loop_thread = threading.Thread(
+            target=self.loop.run_forever, name="demo-server", daemon=True
+        )
+        self.loop_thread.start()
+
+        if forecasts:
+            _create_coordinator(self.config, forecasts)
+
+        async def start():
+            actors = await deploy_actors(self.config)
+            running = await start_server(self.config.server, build_servicers(actors))
+            return actors, running
+
+        self.actors, self.server = self.run(start())
+        self.address = self.server.address
+        self.channel = grpc.insecure_channel(self.address)
+        logger.info("demo: callsure serving gRPC on %s", self.address)
+
+    def run(self, coroutine, timeout_s: float = ACTOR_TIMEOUT_S):
+        """Run ``coroutine`` on the server's event loop and return its result."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(timeout_s)
+
+    def ensure_pools(self, groups) -> None:
+        """Create the agent pool actor of each group before agents report."""
+        for group in groups:
+            self.run(self.actors.pool_for(group))
+
+    def register_relay(self, name: str) -> None:
+        from callsure.actors.demo.relay import DialRelay
+
+        self.relay = DialRelay.remote()
+        ray.get(
+            self.actors.coordinator.register_dialer.remote(name, self.relay),
+            timeout=ACTOR_TIMEOUT_S,
+        )
+
+    # ------------------------------------------------------------ SIP parts
+
+    def start_phones(self, name: str, behaviours: dict, default: dict, on_event):
+        from callsure.actors.sip.phones import PhoneBank
+
+        bank = PhoneBank(behaviours, default, name=name, on_event=on_event)
+        self.banks[name] = bank
+        self.child_pids.append(bank.process.pid)
+        return bank
+
+    def start_gateway(self, settings, on_outcome, on_event, backend):
+        from callsure.actors.sip.gateway import CallGateway
+
+        self.gateway = CallGateway(settings, on_outcome, on_event, backend)
+        try:
+            self.gateway.start()
+        finally:
+            self.child_pids.extend(
+                e.pid for e in self.gateway.endpoints if e.pid is not None
+            )
+        return self.gateway
+
+    # ---------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Stop every part, newest first; kill leftover children by pid."""
+        if self.gateway is not None:
+            self.child_pids.extend(
+                e.pid for e in self.gateway.endpoints if e.pid is not None
+            )
+            _quietly("gateway", self.gateway.stop)
+        for name, bank in list(self.banks.items()):
+            _quietly(f"phones {name}", bank.close)
+        if self.channel is not None:
+            self.channel.close()
+        if self.loop is not None and self.loop.is_running():
+            if self.server is not None:
+                _quietly(
+                    "gRPC server", lambda: self.run(self.server.stop(STOP_GRACE_S))
+                )
+            if self.actors is not None:
+                _quietly("actors", lambda: self.run(self.actors.close()))
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            if self.loop_thread is not None:
+                self.loop_thread.join(5.0)
+        if self.ray_started:
+            _quietly("Ray", stop_ray)
+        for pid in self.child_pids:
+            _kill_if_running(pid)
+
+
+def _create_coordinator(config, forecasts: dict) -> None:
+    """Create the named coordinator with the demo's forecasts.
+
+    ``deploy_actors`` finds a running coordinator by name and uses it, so
+    creating it first, with the same options, is how the demo gives it
+    another predictor without a second code path for the server.
+    """
+    from callsure.actors.coordinator import COORDINATOR_NAME, Coordinator
+    from callsure.actors.deploy import MAX_CONCURRENCY
+
+    coordinator = Coordinator.options(
+        name=COORDINATOR_NAME,
+        lifetime="detached",
+        get_if_exists=True,
+        max_concurrency=MAX_CONCURRENCY,
+        num_cpus=0,
+    ).remote(config, functools.partial(build_demo_predictor, forecasts))
+    ray.get(coordinator.ping.remote(), timeout=ACTOR_TIMEOUT_S)
+
+
+def build_demo_predictor(forecasts: dict, config):
+    """The coordinator's predictor over the demo's per-group forecasts."""
+    from callsure.actors.predictors import DEFAULT_FORECAST, DefaultForecastPredictor
+
+    prediction = config.prediction
+    return DefaultForecastPredictor(
+        forecasts,
+        DEFAULT_FORECAST,
+        service_level_target=prediction.service_level_target,
+        service_level_time_s=prediction.service_level_time_s,
+        keep_window_s=prediction.keep_window_s,
+        horizon_s=prediction.horizon_s,
+    )
+
+
+def _quietly(what: str, function) -> None:
+    try:
+        function()
+    except Exception:  # noqa: BLE001 - the rest must still be stopped
+        logger.exception("demo: stopping %s failed", what)
+
+
+def _kill_if_running(pid: int) -> None:
+    """Kill our own child ``pid`` if it still runs (a stop that hung)."""
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    if finished:
+        return
+    logger.warning("demo: process %s still running after stop, killing it", pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def demo_config(config, folder: Path, db_path: str | None):
+    """The configuration of the demo's server: loopback, port 0, own store."""
+    store = db_path or str(folder / "callsure.db")
+    return config.replace(
+        server={"grpc_address": "127.0.0.1:0", "token": ""},
+        storage={"path": str(Path(store).expanduser().resolve())},
+        ray={
+            "address": "",
+            "node_ip_address": "127.0.0.1",
+            "temp_dir": str(folder / "ray"),
+            "namespace": f"callsure-demo-{os.getpid()}",
+            "dispatch_interval_s": 0.25,
+        },
+        # Ringing and answer detection are not compressed: they add about
+        # 10 s to every callback, so the 120 s default would hide nothing.
+        prediction={"keep_window_s": KEEP_WINDOW_S},
+    )
+
+
+def gateway_settings(config, customers_address: str, agents_address: str, speed):
+    """The gateway's settings: the demo's phone banks and compressed timers."""
+    from callsure.actors.sip.gateway import GatewaySettings
+
+    settings = GatewaySettings.from_config(config)
+    return replace(
+        settings,
+        bind_address="127.0.0.1",
+        sip_port=0,
+        rtp_port=0,
+        trunk_sources=("127.0.0.1",),
+        customer_uri_template=f"sip:{{number}}@{customers_address}",
+        agent_uri_template=f"sip:{{agent}}@{agents_address}",
+        # Four processes of the wheel's four calls: eight IVR callers and
+        # four bridged callbacks (two legs each) at once.
+        endpoint_processes=4,
+        ring_timeout_s=max(5.0, settings.ring_timeout_s / speed * 2),
+        agent_ring_timeout_s=10.0,
+        bridge_method="conference",
+    )

@@ -1,0 +1,217 @@
+"""``callsure demo``: a surge of the real call log handled over SIP.
+
+Starts callsure (Ray, the actors, the gRPC API) in this process on
+127.0.0.1, the SIP gateway, and pjsua2 phones for customers, callers and
+agents; replays an hour of the Anonymous Bank log in five minutes, shows
+a live view, and prints a report at the end (``--json`` writes it too).
+Every process it started is stopped on exit and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from callsure.actors.demo.workload import (
+    DEFAULT_LOG,
+    DEFAULT_RECORDINGS,
+    DEFAULT_START,
+    QUICK_START,
+)
+from callsure.engine.exceptions import CallsureError
+
+logger = logging.getLogger(__name__)
+
+# --quick: a quarter hour of the log at 15x (60 s of traffic), at most
+# 40 s for the last callbacks; with start-up it ends within three minutes.
+QUICK_MINUTES = 15.0
+QUICK_SPEED = 15.0
+QUICK_DRAIN_S = 40.0
+
+
+@click.command("demo")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=DEFAULT_LOG,
+    show_default="the shipped Anonymous Bank log, 1-21 February 1999",
+    help="Call log in the Anonymous Bank format (.tsv or .tsv.gz).",
+)
+@click.option(
+    "--recordings",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=DEFAULT_RECORDINGS,
+    show_default="the shipped recordings",
+    help="Folder of WAV files with labels.csv that customer phones play.",
+)
+@click.option(
+    "--start",
+    show_default=f"{DEFAULT_START}, or {QUICK_START} with --quick",
+    help="Local time (Israel) in the log where the replay starts.",
+)
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=1, max=24 * 60),
+    default=60.0,
+    show_default=True,
+    help="Minutes of the log to replay.",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=1, max=60),
+    default=12.0,
+    show_default=True,
+    help="Time compression: log seconds per real second.",
+)
+@click.option(
+    "--drain",
+    "drain_s",
+    type=click.FloatRange(min=0),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait after the last caller for open callbacks.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help=f"Replay {QUICK_MINUTES:g} minutes at {QUICK_SPEED:g}x with "
+    f"{QUICK_DRAIN_S:g} s to drain (under three minutes in all).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=1999,
+    show_default=True,
+    help="Seed of the customers' answers and IVR choices.",
+)
+@click.option(
+    "--retail-agents",
+    type=click.IntRange(1, 50),
+    default=4,
+    show_default=True,
+    help="Agents of the retail group.",
+)
+@click.option(
+    "--premium-agents",
+    type=click.IntRange(1, 50),
+    default=2,
+    show_default=True,
+    help="Agents of the premium group, the VIP agent included.",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False),
+    help="SQLite store to use; default a file in a temporary folder.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the report to this file as JSON.",
+)
+@click.option("--no-view", is_flag=True, help="Print no live view, only the report.")
+@click.pass_obj
+def demo(
+    config,
+    log_path,
+    recordings,
+    start,
+    minutes,
+    speed,
+    drain_s,
+    quick,
+    seed,
+    retail_agents,
+    premium_agents,
+    db_path,
+    json_path,
+    no_view,
+):
+    """Replay a surge of the real call log through callsure over SIP."""
+    from callsure.actors.demo.runner import DemoOptions, run_demo
+    from callsure.actors.demo.view import LiveView
+
+    if quick:
+        minutes, speed, drain_s = QUICK_MINUTES, QUICK_SPEED, QUICK_DRAIN_S
+        start = start or QUICK_START
+    start = start or DEFAULT_START
+    options = DemoOptions(
+        log_path=log_path,
+        recordings=recordings,
+        start=start,
+        minutes=minutes,
+        speed=speed,
+        seed=seed,
+        drain_s=drain_s,
+        retail_agents=retail_agents,
+        premium_agents=premium_agents,
+        db_path=db_path,
+    )
+    view = LiveView(enabled=not no_view)
+    if view.terminal and view.enabled:
+        # The screen is redrawn every second; per-call INFO lines would
+        # scroll it away, so only warnings are shown while it runs.
+        logging.getLogger("callsure").setLevel(logging.WARNING)
+    folder = Path(tempfile.mkdtemp(prefix="callsure-demo-"))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = run_demo(config, options, folder, view)
+    except CallsureError as exc:
+        raise click.UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("demo interrupted; every process it started was stopped", err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(folder, ignore_errors=True)
+    click.echo(format_report(report))
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        click.echo(f"report written to {json_path}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def format_report(report: dict) -> str:
+    """The report as text for the terminal."""
+    promises = report["promises"]
+    attempts = report["attempts"]
+    amd = report["amd"]
+    live = report["live"]
+    repeat = report["repeat_callers"]
+    command = report["command"]
+    lines = [
+        "",
+        f"callsure demo report: {command['minutes']:g} minutes of the log from "
+        f"{command['start']} at {command['speed']:g}x ({report['elapsed_s']} s)",
+        f"  callers {report['callers']}, agents {report['agents']}",
+        f"  IVR calls {report['ivr']['calls']}, choices {report['ivr']['choices']}",
+        f"  promises made {promises['made']} {promises['by_mode']}: kept "
+        f"{promises['kept']}, late {promises['late']} (keep window "
+        f"{promises['keep_window_s']:g} s), open at end {promises['open_at_end']}, "
+        f"states {promises['states']}",
+        f"  callback attempts {attempts['dialed']}, retries {attempts['retries']}, "
+        f"outcomes {attempts['outcomes']}",
+        f"  VIP attempts {attempts['vip_dialed']}, to the dedicated agent "
+        f"{attempts['vip_to_dedicated_agent']}",
+        f"  AMD verdicts matching the recordings' labels: {amd['matched']} of "
+        f"{amd['judged']}; by label {amd['by_truth']}",
+        f"  SMS requests {report['sms_requests']}",
+        f"  live callers: answered {live['answered']}, abandoned {live['abandoned']}, "
+        f"service level {live['service_level']} within "
+        f"{live['service_level_time_s']:g} s, abandonment {live['abandonment']}",
+        f"  repeat callers {repeat['arrived']}: answered {repeat['answered']}, "
+        f"promised a callback {repeat['promised']}, abandoned {repeat['abandoned']}",
+    ]
+    return "\n".join(lines)
