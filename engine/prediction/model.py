@@ -167,20 +167,22 @@ class WaitModel:
     zone: str = "Asia/Jerusalem"
 
     @staticmethod
+    def _fit_quantile(
+        matrix: np.ndarray, waits: np.ndarray, probability: float, seed: int
+    ) -> BoostedTrees:
+        parameters = BoostingParameters(
+            quantile=probability, depth=3, rounds=300, seed=seed
+        )
+        return BoostedTrees.fit(matrix, waits, parameters)
+
+    @classmethod
     def _fit_models(
-        matrix: np.ndarray, waits: np.ndarray, seed: int
+        cls, matrix: np.ndarray, waits: np.ndarray, seed: int
     ) -> tuple[BoostedTrees, dict[float, BoostedTrees]]:
         mean = BoostedTrees.fit(
             matrix, waits, BoostingParameters(depth=2, rounds=400, seed=seed)
         )
-        quantiles = {
-            p: BoostedTrees.fit(
-                matrix,
-                waits,
-                BoostingParameters(quantile=p, depth=3, rounds=300, seed=seed),
-            )
-            for p in QUANTILES
-        }
+        quantiles = {p: cls._fit_quantile(matrix, waits, p, seed) for p in QUANTILES}
         return mean, quantiles
 
     @classmethod
@@ -215,8 +217,8 @@ class WaitModel:
         cut = fit_dates[-CALIBRATION_DAYS]
         early = usable & np.array([d < cut for d in callers.local_dates])
         late = usable & ~early
-        _, held_out = cls._fit_models(matrix[early], waits[early], seed)
-        predicted = held_out[0.9].predict(matrix[late])
+        held_out = cls._fit_quantile(matrix[early], waits[early], 0.9, seed)
+        predicted = held_out.predict(matrix[late])
         groups = ahead_group(callers.ahead[late])
         factors = np.array(
             [
