@@ -1,13 +1,29 @@
 """The interface between the coordinator and the call gateways.
 
 The coordinator releases due callbacks as ``DialOrder``s and hands each to
-one registered ``Dialer``. A gateway dials at most once per
-``order.idempotency_key`` (a repeated order with a key it has seen is
-ignored), calls ``Coordinator.start_dialing`` before it dials, and reports
-exactly one outcome per order through ``Coordinator.report_outcome``. If
-it never reports, the attempt's lease expires and the coordinator's
-recovery finalises the attempt as ``UNKNOWN``, so an order is never lost
-in silence.
+one registered ``Dialer``, round robin. A gateway:
+
+1. registers once it can dial, and again after its own restart::
+
+       coordinator = ray.get_actor(COORDINATOR_NAME, namespace=ray_namespace)
+       await coordinator.register_dialer.remote("gateway-1", own_handle)
+
+   (``COORDINATOR_NAME`` is in ``callsure.actors.coordinator``; the handle
+   is the gateway's Ray actor handle, or any object with ``dial``);
+2. dials at most once per ``order.idempotency_key``, and answers a repeated
+   order with a key it has seen with ``True`` without dialing again;
+3. calls ``coordinator.start_dialing.remote(order.attempt_id, owner)``
+   before it dials, and must not dial when that raises ``LeaseError``;
+4. calls ``coordinator.renew_lease.remote(attempt_id, owner)`` before
+   ``order.lease_expires_at`` while the call lasts;
+5. reports exactly one outcome with ``coordinator.report_outcome.remote(
+   attempt_id, outcome, sit_code=None, detail="", agent_id=None)``, where
+   ``outcome`` is a ``callsure.engine.callbacks.Outcome`` or its value.
+
+If a gateway never reports, the attempt's lease expires and the
+coordinator's recovery finalises the attempt as ``UNKNOWN`` (or
+``NOT_DIALED`` when dialing never started), so an order is never lost in
+silence.
 """
 
 from __future__ import annotations
@@ -20,17 +36,13 @@ from callsure.engine.callbacks import DialOrder
 class Dialer(abc.ABC):
     """Something that dials orders: a ``CallGateway`` actor, or a peer in tests.
 
-    ``dial`` is asynchronous and must return quickly: it accepts the order
-    and dials in the background. It returns ``False`` when the gateway has
-    no free line, and the coordinator then offers the order to the next
-    gateway or, failing all, reports ``NOT_DIALED`` so the promise is
-    released again (a ``NOT_DIALED`` attempt does not count).
+    ``dial`` must return quickly: it accepts the order and dials in the
+    background. It returns ``False`` when the gateway has no free line;
+    the coordinator then offers the order to the next dialer or, when none
+    accepts, reports ``NOT_DIALED`` so the promise is released again (a
+    ``NOT_DIALED`` attempt does not count).
     """
 
     @abc.abstractmethod
     async def dial(self, order: DialOrder) -> bool:
         """Accept ``order`` for dialing; return ``False`` when no line is free."""
-
-    async def free_lines(self) -> int:
-        """Lines free for new orders; the coordinator sends no more than that."""
-        return 1_000_000
