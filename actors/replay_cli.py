@@ -119,9 +119,9 @@ def format_table(report: dict) -> str:
     lines.append("")
     for name, check in report["total"]["targets"].items():
         value = check["value"]
-        shown = "-" if value is None else f"{value:.3f}"
+        text = "-" if value is None else f"{value:.3f}"
         verdict = "met" if check["met"] else "NOT met"
-        lines.append(f"{name}: {shown} (target {check['target']:.3f}) {verdict}")
+        lines.append(f"{name}: {text} (target {check['target']:.3f}) {verdict}")
     return "\n".join(lines)
 
 
@@ -341,7 +341,7 @@ def replay(
     log = read_log(log_path or demo_log_path())
     dates = log_days(log)
     if not dates:
-        raise click.UsageError(f"{log.path} holds no usable calls")
+        raise click.UsageError(f"{log.path} contains no usable calls")
     chosen = [dates[n - 1] for n in parse_days(days, len(dates))]
     try:
         replays, report = replay_days(
@@ -362,8 +362,8 @@ def replay(
         click.echo(f"wrote {json_path}")
     if plot_dir:
         if plot_day is not None:
-            wanted = dates[parse_days(str(plot_day), len(dates))[0] - 1]
-            picked = [r for r in replays if r.day == wanted]
+            plot_date = dates[parse_days(str(plot_day), len(dates))[0] - 1]
+            picked = [r for r in replays if r.day == plot_date]
             if not picked:
                 raise click.UsageError(
                     f"--plot-day {plot_day} was not replayed: add it to --days"

@@ -16,7 +16,8 @@ from callsure.engine.calllog import read_call_log
 SATURDAY = "6"
 
 
-def test_replay_writes_table_json_and_plot(bank_log, tmp_path):
+def test_replay_writes_table_json_and_plot(tmp_path):
+    # No LOG argument: the gzip'd log shipped with the demo is the default.
     json_path = tmp_path / "replay.json"
     plots = tmp_path / "plots"
     result = CliRunner().invoke(
@@ -25,7 +26,6 @@ def test_replay_writes_table_json_and_plot(bank_log, tmp_path):
             "--log-level",
             "WARNING",
             "replay",
-            str(bank_log),
             "--days",
             SATURDAY,
             "--json",

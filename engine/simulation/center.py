@@ -21,11 +21,14 @@ drawn from the log's redial delays.
 
 With callbacks (``Scenario.CALLBACKS``), a caller who would wait is
 offered a callback when the predicted wait exceeds the threshold and the
-engine can keep a promise before the day ends. A caller who accepts
+engine can keep a promise before the day ends, and offered again while
+they keep waiting (``ReplayOptions.reoffer_s``). A caller who accepts
 leaves the queue; ``CallbackScheduler.create`` stores the promise with
 the caller's original entry time, and ``CallbackDesk`` dials it when the
-scheduler releases it. A customer whose callback is pending does not
-redial, except with a small probability.
+scheduler releases it. An identified caller who abandons gets a promise
+without being asked (``ReplayOptions.abandon_callbacks``). A customer
+whose callback is pending does not redial, except with a small
+probability.
 
 Mechanics
 ---------
@@ -43,7 +46,6 @@ import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 from callsure.engine.clock import VirtualClock
 from callsure.engine.prediction.state import (
@@ -74,10 +76,11 @@ HIGH_PRIORITY = 2
 # same-day redial share would otherwise allow long chains.
 MAX_REDIAL_DEPTH = 4
 TRACE_STEP_S = 60.0
+FIRST_CALL_ID = 100_000_000
 
 
 class Scenario(enum.Enum):
-    """What the simulated center does with callers who would wait."""
+    """Treatment of callers who would wait, the one difference between runs."""
 
     BASELINE = "baseline"
     """Callers wait or abandon; no callback is offered."""
@@ -126,7 +129,7 @@ class Agent:
 
 @dataclass
 class CustomerState:
-    """What the simulation remembers of one customer within the day."""
+    """Contact state of one customer within the simulated day."""
 
     unserved_since: float | None = None
     """Arrival of the first call of an unserved streak (None when served)."""
@@ -151,11 +154,10 @@ class ContactCenterSimulation:
     ----------
     workload : DayWorkload
     scenario : Scenario
-    predictor : object
-        The engine's predictor; its ``observe(event)`` callable is passed
-        as ``observe``.
+    predictor : WaitPredictor
+        The engine's predictor, used by the desk's offers and promises.
     observe : callable
-        Feeds one ``QueueEvent`` to the predictor.
+        Function that feeds one ``QueueEvent`` to ``predictor``.
     options : ReplayOptions
     desk : CallbackDesk or None
         Required for ``Scenario.CALLBACKS``.
@@ -181,6 +183,7 @@ class ContactCenterSimulation:
         self.observe = observe
         self.options = options
         self.desk = desk
+
         first = min(c.arrival for c in workload.calls)
         start = min([first, *(s.start for s in workload.shifts)])
         self.clock = clock or VirtualClock(start)
@@ -188,21 +191,24 @@ class ContactCenterSimulation:
         self.end_time = max(epoch(s.end) for s in workload.shifts) + CLOSING_GRACE_S
         self._heap: list[_Event] = []
         self._seq = itertools.count()
-        self._call_ids = itertools.count(1)
+        # Above the log's line numbers, which key the warm-up's events in
+        # the predictor's queue state.
+        self._call_ids = itertools.count(FIRST_CALL_ID)
+
         self.agents = {s.agent: Agent(s.agent) for s in workload.shifts}
         self.idle: deque[str] = deque()
         self.waiting: dict[int, Call] = {}
         self.customers: dict[str, CustomerState] = {}
         self.results: list[CallResult] = []
+        self.redial_times: list[float] = []
+        """Seconds from the first unserved call to service, per customer
+        who redialed before being served."""
         self.trace = DayTrace()
         self._arrivals_since_trace = 0
         self._by_line: dict[int, Call] = {}
         self._redialed_lines = {
             c.redial_of for c in workload.calls if c.redial_of is not None
         }
-        self.redial_times: list[float] = []
-        """Seconds from the first unserved call to service, per customer
-        who redialed before being served."""
         if desk is not None:
             desk.attach(self)
 
@@ -280,8 +286,9 @@ class ContactCenterSimulation:
         self._by_line[source.line] = call
         self._admit(call, state)
 
-    def _redials_anyway(self, source: CallInput) -> bool:
-        rng = draw(self.options.seed, STREAM_REDIAL, source.line, 1)
+    def _redials_anyway(self, source: CallInput, depth: int = 0) -> bool:
+        # Keys 2 and up of this stream belong to synthetic redials.
+        rng = draw(self.options.seed, STREAM_REDIAL, source.line, 1, depth)
         return bool(rng.random() < self.options.redial_while_pending)
 
     def _admit(self, call: Call, state: CustomerState) -> None:
@@ -388,7 +395,8 @@ class ContactCenterSimulation:
         state = self.customers[source.customer]
         if not state.last_unserved:
             return
-        if state.open_callback is not None and not self._redials_anyway(source):
+        depth = parent.depth + 1
+        if state.open_callback is not None and not self._redials_anyway(source, depth):
             return
         call = Call(
             call_id=next(self._call_ids),
@@ -499,10 +507,3 @@ class ContactCenterSimulation:
         self._arrivals_since_trace = 0
         if self.now + TRACE_STEP_S <= self.end_time:
             self.schedule(self.now + TRACE_STEP_S, Kind.TRACE)
-
-
-def day_bounds(workload: DayWorkload) -> tuple[datetime, datetime]:
-    """First and last instant of the simulated day, in UTC."""
-    first = min(c.arrival for c in workload.calls)
-    last = max(s.end for s in workload.shifts) + timedelta(seconds=CLOSING_GRACE_S)
-    return first, last

@@ -3,7 +3,7 @@
 ``CallbackDesk`` sits between the simulated queue and the
 ``CallbackScheduler``: it offers callbacks to waiting callers, stores the
 accepted ones with ``create`` (mode ``PREDICTED``, the caller's original
-queue entry time), asks ``due`` for dial orders with the entry time of
+queue entry time), calls ``due`` for dial orders with the entry time of
 the longest-waiting inbound caller, claims each order with
 ``start_dialing``, plays the dial (answer, busy, no answer, machine, drawn
 with the run's seed) and reports every outcome with ``report_outcome``,

@@ -1,4 +1,4 @@
-"""What a simulated day records: one row per call and per callback, a trace."""
+"""Records of a simulated day: one row per call and per callback, and a trace."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class CallbackResult:
     dialed_before_due: int = 0
     overtook: int = 0
     """Inbound callers waiting with an earlier entry time when an agent
-    took this callback (the invariant says 0)."""
+    took this callback; 0 under the no-overtaking invariant."""
 
     @property
     def dial_late_s(self) -> float | None:
