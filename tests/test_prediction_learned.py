@@ -116,9 +116,10 @@ def test_load_rejects_other_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def warm_predictor(model, bank_records, callers):
-    """A predictor fed the log up to the 40th queued caller of 15 February."""
+    """A predictor fed the log up to the first caller of 15 February who
+    found three or more callers waiting."""
     day = [i for i, d in enumerate(callers.local_dates) if d == SCORE[0]]
-    index = day[40]
+    index = next(i for i in day if callers.snapshots[i].waiting >= 3)
     moment = callers.records[index].q_start
     predictor = LearnedPredictor(model, ["bank"])
     for event in events_from_records(bank_records):
@@ -144,6 +145,16 @@ def test_online_estimate_matches_batch(warm_predictor, model, callers):
     assert estimate.mean_s == pytest.approx(batch["mean"][0])
     assert estimate.quantiles_s[0.9] == pytest.approx(batch["0.9"][0])
     assert 0.0 < estimate.p_served < 1.0
+
+
+def test_waiting_estimates_follow_queue_order(warm_predictor):
+    predictor, _, moment = warm_predictor
+    estimates = predictor.waiting_estimates("bank", moment)
+    waiting = predictor.forecasts["bank"].state.waiting
+    assert len(waiting) >= 3
+    assert set(estimates) == set(waiting)
+    positions = sorted(estimate.ahead for estimate in estimates.values())
+    assert positions == list(range(len(waiting)))
 
 
 def test_online_quantiles_ordered(warm_predictor):

@@ -10,6 +10,14 @@ import pytest
 from callsure.engine.exceptions import ValidationError
 from callsure.engine.prediction.features import DayCalendar, Rates
 from callsure.engine.prediction.online import SLOT_S, ArrivalProfile, RunningRates
+from callsure.engine.prediction.state import (
+    AGENT_OFF,
+    AGENT_ON,
+    JOIN,
+    LEAVE,
+    QueueEvent,
+    QueueState,
+)
 
 
 def noon(day: date, zone_hours: int = 2) -> datetime:
@@ -101,3 +109,25 @@ def test_patience_infinite_without_abandons():
     rates = RunningRates(Rates(180.0, {}, math.inf), prior_weight=0.0)
     rates.add_wait(60.0, served=True)
     assert rates.patience_s() == math.inf
+
+
+def test_agent_state_events_count_on_duty():
+    state = QueueState()
+    state.apply(QueueEvent(100.0, AGENT_ON, agent="DORIT"))
+    state.apply(QueueEvent(100.0, AGENT_ON, agent="TOVA"))
+    assert state.snapshot(5000.0).active_agents == 2
+    state.apply(QueueEvent(5000.0, AGENT_OFF, agent="TOVA"))
+    assert state.snapshot(5001.0).active_agents == 1
+
+
+def test_priority_caller_goes_ahead_of_regular():
+    state = QueueState()
+    state.apply(QueueEvent(0.0, JOIN, call_id=1, priority=0))
+    state.apply(QueueEvent(30.0, JOIN, call_id=2, priority=0))
+    # Credited 90 s, a high-priority caller joining at 60 s ranks before
+    # both regular callers.
+    assert state.snapshot(60.0, priority=2).ahead == 0
+    assert state.snapshot(60.0, priority=0).ahead == 2
+    state.apply(QueueEvent(70.0, LEAVE, call_id=1, served=True))
+    assert state.snapshot(80.0).ahead == 1
+    assert state.snapshot(80.0).last_wait_s == 70.0
