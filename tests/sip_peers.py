@@ -139,10 +139,24 @@ class PhoneBank:
         self.close()
 
 
-def wav_rms(path: str | Path) -> float:
-    """Root mean square of a 16-bit WAV file's samples."""
-    with wave.open(str(path), "rb") as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+def wav_rms(path: str | Path, timeout_s: float = 5.0) -> float:
+    """Root mean square of a 16-bit WAV file's samples.
+
+    pjsua2 finalises a recording's header a conference tick after the
+    recorder is destroyed (the bridge removes ports asynchronously), so
+    the file is read again until its header is complete.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with wave.open(str(path), "rb") as wav:
+                frames = wav.readframes(wav.getnframes())
+            break
+        except (wave.Error, EOFError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    samples = np.frombuffer(frames, dtype=np.int16)
     if samples.size == 0:
         return 0.0
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
@@ -217,7 +231,7 @@ def _run_phones(fd: int) -> int:
         priority = 255 if name.startswith("pcmu/") else 200 if "pcma/" in name else 0
         endpoint.codecSetPriority(codec.codecId, priority)
 
-    state = {"running": True, "timers": [], "calls": {}, "graveyard": []}
+    state = {"running": True, "timers": [], "calls": {}, "recorders": []}
 
     def emit(event):
         try:
@@ -248,12 +262,14 @@ def _run_phones(fd: int) -> int:
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 self.player = None
                 if self.recorder is not None:
+                    # Closed by the main loop, which then reports the file.
+                    state["recorders"].append(
+                        (self.recorder, self.user, self.behaviour["record"])
+                    )
                     self.recorder = None
-                    gc.collect()
-                    record = self.behaviour.get("record")
-                    emit({"ev": "recorded", "user": self.user, "path": record})
                 state["calls"].pop(self.key, None)
-                state["graveyard"].append(self)
+                # Drop the last reference inside this callback: a Call
+                # object outliving its call id would end the id's next call.
             emit(event)
 
         def onCallMediaState(self, prm):  # noqa: N802
@@ -281,6 +297,7 @@ def _run_phones(fd: int) -> int:
         def send_digits(self, digits):
             if self.isActive():
                 self.dialDtmf(digits)
+                emit({"ev": "dtmf_sent", "user": self.user, "digits": digits})
 
         def onDtmfDigit(self, prm):  # noqa: N802
             emit({"ev": "dtmf", "user": self.user, "digit": prm.digit})
@@ -336,8 +353,8 @@ def _run_phones(fd: int) -> int:
         for _, function in due:
             try:
                 function()
-            except pj.Error:
-                pass
+            except pj.Error as error:
+                emit({"ev": "timer_failed", "reason": error.reason})
 
     account_config = pj.AccountConfig()
     account_config.idUri = f"sip:phones@{address}"
@@ -353,7 +370,10 @@ def _run_phones(fd: int) -> int:
         call.key = f"{message['user']}#out"
         state["calls"][call.key] = call
         try:
-            call.makeCall(message["uri"], pj.CallOpParam(True))
+            parameters = pj.CallOpParam(True)
+            # The From user is the calling number the gateway identifies.
+            parameters.txOption.localUri = f"sip:{message['user']}@{address}"
+            call.makeCall(message["uri"], parameters)
         except pj.Error as error:
             state["calls"].pop(call.key)
             emit({"ev": "dial_failed", "user": message["user"], "reason": error.reason})
@@ -374,9 +394,11 @@ def _run_phones(fd: int) -> int:
             elif message.get("op") == "dial":
                 dial(message)
         run_due_timers()
-        if state["graveyard"]:
-            state["graveyard"].clear()
-            gc.collect()
+        while state["recorders"]:
+            recorder, user, path = state["recorders"].pop()
+            # Destroying the recorder writes the WAV header's sizes.
+            del recorder
+            emit({"ev": "recorded", "user": user, "path": path})
 
     endpoint.hangupAllCalls()
     deadline = time.monotonic() + 1.0
@@ -386,7 +408,7 @@ def _run_phones(fd: int) -> int:
         call.player = None
         call.recorder = None
     state["calls"].clear()
-    state["graveyard"].clear()
+    state["recorders"].clear()
     state["timers"].clear()
     state.clear()
     account.shutdown()

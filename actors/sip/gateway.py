@@ -460,6 +460,8 @@ class CallGateway:
 
     def _handle_event(self, endpoint: EndpointProcess, event: dict) -> None:
         kind = event.get("ev")
+        if logger.isEnabledFor(logging.DEBUG) and kind not in ("stats", "dsp"):
+            logger.debug("endpoint %s: %s", endpoint.name, event)
         if kind == "exit":
             self._on_endpoint_exit(endpoint, event)
             return

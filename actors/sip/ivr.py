@@ -120,6 +120,9 @@ class IvrSession:
             logger.exception("ivr %s: wait estimate failed", self.key)
             wait_s = 0.0
         self.variables["wait_minutes"] = str(max(1, round(wait_s / 60)))
+        self.gateway.publish(
+            "ivr.wait_estimated", self, {"wait_s": wait_s, "queue": self.scenario.queue}
+        )
         self._enter(self.scenario.start)
 
     def _enter(self, name: str | None) -> None:

@@ -166,6 +166,7 @@ class _CallRecord:
         "media_active",
         "lost_frames",
         "provisional",
+        "queued_files",
     )
 
     def __init__(self, call: _Call, direction: str):
@@ -183,6 +184,7 @@ class _CallRecord:
         self.media_active = False
         self.lost_frames = 0
         self.provisional = False
+        self.queued_files: list[str] = []
 
 
 def _status_reason(info) -> tuple[int, str]:
@@ -226,6 +228,7 @@ class EndpointWorker:
         self._inbound_serial = 0
         self._rejected_sources: dict[str, int] = {}
         self._probe_calls: list[_Call] = []
+        self._to_reject: list[_Call] = []
         self.max_calls = 0
         self.running = True
         self.frames_analysed = 0
@@ -384,6 +387,8 @@ class EndpointWorker:
         next_tick = time.monotonic()
         while self.running:
             self.endpoint.libHandleEvents(PUMP_MS)
+            if self._to_reject:
+                self._reject_pending()
             messages = self.channel.poll()
             if messages is None:
                 logger.info("%s: gateway closed the socket", self.name)
@@ -407,8 +412,10 @@ class EndpointWorker:
         try:
             function(*args)
         except Exception as error:  # noqa: BLE001 - loop must not die
-            logger.exception("%s: %s failed", self.name, function.__name__)
-            self.emit({"ev": "error", "message": f"{function.__name__}: {error}"})
+            # pj.Error has an empty str(); its text is in reason and title.
+            text = getattr(error, "reason", "") or str(error) or type(error).__name__
+            logger.exception("%s: %s failed: %s", self.name, function.__name__, text)
+            self.emit({"ev": "error", "message": f"{function.__name__}: {text}"})
 
     def emit(self, event: dict) -> None:
         try:
@@ -479,14 +486,16 @@ class EndpointWorker:
             logger.debug("%s: hangup %s: %s", self.name, message["call"], error)
 
     def op_play(self, message: dict) -> None:
+        # One player per file, started one after another: the pjmedia
+        # playlist port reads 16-bit PCM only, and the prompts are mu-law.
         record = self.calls[message["call"]]
         self._stop_player(record)
-        player = _Player(self, message["call"])
-        files = message["files"]
-        if len(files) == 1:
-            player.createPlayer(files[0], pj.PJMEDIA_FILE_NO_LOOP)
-        else:
-            player.createPlaylist(files, "", pj.PJMEDIA_FILE_NO_LOOP)
+        record.queued_files = list(message["files"])
+        self._play_next(record)
+
+    def _play_next(self, record: _CallRecord) -> None:
+        player = _Player(self, record.call.key)
+        player.createPlayer(record.queued_files.pop(0), pj.PJMEDIA_FILE_NO_LOOP)
         player.startTransmit(record.call.getAudioMedia(-1))
         record.player = player
 
@@ -536,11 +545,10 @@ class EndpointWorker:
         if host not in self.spec.get("trunk_sources", []):
             # Reject before anything else so a flood of INVITEs from an
             # unknown source never holds a call slot past this callback.
-            call = _Call(self, self.account, "rejected", prm.callId)
-            parameters = pj.CallOpParam(True)
-            parameters.statusCode = 403
-            call.hangup(parameters)
-            self._graveyard.append(call)
+            # PJSIP 2.15.1 aborts (pjsip_rx_data_free_cloned: rdata) when a
+            # call without an SDP offer is hung up inside this callback, so
+            # the 403 is sent as soon as the callback has returned.
+            self._to_reject.append(_Call(self, self.account, "rejected", prm.callId))
             count = self._rejected_sources.get(host, 0) + 1
             self._rejected_sources[host] = count
             if count == 1 or count % 100 == 0:
@@ -640,6 +648,18 @@ class EndpointWorker:
         record.slot = slot
         record.read_count = 0
 
+    def _reject_pending(self) -> None:
+        while self._to_reject:
+            call = self._to_reject.pop()
+            parameters = pj.CallOpParam(True)
+            parameters.statusCode = 403
+            try:
+                call.hangup(parameters)
+            except pj.Error as error:
+                logger.debug("%s: reject failed: %s", self.name, error)
+            # Dropped here, while its call id is free: see _release.
+            del call
+
     def _restart_analysis_at_answer(self, record: _CallRecord) -> None:
         # The analysis of early media (ringback, an announcement) may have
         # ended in a verdict already; the answered call gets a fresh one.
@@ -713,6 +733,7 @@ class EndpointWorker:
                 self.op_hangup({"call": key})
 
     def _stop_player(self, record: _CallRecord) -> None:
+        record.queued_files = []
         if record.player is not None:
             self._graveyard.append(record.player)
             record.player = None
@@ -724,7 +745,10 @@ class EndpointWorker:
             if record is not None and record.player is player:
                 record.player = None
                 self._graveyard.append(player)
-                self.emit({"ev": "play_done", "call": player.key})
+                if record.queued_files:
+                    self._play_next(record)
+                else:
+                    self.emit({"ev": "play_done", "call": player.key})
 
     def _release(self, key: str) -> None:
         record = self.calls.pop(key, None)
@@ -738,7 +762,10 @@ class EndpointWorker:
             self._graveyard.append(record.tap)
             record.tap = None
         self._stop_player(record)
-        self._graveyard.append(record.call)
+        # The Call object is not kept: it dies when the DISCONNECTED callback
+        # returns. pjsua2's ~Call clears the user data of its call id and
+        # hangs up that id if a call is active on it, so an object that
+        # outlived the reuse of its id by a new call would end the new call.
 
     def _collect(self) -> None:
         # Drop pjsua2 objects on the main thread, outside their callbacks.
