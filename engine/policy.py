@@ -170,9 +170,11 @@ class CapacityLimits:
     max_per_interval: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.interval_s <= 0:
+        # Bookings are counted per minute of the promised time, so intervals
+        # are whole minutes.
+        if self.interval_s <= 0 or self.interval_s % 60:
             raise ValidationError(
-                "interval_s", self.interval_s, "send a positive number of seconds"
+                "interval_s", self.interval_s, "send a positive multiple of 60 seconds"
             )
         for queue, limit in self.max_per_interval.items():
             if limit < 0:

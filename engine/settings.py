@@ -462,8 +462,13 @@ _add(
                 "capacity_interval_s",
                 float,
                 900.0,
-                "Length in seconds of the intervals callback capacity is counted in.",
-                at_least(60),
+                "Length in seconds of the intervals callback capacity is counted "
+                "in; a multiple of 60.",
+                lambda value: (
+                    None
+                    if value >= 60 and value % 60 == 0
+                    else "a multiple of 60 seconds, at least 60"
+                ),
             ),
             Setting(
                 "sms_on_bad_number",

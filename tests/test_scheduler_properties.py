@@ -6,6 +6,7 @@
   returned undialed takes no agent and does not count).
 * One attempt in flight per promise, and a promise is DIALING exactly
   when it has one.
+* The per-minute booking counters equal a count of the open promises.
 """
 
 from __future__ import annotations
@@ -129,6 +130,19 @@ class SchedulerMachine(RuleBasedStateMachine):
             for queue, at in rows
         )
         assert all(count <= CAP for count in per_interval.values()), per_interval
+
+    @invariant()
+    def bookings_match_promises(self):
+        db = self.scheduler.store._db
+        counted = db.execute(
+            "SELECT queue, CAST(promised_time / 60 AS INTEGER), COUNT(*) "
+            "FROM callbacks WHERE state IN ('pending', 'dialing') "
+            "AND promised_time IS NOT NULL GROUP BY 1, 2"
+        ).fetchall()
+        kept = db.execute(
+            "SELECT queue, minute, count FROM bookings WHERE count != 0"
+        ).fetchall()
+        assert sorted(kept) == sorted(counted)
 
     @invariant()
     def one_attempt_in_flight(self):

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from scheduler_support import T0, make_scheduler, request
 
-from callsure.engine.callbacks import Attempt, AttemptState, Outcome
+from callsure.engine.callbacks import Attempt, AttemptState, CallbackMode, Outcome
 from callsure.engine.clock import VirtualClock
 from callsure.engine.exceptions import LeaseError, StorageError
 from callsure.engine.store import Change, SQLiteStore
@@ -129,6 +129,7 @@ def test_rebuild_from_journal_matches_tables(db, clock):
     restored = store.rebuild_state()
 
     assert restored == 3
+    assert store.count_booked("billing", T0, T0 + timedelta(days=1)) == 0
     assert (
         sorted(store.list_callbacks(limit=100), key=lambda c: c.callback_id)
         == callbacks
@@ -144,3 +145,20 @@ def test_rebuild_from_journal_matches_tables(db, clock):
 def test_corrupt_payload_raises_storage_error():
     with pytest.raises(StorageError, match="corrupt"):
         decode_payload(b"\xc1")
+
+
+def test_bookings_follow_promise_changes(db, clock):
+    scheduler = make_scheduler(db, clock)
+    store = scheduler.store
+    hour = (T0 + timedelta(hours=1), T0 + timedelta(hours=1, minutes=15))
+    when = T0 + timedelta(hours=1, minutes=5)
+    first = scheduler.create(
+        request("c1", mode=CallbackMode.AT_TIME, requested_time=when)
+    )
+    scheduler.create(request("c2", mode=CallbackMode.AT_TIME, requested_time=when))
+    assert store.count_booked("billing", *hour) == 2
+    assert store.count_booked("billing", *hour, exclude_id=first.callback_id) == 1
+    scheduler.cancel(first.callback_id)
+    assert store.count_booked("billing", *hour) == 1
+    store.rebuild_state()
+    assert store.count_booked("billing", *hour) == 1
