@@ -188,12 +188,12 @@ class Callback:
     promised_time : datetime or None
         The time announced to the customer; ``None`` for ``ASAP``.
     window_end : datetime or None
-        End of the promised window (``WINDOW`` mode, and the tolerance of
-        timed promises).
+        End of the promised window in ``WINDOW`` mode; ``None`` otherwise.
     not_before : datetime
         Earliest time of the next release (the promise, or a retry delay).
     expires_at : datetime
-        After this time the promise ends as ``EXPIRED`` with an SMS.
+        A promise still pending at this time ends as ``EXPIRED`` with an SMS
+        request.
     state : CallbackState
     reason : str
         Why the promise reached its state ("" while pending).

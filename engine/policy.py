@@ -194,8 +194,8 @@ class PromisePolicy:
     predicted_quantile : float
         Quantile of the wait distribution used for ``PREDICTED`` promises.
     expiry_s : float
-        A promise expires this long after its promised time (or creation,
-        for ``ASAP``) when it could not be completed.
+        A promise still pending this long after the end of its window, its
+        promised time, or (``ASAP``) its first release time, expires.
     lease_s : float
         Lease of a dial order: the gateway must report or renew before it.
     dedicated_fallback_s : float
