@@ -16,6 +16,7 @@ from callsure.engine.calllog import read_call_log
 SATURDAY = "6"
 
 
+@pytest.mark.slow
 def test_replay_writes_table_json_and_plot(tmp_path):
     # No LOG argument: the gzip'd log shipped with the demo is the default.
     json_path = tmp_path / "replay.json"
@@ -48,6 +49,7 @@ def test_replay_writes_table_json_and_plot(tmp_path):
     assert (tmp_path / "store" / "callbacks-1999-02-06.db").exists()
 
 
+@pytest.mark.slow
 def test_demo_log_matches_shared_log(bank_log):
     shipped = read_log(demo_log_path())
     plain = read_call_log(bank_log)

@@ -228,13 +228,12 @@ class CallbackDesk:
             self._poll_at(sim.now + self.options.poll_s)
 
     def free_agents(self) -> int:
-        """Agents that can take one more callback inside its window.
+        """Count the agents that can take one more callback, for ``due``.
 
-        Half the agents on duty, rounded up, less the callbacks already
-        dialing or waiting for an agent: the k-th customer in line waits
-        for the k-th agent to finish, and beyond half the agents that wait
-        often outlasts the window. Only agent counts are used, no service
-        end times, as an agent pool would know them.
+        The agents on duty less the callbacks already dialing or waiting
+        for an agent, so each callback in flight has an agent of its own
+        to wait for. Only counts are used, no service end times, as an
+        agent pool would know them.
         """
         on_duty = sum(1 for agent in self.sim.agents.values() if agent.on_duty)
         in_flight = sum(1 for state in self.state.values() if state == "dialing")

@@ -48,7 +48,10 @@ class ReplayOptions:
         Answer-time target of the reported service level.
     service_level_target : float
         Share of inbound callers the predictor keeps within
-        ``service_level_s`` when it computes callback capacity.
+        ``service_level_s`` when it computes callback capacity. The
+        default is near the share the bank reached in February 1999
+        (about 60 % in the baseline replay), so callbacks get the agent
+        time the center had beyond its usual service level.
     warmup_days : int
         Days of the log before the replayed day fed to the predictor first.
     poll_s : float

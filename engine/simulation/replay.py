@@ -40,9 +40,9 @@ logger = logging.getLogger(__name__)
 
 LOG_ZONE = "Asia/Jerusalem"
 LOG_COUNTRY = "IL"
-# Rates assumed before any history: the README's mean service time of the
-# month and a patience of a few minutes. Only the first day of a log, with
-# nothing to warm up on, uses them.
+# Rates assumed before any history: the bank's mean service time of
+# February 1999 (180 s) and a patience of a few minutes. Only the first
+# day of a log, with nothing to warm up on, uses them.
 COLD_START_RATES = Rates(handle_s=180.0, handle_s_by_type={}, patience_s=300.0)
 # Leases long enough for ring time plus the wait for an agent, so no
 # lease expires while the simulated dial is still in progress.
@@ -113,6 +113,10 @@ def build_predictor(
 
         def observe(event):
             predictor.observe(QUEUE, event)
+
+        # NOTE: LearnedPredictor builds its own forecast, so this path has
+        # no NetInboundForecast and counts callback takers as inbound
+        # demand when it computes callback capacity.
 
         take_up = None
     elif kind == "erlang-a":

@@ -30,7 +30,6 @@ from collections import Counter
 import numpy as np
 
 ON_TIME_S = 60.0
-FINAL_STATES = ("completed", "failed", "expired", "dropped", "cancelled")
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -158,10 +157,10 @@ def total(days: list[dict], scenario: str) -> dict:
 
 
 def _pooled(parts) -> dict:
-    """Combine count, mean and the larger median and p90 of several days.
+    """Combine the count and mean of several days' times.
 
-    Medians and percentiles do not add up; the totals keep the day values'
-    count-weighted means of them and say so in the key.
+    Medians do not add up, so the total carries the count-weighted mean of
+    the day medians, under a key that names it so.
     """
     parts = [p for p in parts if p["count"]]
     count = sum(p["count"] for p in parts)

@@ -38,8 +38,8 @@ import numpy as np
 from callsure.engine.calllog import CallLog, CallRecord
 from callsure.engine.exceptions import ValidationError
 
-# An agent with no service for longer than this is off duty in between:
-# the log has no login events, so a gap this long is read as a break or
+# An agent with no service for longer than this is off duty in between.
+# The log has no login events, so a gap this long is read as a break or
 # the end of a shift rather than idle time on duty.
 SHIFT_GAP_S = 1800.0
 # Callers waiting longer than this in total during an agent's idle gap
