@@ -307,9 +307,10 @@ cdef inline int bank_wanted(float hz) noexcept nogil:
     """Whether a single tone at hz (order-2 estimate) needs the tone bank.
 
     Only near a frequency it refines (SIT bands, fax CNG and CED) or where
-    ringback's two close tones look like one (their mean, 460 Hz).
+    ringback's or busy's two close tones look like one (their means, 460
+    and 550 Hz).
     """
-    return ((400.0 <= hz <= 520.0) or (880.0 <= hz <= 1020.0)
+    return ((400.0 <= hz <= 640.0) or (880.0 <= hz <= 1020.0)
             or (1040.0 <= hz <= 1160.0) or (1330.0 <= hz <= 1470.0)
             or (1730.0 <= hz <= 1870.0) or (2040.0 <= hz <= 2160.0))
 
@@ -332,8 +333,10 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     if f.level_db > 6.0:
         track_floor(st, f.level_db)
         # The mean noise power, from blocks near the floor (which, as a
-        # minimum, lies 2-3 dB below the mean of 10 ms noise blocks).
-        if f.level_db < st.floor_db + 4.0:
+        # minimum, lies 2-3 dB below the mean of 10 ms noise blocks) that
+        # are as unpredictable as white noise: a tone that opens the
+        # stream is its own floor but not noise.
+        if f.level_db < st.floor_db + 4.0 and f.raw_purity > 1.0:
             if st.noise_power == 0.0:
                 st.noise_power = f.energy
             st.noise_power += 0.05 * (f.energy - st.noise_power)
@@ -352,10 +355,16 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     if f.level_db > params[P_MIN_LEVEL_DB] and (
             f.level_db > st.floor_db + params[P_TONE_MARGIN_DB]
             or f.level_db > params[P_MIN_LEVEL_DB] + params[P_TONE_MARGIN_DB]):
-        single = f.purity < params[P_TONE_PURITY] and 200.0 < f.tone_hz < 3400.0
         # Two steady tones leave a far smaller residual than vowels do;
-        # the stricter limit keeps the bank off most speech blocks.
-        dual = f.dual_purity < 0.4 * params[P_TONE_PURITY]
+        # the stricter limit keeps the bank off most speech blocks. Two
+        # tones fit the order-4 predictor far better than the order-2 one,
+        # which still fits DTMF pairs loosely (residual 0.02-0.05) and
+        # ringback or busy pairs closely (below 0.01: these look like one
+        # tone at their mean frequency, see bank_wanted).
+        dual = (f.dual_purity < 0.4 * params[P_TONE_PURITY]
+                and f.purity > 0.01 and f.dual_purity < 0.3 * f.purity)
+        single = (not dual and f.purity < params[P_TONE_PURITY]
+                  and 200.0 < f.tone_hz < 3400.0)
     hz = f.tone_hz
     if dual or (single and bank_wanted(f.tone_hz)):
         for age in range(2, 0, -1):
