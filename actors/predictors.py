@@ -1,8 +1,9 @@
 """The prediction model the coordinator plans with, built from the config.
 
-NOTE: the configuration has no forecast section yet, so every queue gets
-the same constant Erlang A forecast below until the learned model is
-wired in. Waits and capacities are then indicative, not fitted.
+NOTE: the [prediction] section sets the service level and the horizons but
+no per-queue forecast, and the live server does not feed the learned model
+(``prediction.model_file``) yet. So every queue gets the constant Erlang A
+forecast below, and waits and capacities are indicative, not fitted.
 """
 
 from __future__ import annotations
@@ -29,5 +30,15 @@ class DefaultForecastPredictor(ErlangAPredictor):
 
 
 def build_predictor(config) -> DefaultForecastPredictor:
-    """Build the coordinator's ``WaitPredictor`` from ``config``."""
-    return DefaultForecastPredictor({}, DEFAULT_FORECAST)
+    """Build the coordinator's ``WaitPredictor`` from the [prediction] section."""
+    if config is None:
+        return DefaultForecastPredictor({}, DEFAULT_FORECAST)
+    prediction = config.prediction
+    return DefaultForecastPredictor(
+        {},
+        DEFAULT_FORECAST,
+        service_level_target=prediction.service_level_target,
+        service_level_time_s=prediction.service_level_time_s,
+        keep_window_s=prediction.keep_window_s,
+        horizon_s=prediction.horizon_s,
+    )
