@@ -278,6 +278,9 @@ def _run_phones(fd: int) -> int:
             self.player = None
             self.recorder = None
             self.key = f"{user}#{call_id}"
+            # PJSUA reuses call ids, and isActive() asks about the id, so
+            # a timer of an ended call would act on the id's next call.
+            self.ended = False
 
         def onCallState(self, prm):  # noqa: N802
             info = self.getInfo()
@@ -289,6 +292,7 @@ def _run_phones(fd: int) -> int:
                 "code": info.lastStatusCode,
             }
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                self.ended = True
                 self.player = None
                 if self.recorder is not None:
                     self.recorder = None
@@ -330,7 +334,7 @@ def _run_phones(fd: int) -> int:
                 later(after_s, lambda digits=digits: self.send_digits(digits))
 
         def send_digits(self, digits):
-            if self.isActive():
+            if not self.ended and self.isActive():
                 self.dialDtmf(digits)
 
         def onDtmfDigit(self, prm):  # noqa: N802
@@ -377,13 +381,13 @@ def _run_phones(fd: int) -> int:
                 later(delay, lambda: hang_up(call, int(behaviour.get("code", 486))))
 
     def answer(call, code):
-        if call.isActive():
+        if not call.ended and call.isActive():
             parameters = pj.CallOpParam(True)
             parameters.statusCode = code
             call.answer(parameters)
 
     def hang_up(call, code=0):
-        if call.isActive():
+        if not call.ended and call.isActive():
             parameters = pj.CallOpParam(True)
             if code:
                 parameters.statusCode = code
