@@ -53,15 +53,23 @@ class AgentPool:
         now,
     ):
         """Replace an agent's skills and dedicated customers; create it
-        (logged out) when ``allow_missing``."""
+        (logged out) when ``allow_missing``.
+
+        Returns
+        -------
+        tuple
+            The agent after the change, and the customers that were
+            dedicated to it before but no longer are.
+        """
         if agent_id not in self._roster.agents:
             if not allow_missing:
                 raise NotFoundError("agent", agent_id)
             self._roster.set_state(agent_id, AgentState.LOGGED_OUT, now)
+        previous = self._roster.agent(agent_id).dedicated_customers
         self._roster.set_skills(agent_id, skills)
         agent = self._roster.assign_dedicated(agent_id, dedicated_customers)
         self._snapshot.changed()
-        return agent
+        return agent, previous - agent.dedicated_customers
 
     async def set_state(self, agent_id: str, state: AgentState, when):
         agent = self._roster.set_state(agent_id, state, when)

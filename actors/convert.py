@@ -27,6 +27,7 @@ from callsure.engine.predictor import WaitEstimate
 from callsure.v1 import callback_pb2, common_pb2, event_pb2
 
 CALLBACK_PREFIX = "callbacks/"
+AGENT_PREFIX = "agents/"
 MAX_REQUEST_ID_CHARS = 128
 
 MODE_FROM_PROTO = {
@@ -239,6 +240,8 @@ def callback_to_proto(
         message.promised_window.end_time.CopyFrom(to_timestamp(callback.window_end))
     if callback.mode is CallbackMode.AT_TIME and callback.promised_time:
         message.requested_time.CopyFrom(to_timestamp(callback.promised_time))
+    if callback.dedicated_agent_id:
+        message.dedicated_agent = AGENT_PREFIX + callback.dedicated_agent_id
     if estimate is not None:
         message.expected_wait.CopyFrom(wait_to_proto(estimate))
     return message

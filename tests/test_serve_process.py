@@ -452,3 +452,16 @@ def test_capacity_covers_range(channel):
     reply = prediction.GetCapacity(request, metadata=auth())
     assert len(reply.slots) == 4
     assert all(slot.callback_count >= 0 for slot in reply.slots)
+
+
+def test_dedicated_agent_given_to_callback(channel):
+    agents = agent_pb2_grpc.AgentServiceStub(channel)
+    agent = agent_pb2.Agent(
+        name="agents/bob", group="billing", dedicated_customer_ids=["customer-ded"]
+    )
+    agents.UpdateAgent(
+        agent_pb2.UpdateAgentRequest(agent=agent, allow_missing=True), metadata=auth()
+    )
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    callback = create(stub, new_callback("customer-ded")).callback
+    assert callback.dedicated_agent == "agents/bob"

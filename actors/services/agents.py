@@ -67,6 +67,21 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 return group
         raise NotFoundError("agent", agent_id)
 
+    async def _tell_shards(self, agent_id: str, assigned, released) -> None:
+        """Record the dedicated agent in the customers' shards, which give it
+        to each new callback of those customers."""
+        updates = [(customer, agent_id) for customer in assigned]
+        updates += [(customer, "") for customer in released]
+        shards = self._actors.shards
+        await asyncio.gather(
+            *(
+                shards[self._actors.shard_index(customer)].set_attributes.remote(
+                    customer, {}, dedicated
+                )
+                for customer, dedicated in updates
+            )
+        )
+
     async def UpdateAgent(self, request, context):
         async with translate_errors(context, "UpdateAgent"):
             agent_id = parse_agent_name(request.agent.name, "agent.name")
@@ -88,7 +103,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     f"the agent belongs to {known}; an agent stays in one group",
                 )
             pool = await self._actors.pool_for(group)
-            agent = await pool.update_agent.remote(
+            agent, released = await pool.update_agent.remote(
                 agent_id,
                 frozenset(request.agent.skills),
                 frozenset(request.agent.dedicated_customer_ids),
@@ -96,6 +111,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 datetime.now(UTC),
             )
             self._group_of[agent_id] = group
+            await self._tell_shards(agent_id, agent.dedicated_customers, released)
             return agent_pb2.UpdateAgentResponse(agent=agent_to_proto(agent, group))
 
     async def ReportAgentState(self, request, context):
