@@ -73,7 +73,7 @@ seconds.
 
 Analysis works on 10 ms blocks at 8 kHz (16 kHz input is decimated by a
 half-band filter): level against a minimum-statistics noise floor,
-linear-prediction tone purity and voicing, a 16-tone Goertzel bank run
+linear-prediction tone purity and voicing, a 16-tone DFT bank run
 only on tonal blocks (DTMF, SIT bands, fax, 440/480/620 Hz), and the
 word and pause structure of speech.
 """

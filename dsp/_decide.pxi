@@ -372,7 +372,7 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
             st.bank_im[age] = st.bank_im[age - 1]
             st.bank_energy[age] = st.bank_energy[age - 1]
             st.bank_block[age] = st.bank_block[age - 1]
-        goertzel_bank(x, st.bank_re[0], st.bank_im[0])
+        tone_bank(x, st.bank_re[0], st.bank_im[0])
         st.bank_energy[0] = f.energy
         st.bank_block[0] = st.block
         key = dtmf_key(st, x, params)

@@ -1,25 +1,25 @@
 # Block features: level, tone purity by linear prediction, and the
-# Goertzel tone bank. All functions work on one 10 ms block of 80 float
+# DFT tone bank. All functions work on one 10 ms block of 80 float
 # samples at 8 kHz.
 from libc.math cimport acosf, atan2f, cosf, log10f, sinf, sqrtf, M_PI
 
-cdef float BANK_COEFF[N_BANK]
-cdef float BANK_COS[N_BANK]
-cdef float BANK_SIN[N_BANK]
+# The bank's DFT kernel, row n: cos(w_k n) for the 16 tones, then
+# -sin(w_k n).
+cdef float BANK_TABLE[BLOCK * 2 * N_BANK]
 # Phase a tone at the bank frequency advances over one block, wrapped to
 # (-pi, pi]: the reference for phase-derived frequency offsets.
 cdef float BANK_ADVANCE[N_BANK]
 
 
 cdef void _fill_bank_tables() noexcept nogil:
-    cdef int k
+    cdef int k, n
     cdef float omega
     for k in range(N_BANK):
         omega = 2.0 * M_PI * BANK_HZ[k] / 8000.0
-        BANK_COEFF[k] = 2.0 * cosf(omega)
-        BANK_COS[k] = cosf(omega)
-        BANK_SIN[k] = sinf(omega)
         BANK_ADVANCE[k] = _wrap_phase(omega * BLOCK)
+        for n in range(BLOCK):
+            BANK_TABLE[n * 2 * N_BANK + k] = cosf(omega * n)
+            BANK_TABLE[n * 2 * N_BANK + N_BANK + k] = -sinf(omega * n)
 
 
 cdef inline float _wrap_phase(float phase) noexcept nogil:
@@ -90,6 +90,32 @@ cdef extern from *:
     #endif
     }
 
+    /* The 16-tone bank as a direct DFT: a table row per sample, eight
+       independent sums. Unlike a Goertzel recursion, whose every step
+       waits for the previous one, this runs at the multiplier's rate. */
+    static void callsure_dft_bank(const float *x, const float *table,
+                                  float *re, float *im) {
+        int n, j;
+    #if defined(__GNUC__)
+        callsure_v4sf acc[8] = {{0}};
+        for (n = 0; n < 80; n++) {
+            callsure_v4sf xn = {x[n], x[n], x[n], x[n]};
+            for (j = 0; j < 8; j++) acc[j] += xn * callsure_load4(table + 32 * n + 4 * j);
+        }
+        for (j = 0; j < 4; j++) {
+            memcpy(re + 4 * j, &acc[j], sizeof acc[j]);
+            memcpy(im + 4 * j, &acc[4 + j], sizeof acc[j]);
+        }
+    #else
+        for (j = 0; j < 16; j++) { re[j] = 0.0f; im[j] = 0.0f; }
+        for (n = 0; n < 80; n++)
+            for (j = 0; j < 16; j++) {
+                re[j] += x[n] * table[32 * n + j];
+                im[j] += x[n] * table[32 * n + 16 + j];
+            }
+    #endif
+    }
+
     /* Order-2 and order-4 prediction sums over n = 4..79, see
        block_features: ss sv vv uu uv uw vv4 vw ww. */
     static void callsure_prediction_sums(const float *x, float *out) {
@@ -118,6 +144,8 @@ cdef extern from *:
     }
     """
     float center_block "callsure_center_block"(float* x) noexcept nogil
+    void dft_bank "callsure_dft_bank"(
+        const float* x, const float* table, float* re, float* im) noexcept nogil
     void prediction_sums "callsure_prediction_sums"(const float* x, float* out) noexcept nogil
 
 
@@ -202,6 +230,12 @@ cdef void block_features(float* x, float noise_power, BlockFeatures* out) noexce
             # steady there.
             lagged_tone(uu, uw, ww, noise_power, out)
 
+    # The same correction for the order-4 sums: each of u and v carries
+    # two noise samples, w one.
+    if ww - (BLOCK - 4) * noise_power > 0.2 * ww:
+        uu -= 2.0 * (BLOCK - 4) * noise_power
+        vv4 -= 2.0 * (BLOCK - 4) * noise_power
+        ww -= (BLOCK - 4) * noise_power
     det = vv4 * ww - vw * vw
     if det <= 1e-6 * vv4 * ww:
         out.dual_purity = out.purity
@@ -209,6 +243,8 @@ cdef void block_features(float* x, float noise_power, BlockFeatures* out) noexce
     b1 = (uv * ww - uw * vw) / det
     b2 = (uw * vv4 - uv * vw) / det
     residual = uu - b1 * uv - b2 * uw
+    if residual < 0.0:
+        residual = 0.0
     out.dual_purity = residual / ww
 
 
@@ -234,32 +270,9 @@ cdef void lagged_tone(float uu, float uw, float ww, float noise_power,
     out.tone_hz = acosf(a) * <float>(8000.0 / (4.0 * M_PI))
 
 
-cdef void goertzel_bank(
-    const float* x, float* re, float* im
-) noexcept nogil:
-    """Run the bank over one block; re/im get each tone's DFT value.
-
-    The tones are interleaved in the inner loop so the compiler vectorises
-    across them; a tone-by-tone loop is bound by the recursion's latency.
-    """
-    cdef float s1[N_BANK]
-    cdef float s2[N_BANK]
-    cdef float s0, xn
-    cdef int n, k
-    for k in range(N_BANK):
-        s1[k] = 0.0
-        s2[k] = 0.0
-    for n in range(BLOCK):
-        xn = x[n]
-        for k in range(N_BANK):
-            s0 = xn + BANK_COEFF[k] * s1[k] - s2[k]
-            s2[k] = s1[k]
-            s1[k] = s0
-    for k in range(N_BANK):
-        # y = s1 - exp(-jw) s2: the DFT value times exp(jw (N - 1)), a
-        # constant per tone that cancels in phase differences.
-        re[k] = s1[k] - BANK_COS[k] * s2[k]
-        im[k] = BANK_SIN[k] * s2[k]
+cdef void tone_bank(const float* x, float* re, float* im) noexcept nogil:
+    """Fill re/im with each bank tone's DFT value over the block."""
+    dft_bank(x, BANK_TABLE, re, im)
 
 
 cdef float goertzel_power(const float* x, float hz) noexcept nogil:
