@@ -8,6 +8,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from serve_support import ServeProcess, private_folder
 
 from callsure.actors.errors import decode_status
@@ -465,3 +466,13 @@ def test_dedicated_agent_given_to_callback(channel):
     stub = callback_pb2_grpc.CallbackServiceStub(channel)
     callback = create(stub, new_callback("customer-ded")).callback
     assert callback.dedicated_agent == "agents/bob"
+
+
+def test_reflection_lists_services(channel):
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    [reply] = list(stub.ServerReflectionInfo(iter([request]), metadata=auth()))
+    names = {service.name for service in reply.list_services_response.service}
+    assert "callsure.v1.CallbackService" in names
+    assert "callsure.v1.EventService" in names
+    assert "grpc.health.v1.Health" in names
