@@ -307,6 +307,8 @@ class ContactCenterSimulation:
             synthetic=call.synthetic,
         )
         self.results.append(call.result)
+        if self.desk is not None:
+            self.desk.arrived(call)
         self.feed(
             JOIN, call.call_id, priority=call.priority, call_type=self._type(call)
         )

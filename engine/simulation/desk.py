@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from callsure.engine.callbacks import CallbackMode, CallbackRequest, Outcome
+from callsure.engine.customers import ContactEvent, ContactKind, CustomerBook
 from callsure.engine.exceptions import InfeasibleTimeError
 from callsure.engine.simulation.events import CLOSING_GRACE_S, Kind, utc
 from callsure.engine.simulation.records import CallbackResult
@@ -67,6 +68,8 @@ class CallbackDesk:
         self.options = options
         self.queue = queue
         self.sim = None
+        # Repeat callers and grades under the scheduler's stored rules.
+        self.book = CustomerBook(scheduler.grade_rules, scheduler.repeat_caller_rule)
         self.results: dict[str, CallbackResult] = {}
         self.calls: dict[str, object] = {}
         self.state: dict[str, str] = {}
@@ -88,6 +91,19 @@ class CallbackDesk:
         self._closing = sim.end_time - CLOSING_GRACE_S
 
     # Offers
+
+    def arrived(self, call) -> None:
+        """Record a call's arrival in the customer book."""
+        if call.source.identified:
+            self.book.record(
+                ContactEvent(
+                    call.customer,
+                    ContactKind.ARRIVED,
+                    self.scheduler.clock.now(),
+                    self.queue,
+                    call_id=str(call.call_id),
+                )
+            )
 
     def offer(self, call, customer_state, number: int = 1) -> bool:
         """Offer ``call`` a callback (``number``: 1 on arrival, then each
@@ -116,7 +132,10 @@ class CallbackDesk:
         predicted_s = estimate.quantiles_s.get(
             self.options.offer_quantile, estimate.mean_s
         )
-        if not abandoned and not predicted_s > self.options.threshold_s:
+        status = self.book.status(call.customer, now)
+        # The repeat-caller rule may ask for an offer whatever the wait.
+        unconditional = abandoned or status.offer_callback
+        if not unconditional and not predicted_s > self.options.threshold_s:
             return False
         promise_s = estimate.quantiles_s.get(
             self.options.promise_quantile, estimate.mean_s
@@ -136,6 +155,9 @@ class CallbackDesk:
             mode=CallbackMode.PREDICTED,
             entry_time=utc(call.arrival),
             queue_position=ahead,
+            grade=status.grade.value,
+            # The log's priority, which orders the simulated queue; the
+            # book's routing priority uses another scale (grades, boosts).
             priority=call.priority,
         )
         try:
@@ -328,6 +350,14 @@ class CallbackDesk:
 
     def customer_served(self, customer: str, customer_state) -> None:
         """Drop the open promise of a customer who reached an agent otherwise."""
+        self.book.record(
+            ContactEvent(
+                customer,
+                ContactKind.ANSWERED,
+                self.scheduler.clock.now(),
+                self.queue,
+            )
+        )
         callback_id = customer_state.open_callback
         if callback_id is None:
             return
