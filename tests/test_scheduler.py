@@ -10,6 +10,7 @@ from scheduler_support import T0, make_scheduler, office_hours, request
 
 from callsure.engine.callbacks import CallbackMode, CallbackState, Outcome
 from callsure.engine.clock import VirtualClock
+from callsure.engine.customers import GradeRules, RepeatCallerRule
 from callsure.engine.exceptions import (
     InfeasibleTimeError,
     InvalidPhoneNumberError,
@@ -308,3 +309,35 @@ def test_update_reuses_own_booking(db, clock):
     )
     assert moved.callback_id == first.callback_id
     assert moved.promised_time == when + timedelta(minutes=5)
+
+
+def test_customer_rules_survive_restart(db, clock):
+    scheduler = make_scheduler(db, clock)
+    rules = GradeRules(vip_ids=frozenset({"c9"}))
+    rule = RepeatCallerRule(((3, 1.0),), priority_boost=2)
+    scheduler.set_grade_rules(rules)
+    scheduler.set_repeat_caller_rule(rule)
+    restarted = make_scheduler(db, clock)
+    assert restarted.grade_rules == rules
+    assert restarted.repeat_caller_rule == rule
+
+
+def test_ambiguous_local_time_rejected(scheduler):
+    fall_back = datetime(2026, 10, 25, 2, 30)  # Europe/Berlin, occurs twice
+    with pytest.raises(InvalidTimeError, match="occurs twice"):
+        scheduler.create(
+            request(
+                "c1",
+                mode=CallbackMode.AT_TIME,
+                requested_local_time=fall_back,
+                time_zone="Europe/Berlin",
+            )
+        )
+
+
+def test_reached_agent_without_queue_drops_all(scheduler, clock):
+    scheduler.create(request("c1"))
+    scheduler.create(request("c1", queue="sales"))
+    clock.advance(60)
+    dropped = scheduler.customer_reached_agent("c1", None, clock.now())
+    assert sorted(c.queue for c in dropped) == ["billing", "sales"]
