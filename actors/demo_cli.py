@@ -30,10 +30,12 @@ from callsure.engine.exceptions import CallsureError
 logger = logging.getLogger(__name__)
 
 # --quick: a quarter hour of the log at 15x (60 s of traffic), at most
-# 40 s for the last callbacks; with start-up it ends within three minutes.
+# 50 s for the last callbacks; with start-up it ends within three minutes.
 QUICK_MINUTES = 15.0
 QUICK_SPEED = 15.0
-QUICK_DRAIN_S = 40.0
+QUICK_DRAIN_S = 50.0
+# Ray's own default parent folder, short enough for its socket paths.
+RAY_PARENT = "/tmp"
 
 
 @click.command("demo")
@@ -162,9 +164,11 @@ def demo(
         # scroll it away, so only warnings are shown while it runs.
         logging.getLogger("callsure").setLevel(logging.WARNING)
     folder = Path(tempfile.mkdtemp(prefix="callsure-demo-"))
+    # Ray's Unix socket paths must stay under 107 bytes, whatever TMPDIR is.
+    ray_folder = Path(tempfile.mkdtemp(prefix="callsure-ray-", dir=RAY_PARENT))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = run_demo(config, options, folder, view)
+        report = run_demo(config, options, folder, ray_folder, view)
     except CallsureError as exc:
         raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
@@ -173,6 +177,7 @@ def demo(
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(ray_folder, ignore_errors=True)
     click.echo(format_report(report))
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")

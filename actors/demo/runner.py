@@ -15,6 +15,7 @@ desk's and the gateway's:
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import random
@@ -28,6 +29,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from callsure.actors.demo.tally import Tally
 from callsure.actors.demo.workload import PREMIUM, VIP_AGENT, DemoCall, DemoWorkload
+from callsure.engine.callbacks import Outcome
 from callsure.engine.exceptions import CallsureError
 from callsure.engine.phone import mask_number
 
@@ -39,6 +41,13 @@ IVR_URI_USER = "surge"
 # IVR calls leave gateway slots for callbacks.
 CALLER_BANKS = 2
 IVR_LINES = 6
+# Callbacks in flight at once. The customers' and the agents' phone banks
+# are one pjsua2 process each, of the wheel's four calls; an INVITE beyond
+# them gets 486 or 503 from PJSUA itself, which would pass for a busy
+# customer, and a call slot stays taken for a moment after the gateway
+# sees the call end, hence one line less than four.
+CUSTOMER_LINES = 3
+STALE_LINE_S = 180.0
 # When the caller presses keys, in seconds after the call is answered:
 # the greeting with the wait takes about 4 s, the offer prompt 7 s more
 # and accepts a key while it plays.
@@ -67,7 +76,9 @@ class DemoOptions:
     db_path: str | None = None
 
 
-def run_demo(config, options: DemoOptions, folder: Path, view) -> dict:
+def run_demo(
+    config, options: DemoOptions, folder: Path, ray_folder: Path, view
+) -> dict:
     """Run the demo end to end and return the report (see ``Tally.report``)."""
     from callsure.actors.demo.backend import GrpcIvrBackend
     from callsure.actors.demo.desk import Desk
@@ -89,7 +100,7 @@ def run_demo(config, options: DemoOptions, folder: Path, view) -> dict:
         options.minutes,
         options.speed,
     )
-    config = demo_config(config, folder, options.db_path)
+    config = demo_config(config, folder, options.db_path, ray_folder)
     stack = DemoStack(config, folder)
     tally = Tally(workload, config.prediction.keep_window_s)
     numbers = workload.numbers
@@ -141,10 +152,17 @@ def run_demo(config, options: DemoOptions, folder: Path, view) -> dict:
                 desk_holder["desk"].on_promise(number),
             ),
         )
+
+        def on_gateway_event(kind: str, payload: dict) -> None:
+            tally.on_gateway_event(kind, payload)
+            if kind == "call.ended" and "attempt_id" in payload:
+                workers_holder["workers"].on_call_ended(payload["attempt_id"])
+
+        workers_holder: dict = {}
         gateway = stack.start_gateway(
             gateway_settings(config, customers.address, agents.address, options.speed),
             lambda report: outcomes.put(report),
-            tally.on_gateway_event,
+            on_gateway_event,
             backend,
         )
         ivr = IvrDialer(callers, gateway.sip_addresses, config.prediction.zone, tally)
@@ -155,6 +173,7 @@ def run_demo(config, options: DemoOptions, folder: Path, view) -> dict:
         ivr.on_ended = desk.on_ivr_ended
 
         workers = Workers(stack, gateway, outcomes, tally)
+        workers_holder["workers"] = workers
         workers.start()
         for agent_id in desk.agents:
             cti.agent_state(agent_id, busy=False)
@@ -314,10 +333,10 @@ class IvrDialer:
         elif choice == "2":
             from zoneinfo import ZoneInfo
 
-            # Two minutes from now, rounded up to the minute, in the
-            # center's zone; if the engine finds it infeasible the caller
+            # The next minute in the center's zone (keyed times have minute
+            # resolution); if the engine finds it infeasible the caller
             # takes the first free agent instead.
-            wanted = datetime.now(ZoneInfo(self.zone)) + timedelta(minutes=2)
+            wanted = datetime.now(ZoneInfo(self.zone)) + timedelta(minutes=1)
             plan += [
                 [OFFER_KEY_S, "2"],
                 [TIME_KEYS_S, wanted.strftime("%H%M")],
@@ -351,6 +370,10 @@ class Workers:
             for f in (self._take_orders, self._report_outcomes, self._read_journal)
         ]
         self._after_seq = 0
+        self._waiting_orders: collections.deque = collections.deque()
+        self._lines_lock = threading.Lock()
+        # Attempt id -> when it was handed to the gateway.
+        self._in_flight: dict[str, float] = {}
 
     def start(self) -> None:
         for thread in self._threads:
@@ -374,8 +397,15 @@ class Workers:
         from callsure.actors.runtime import ray
         from callsure.engine.exceptions import LeaseError
 
-        orders = ray.get(self.stack.relay.take.remote(0.5), timeout=30)
-        for order in orders:
+        self._waiting_orders.extend(
+            ray.get(self.stack.relay.take.remote(0.2), timeout=30)
+        )
+        while self._waiting_orders:
+            with self._lines_lock:
+                self._forget_stale_lines()
+                if len(self._in_flight) >= CUSTOMER_LINES:
+                    return
+            order = self._waiting_orders.popleft()
             try:
                 ray.get(
                     self.coordinator.start_dialing.remote(
@@ -386,8 +416,24 @@ class Workers:
             except LeaseError:
                 logger.warning("attempt %s: lease held elsewhere", order.attempt_id)
                 continue
+            with self._lines_lock:
+                self._in_flight[order.attempt_id] = time.monotonic()
             self.tally.on_order(order)
             self.gateway.dial(order)
+
+    def on_call_ended(self, attempt_id: str) -> None:
+        """A callback's legs are both gone: its customer line is free."""
+        with self._lines_lock:
+            self._in_flight.pop(attempt_id, None)
+
+    def _forget_stale_lines(self) -> None:
+        # A line whose end was never reported (a lost event) is counted
+        # free again after the longest a demo call can last.
+        now = time.monotonic()
+        for attempt_id, since in list(self._in_flight.items()):
+            if now - since > STALE_LINE_S:
+                logger.warning("attempt %s: no end reported, line freed", attempt_id)
+                del self._in_flight[attempt_id]
 
     def _report_outcomes(self) -> None:
         from callsure.actors.runtime import ray
@@ -399,6 +445,9 @@ class Workers:
         if report is None:
             return
         self.tally.on_outcome(report)
+        if report.outcome is Outcome.NOT_DIALED:
+            # The gateway never placed it, so no call.ended follows.
+            self.on_call_ended(report.attempt_id)
         ray.get(
             self.coordinator.report_outcome.remote(
                 report.attempt_id,

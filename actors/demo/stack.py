@@ -211,8 +211,13 @@ def _kill_if_running(pid: int) -> None:
         pass
 
 
-def demo_config(config, folder: Path, db_path: str | None):
-    """The configuration of the demo's server: loopback, port 0, own store."""
+def demo_config(config, folder: Path, db_path: str | None, ray_folder: Path):
+    """The configuration of the demo's server: loopback, port 0, own store.
+
+    ``ray_folder`` is Ray's session folder unless ``ray.temp_dir`` is set;
+    it must be short, because Ray puts Unix sockets in it and a socket
+    path is limited to 107 bytes.
+    """
     store = db_path or str(folder / "callsure.db")
     return config.replace(
         server={"grpc_address": "127.0.0.1:0", "token": ""},
@@ -220,7 +225,7 @@ def demo_config(config, folder: Path, db_path: str | None):
         ray={
             "address": "",
             "node_ip_address": "127.0.0.1",
-            "temp_dir": str(folder / "ray"),
+            "temp_dir": config.ray.temp_dir or str(ray_folder),
             "namespace": f"callsure-demo-{os.getpid()}",
             "dispatch_interval_s": 0.25,
         },

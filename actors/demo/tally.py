@@ -61,6 +61,7 @@ class Tally:
         self.truth_of_attempt: dict[str, str] = {}
         self.verdict_of_attempt: dict[str, str] = {}
         self.outcomes: Counter = Counter()
+        self.attempt_log: list[dict] = []
         self.orders = 0
         self.vip_orders = 0
         self.vip_to_dedicated = 0
@@ -117,7 +118,7 @@ class Tally:
     def on_promise(self, number: str, mode: str, callback) -> None:
         callback_id = callback.name.removeprefix("callbacks/")
         promised = None
-        if callback.promised_window.HasField("start_time"):
+        if mode != "asap" and callback.promised_window.HasField("start_time"):
             promised = callback.promised_window.start_time.ToDatetime(tzinfo=UTC)
         with self.lock:
             self.promises.setdefault(
@@ -144,6 +145,15 @@ class Tally:
     def on_outcome(self, report) -> None:
         with self.lock:
             self.outcomes[report.outcome.value] += 1
+            self.attempt_log.append(
+                {
+                    "attempt": report.attempt_id,
+                    "truth": self.truth_of_attempt.get(report.attempt_id, ""),
+                    "verdict": report.verdict,
+                    "outcome": report.outcome.value,
+                    "detail": report.detail,
+                }
+            )
 
     def on_journal_event(self, event) -> None:
         with self.lock:
@@ -303,6 +313,7 @@ class Tally:
                     "accuracy": round(matched / judged, 3) if judged else None,
                     "by_truth": {t: dict(c) for t, c in sorted(matrix.items())},
                 },
+                "attempt_log": list(self.attempt_log),
                 "sms_requests": self.sms_requests,
                 "overdue": self.overdue,
                 "live": {

@@ -74,6 +74,7 @@ ANSWER_MIX = (
 # Probability that a customer whose first callback failed answers in
 # person on the next attempt.
 ANSWER_ON_REDIAL = 0.6
+PERSON_SETUP_S = 6.0
 
 
 @dataclass(frozen=True)
@@ -357,13 +358,14 @@ def _behaviour(label: str, by_label, generator: random.Random, handle_s: float):
     files = by_label.get(label) or by_label["HUMAN"]
     play = str(generator.choice(files))
     if label == "HUMAN":
-        # The person talks to the agent for the handling time; the
-        # detector takes up to a few seconds and the agent leg rings first.
+        # The person talks to the agent for the handling time, after the
+        # detector's verdict (about 2.5 s after answer for these
+        # recordings) and the agent leg's ringing (0.5 s).
         return {
             "action": "answer",
             "delay_s": ring_s,
             "play": play,
-            "hangup_after_s": round(handle_s + 6.0, 1),
+            "hangup_after_s": round(handle_s + PERSON_SETUP_S, 1),
         }
     # A voicemail records until the caller hangs up; dead air and fax
     # lines end after 20 s.

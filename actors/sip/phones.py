@@ -268,6 +268,9 @@ def _run_phones(fd: int) -> int:
             state["running"] = False
 
     def later(delay_s, function):
+        # Timers name calls by key, never hold a Call: pjsua2's Call
+        # destructor hangs up its call id with 603, and PJSUA reuses ids,
+        # so a Call object outliving its call would end a later call.
         state["timers"].append((time.monotonic() + delay_s, function))
 
     class Phone(pj.Call):
@@ -278,8 +281,8 @@ def _run_phones(fd: int) -> int:
             self.player = None
             self.recorder = None
             self.key = f"{user}#{call_id}"
-            # PJSUA reuses call ids, and isActive() asks about the id, so
-            # a timer of an ended call would act on the id's next call.
+            # Set on DISCONNECTED: isActive() asks PJSUA about the call id,
+            # which a later call may already reuse.
             self.ended = False
 
         def onCallState(self, prm):  # noqa: N802
@@ -331,11 +334,7 @@ def _run_phones(fd: int) -> int:
                     (self.behaviour.get("dtmf_after_s", 1.0), self.behaviour["dtmf"])
                 )
             for after_s, digits in plan:
-                later(after_s, lambda digits=digits: self.send_digits(digits))
-
-        def send_digits(self, digits):
-            if not self.ended and self.isActive():
-                self.dialDtmf(digits)
+                later(after_s, lambda k=self.key, d=digits: send_digits(k, d))
 
         def onDtmfDigit(self, prm):  # noqa: N802
             emit(
@@ -374,20 +373,37 @@ def _run_phones(fd: int) -> int:
             action = behaviour.get("action", "answer")
             delay = float(behaviour.get("delay_s", 0.0))
             if action == "answer":
-                later(delay, lambda: answer(call, 200))
+                later(delay, lambda k=call.key: answer(k, 200))
                 if behaviour.get("hangup_after_s"):
-                    later(delay + behaviour["hangup_after_s"], lambda: hang_up(call))
+                    later(
+                        delay + behaviour["hangup_after_s"],
+                        lambda k=call.key: hang_up(k),
+                    )
             elif action == "reject":
-                later(delay, lambda: hang_up(call, int(behaviour.get("code", 486))))
+                code = int(behaviour.get("code", 486))
+                later(delay, lambda k=call.key, c=code: hang_up(k, c))
 
-    def answer(call, code):
-        if not call.ended and call.isActive():
+    def live_call(key):
+        call = state["calls"].get(key)
+        if call is None or call.ended or not call.isActive():
+            return None
+        return call
+
+    def send_digits(key, digits):
+        call = live_call(key)
+        if call is not None:
+            call.dialDtmf(digits)
+
+    def answer(key, code):
+        call = live_call(key)
+        if call is not None:
             parameters = pj.CallOpParam(True)
             parameters.statusCode = code
             call.answer(parameters)
 
-    def hang_up(call, code=0):
-        if not call.ended and call.isActive():
+    def hang_up(key, code=0):
+        call = live_call(key)
+        if call is not None:
             parameters = pj.CallOpParam(True)
             if code:
                 parameters.statusCode = code
@@ -435,7 +451,7 @@ def _run_phones(fd: int) -> int:
             )
             return
         if message.get("hangup_after_s"):
-            later(message["hangup_after_s"], lambda: hang_up(call))
+            later(message["hangup_after_s"], lambda k=call.key: hang_up(k))
 
     emit({"ev": "ready", "sip_address": address, "pid": os.getpid()})
 
