@@ -28,6 +28,7 @@ from callsure.engine.exceptions import NotFoundError
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL_S = 1.0
+POOL_NAME_PREFIX = "callsure-agent-pool-"
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)

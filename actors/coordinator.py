@@ -36,6 +36,7 @@ import ray
 
 # Registers the pickling of engine errors sent back through Ray.
 import callsure.actors.errors  # noqa: F401
+from callsure.actors.agent_pool import POOL_NAME_PREFIX
 from callsure.actors.gateway_api import Dialer
 from callsure.engine.clock import SystemClock
 from callsure.engine.exceptions import CallsureError
@@ -104,11 +105,26 @@ class Coordinator:
         # Ray runs the constructor outside the actor's event loop, so a
         # restarted actor starts its loop on the first message it handles.
         if self._dispatcher is None or self._dispatcher.done():
+            if not self._pools:
+                self._find_pools()
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
             logger.info(
                 "coordinator: dispatching due callbacks every %.2f s",
                 self._config.ray.dispatch_interval_s,
             )
+
+    def _find_pools(self) -> None:
+        """Find running agent pools by name, as after a restart of this actor."""
+        try:
+            names = ray.util.list_named_actors()
+            for name in names:
+                if name.startswith(POOL_NAME_PREFIX):
+                    group = name.removeprefix(POOL_NAME_PREFIX)
+                    self._pools[group] = ray.get_actor(name)
+        except Exception:  # noqa: BLE001 - pools register again when created
+            logger.exception("coordinator: looking up agent pools failed")
+        if self._pools:
+            logger.info("coordinator: found agent pools %s", sorted(self._pools))
 
     async def close(self) -> None:
         """Stop the dispatch loop and close the store."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ray
 
-from callsure.actors.agent_pool import AgentPool
+from callsure.actors.agent_pool import POOL_NAME_PREFIX, AgentPool
 from callsure.actors.coordinator import COORDINATOR_NAME, Coordinator
 from callsure.actors.customer_shard import CustomerShard, shard_index
 from callsure.actors.predictors import build_predictor
@@ -24,7 +24,7 @@ from callsure.actors.predictors import build_predictor
 logger = logging.getLogger(__name__)
 
 SHARD_NAME = "callsure-customer-shard-{index}"
-POOL_NAME = "callsure-agent-pool-{group}"
+POOL_NAME = POOL_NAME_PREFIX + "{group}"
 POOL_SNAPSHOT_SUFFIX = ".agents-"
 # Actor calls from the server may run concurrently in each actor.
 MAX_CONCURRENCY = 1000

@@ -6,6 +6,7 @@ import shutil
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,9 +15,11 @@ import ray  # noqa: E402
 from ray import cloudpickle  # noqa: E402
 from serve_support import private_folder  # noqa: E402
 
+from callsure.actors.agent_pool import POOL_NAME_PREFIX, AgentPool  # noqa: E402
 from callsure.actors.coordinator import Coordinator  # noqa: E402
 from callsure.actors.gateway_api import Dialer  # noqa: E402
 from callsure.actors.predictors import build_predictor  # noqa: E402
+from callsure.engine.agents import AgentState  # noqa: E402
 from callsure.engine.callbacks import CallbackRequest, CallbackState  # noqa: E402
 from callsure.engine.config import load_config  # noqa: E402
 from callsure.engine.exceptions import NotFoundError  # noqa: E402
@@ -148,21 +151,26 @@ def test_error_for_one_request_spares_batch(coordinator):
     assert failed.field == "phone_number"
 
 
-def test_coordinator_reloads_after_crash(coordinator):
-    [result] = ray.get(coordinator.create_callbacks.remote([request("c-crash")]))
-    callback_id = result[0].callback_id
+def restart(coordinator):
+    """Kill the coordinator's process and wait until Ray has restarted it."""
     old_process = ray.get(coordinator.ping.remote())
     ray.kill(coordinator, no_restart=False)
     deadline = time.monotonic() + WAIT_S
-    reloaded = None
-    while reloaded is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         try:
             if ray.get(coordinator.ping.remote()) != old_process:
-                reloaded = ray.get(coordinator.get_callback.remote(callback_id))
+                return True
         except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
             pass
         time.sleep(0.1)
-    assert reloaded is not None
+    return False
+
+
+def test_coordinator_reloads_after_crash(coordinator):
+    [result] = ray.get(coordinator.create_callbacks.remote([request("c-crash")]))
+    callback_id = result[0].callback_id
+    assert restart(coordinator)
+    reloaded = ray.get(coordinator.get_callback.remote(callback_id))
     assert reloaded.callback_id == callback_id
     with pytest.raises(NotFoundError):
         ray.get(coordinator.get_callback.remote("cb_unknown"))
@@ -172,3 +180,29 @@ def test_restarted_coordinator_dispatches(coordinator):
     callback, done, keys, _ = dial_through_gateway(coordinator, "c-after-crash")
     assert done.state is CallbackState.COMPLETED
     assert f"{callback.callback_id}/1" in keys
+
+
+def test_agent_pool_gates_release(cluster, coordinator):
+    pool = AgentPool.options(name=POOL_NAME_PREFIX + "billing").remote(
+        "billing", str(cluster / "pool-billing.msgpack")
+    )
+    now = datetime.now(UTC)
+    ray.get(pool.update_agent.remote("a1", frozenset(), frozenset(), True, now))
+    # A restarted coordinator finds the pool by name.
+    assert restart(coordinator)
+
+    async def scenario():
+        gateway = AnsweringGateway.remote(coordinator, "gateway-2")
+        await coordinator.register_dialer.remote("gateway-2", gateway)
+        [result] = await coordinator.create_callbacks.remote([request("c-gated")])
+        callback_id = result[0].callback_id
+        await asyncio.sleep(1.0)
+        held = await coordinator.get_callback.remote(callback_id)
+        await pool.set_state.remote("a1", AgentState.READY, datetime.now(UTC))
+        done = await wait_for_state(coordinator, callback_id, CallbackState.COMPLETED)
+        await coordinator.unregister_dialer.remote("gateway-2")
+        return held, done
+
+    held, done = asyncio.run(scenario())
+    assert held.state is CallbackState.PENDING
+    assert done.state is CallbackState.COMPLETED
