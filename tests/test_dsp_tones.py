@@ -295,3 +295,28 @@ def test_line_noise_is_not_speech(level, kind, cause):
     verdict, _ = run(noise(7000, level=level, seed=4))
     assert verdict.kind is kind
     assert verdict.cause.name == cause
+
+
+def test_dtmf_found_in_noise():
+    # Each tone 7 dB above white line noise (600 peak, 190 RMS).
+    digits = [np.concatenate([dtmf(key, ms=60), silence(80)]) for key in "159*0#D"]
+    signal = np.concatenate([silence(500), *digits, silence(500)])
+    signal = signal * (600.0 / 5000.0) + noise(len(signal) / 8, level=190, seed=9)
+    _, events = run(signal)
+    assert digits_of(events) == "159*0#D"
+
+
+@pytest.mark.parametrize("hz", [650.0, 1000.0, 1400.0])
+def test_faint_beep_found_in_noise(hz):
+    # The beep 14 dB above line noise of RMS 60, after a greeting.
+    signal = np.concatenate(
+        [silence(300), greeting(3000), silence(1000), tone(hz, 500)]
+    )
+    signal = np.concatenate([signal, silence(1000)])
+    beep_level = 60.0 * np.sqrt(2) * 10 ** (14 / 20)
+    signal = np.where(
+        np.arange(len(signal)) >= 4300 * 8, signal * beep_level / 8000, signal
+    )
+    verdict, _ = run(signal + noise(len(signal) / 8, level=60, seed=5))
+    assert verdict.beep_ms is not None
+    assert abs(verdict.beep_ms - 4300) <= 50
