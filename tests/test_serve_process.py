@@ -1,6 +1,9 @@
 """`callsure serve` as a real subprocess: Ray, SQLite and gRPC on 127.0.0.1."""
 
+import json
 import shutil
+import subprocess
+import sys
 import uuid
 from concurrent import futures
 
@@ -476,3 +479,56 @@ def test_reflection_lists_services(channel):
     assert "callsure.v1.CallbackService" in names
     assert "callsure.v1.EventService" in names
     assert "grpc.health.v1.Health" in names
+
+
+def run_client(server, *args, token=TOKEN):
+    return subprocess.run(
+        [sys.executable, "-m", "callsure.actors.cli", "client"]
+        + ["--address", server.address, "--token", token, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_client_create_get_cancel(server):
+    created = run_client(
+        server,
+        "create",
+        "--customer",
+        "customer-cli",
+        "--phone",
+        "+14155550123",
+        "--queue",
+        "billing",
+        "--ivr",
+        "main:2",
+    )
+    name = json.loads(created.stdout)["callback"]["name"]
+    fetched = run_client(server, "get", name)
+    cancelled = run_client(server, "cancel", name, "--reason", "test")
+    events = run_client(server, "events", "--no-follow")
+    assert created.returncode == 0
+    assert json.loads(fetched.stdout)["ivr_history"] == ["main:2"]
+    assert json.loads(cancelled.stdout)["state"] == "CALLBACK_STATE_CANCELLED"
+    kinds = [
+        json.loads(line)["kind"]
+        for line in events.stdout.splitlines()
+        if json.loads(line).get("callback") == name
+    ]
+    assert kinds == ["callback.created", "callback.cancelled"]
+
+
+def test_client_reports_field_violation(server):
+    result = run_client(
+        server, "create", "--customer", "c", "--phone", "12", "--queue", "billing"
+    )
+    assert result.returncode == 1
+    assert "INVALID_ARGUMENT" in result.stderr
+    assert "callback.phone_number" in result.stderr
+
+
+def test_client_without_token_fails(server):
+    result = run_client(server, "list", token="")
+    assert result.returncode == 1
+    assert "UNAUTHENTICATED" in result.stderr
