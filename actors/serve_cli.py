@@ -40,7 +40,8 @@ async def run_server(config, ray_address: str | None) -> None:
 
     await asyncio.to_thread(start_ray, config.ray, ray_address, config.log)
     try:
-        # ray.init replaces the SIGTERM handler, so ours go in afterwards.
+        # ray.init replaces the SIGTERM handler when it runs on the main
+        # thread; it ran on a worker thread, and ours go in afterwards anyway.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _request_stop, stop_requested, signum)
         actors = await deploy_actors(config)
