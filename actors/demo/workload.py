@@ -19,6 +19,7 @@ priority customers), because the log has few IN and NE calls.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import random
 import shutil
@@ -290,19 +291,26 @@ def usual_forecasts(
     return forecasts
 
 
-def _read_log(path: Path):
+def _read_log(path: Path) -> tuple:
     """Read a call log, plain or gzip-compressed."""
     if not path.exists():
         raise ValidationError("log", str(path), "give an existing call log file")
+    return _read_log_cached(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_log_cached(name: str, modified_ns: int) -> tuple:
+    # Keyed by modification time too, so an edited log is read again.
+    path = Path(name)
     if path.suffix != ".gz":
-        return read_call_log(path).records
+        return tuple(read_call_log(path).records)
     # NOTE: read_call_log opens plain text only, so a .gz log is unpacked
     # to a temporary file first.
     with tempfile.TemporaryDirectory(prefix="callsure-log-") as folder:
         plain = Path(folder) / path.stem
         with gzip.open(path, "rb") as source, plain.open("wb") as target:
             shutil.copyfileobj(source, target)
-        return read_call_log(plain).records
+        return tuple(read_call_log(plain).records)
 
 
 def read_labels(recordings: Path) -> dict[str, list[Path]]:

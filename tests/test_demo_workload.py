@@ -1,0 +1,226 @@
+"""The demo's parts without SIP: workload from the real log, desk, IVR helpers."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callsure.actors.demo.backend import next_local_time
+from callsure.actors.demo.desk import Desk
+from callsure.actors.demo.runner import retry_ladder
+from callsure.actors.demo.workload import (
+    DEFAULT_LOG,
+    DEFAULT_RECORDINGS,
+    PREMIUM,
+    QUICK_START,
+    RETAIL,
+    VIP_AGENT,
+    DemoCall,
+    DemoWorkload,
+)
+from callsure.engine.exceptions import InvalidTimeError, ValidationError
+
+AGENTS = {RETAIL: 4, PREMIUM: 2}
+
+
+def build(start=QUICK_START, minutes=15.0, speed=15.0, seed=7, log=DEFAULT_LOG):
+    return DemoWorkload.build(
+        log, DEFAULT_RECORDINGS, start, minutes, speed, seed, AGENTS
+    )
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return build()
+
+
+def test_workload_maps_types_to_groups(quick):
+    groups = Counter(call.group for call in quick.calls)
+    assert set(groups) <= {RETAIL, PREMIUM}
+    assert groups[RETAIL] > 0
+    assert groups[PREMIUM] > 0
+
+
+def test_workload_compresses_arrivals(quick):
+    arrivals = [call.arrival_s for call in quick.calls]
+    assert arrivals == sorted(arrivals)
+    assert arrivals[0] == pytest.approx(1.0)
+    assert arrivals[-1] <= 15 * 60 / 15 + 1.0
+
+
+def test_workload_patience_only_for_abandoners(quick):
+    abandoners = [call for call in quick.calls if call.patience_s is not None]
+    assert abandoners
+    for call in abandoners:
+        assert call.patience_s == pytest.approx(call.log_wait_s / 15)
+
+
+def test_workload_vip_agent_and_customers(quick):
+    assert quick.agents[PREMIUM][0] == VIP_AGENT
+    assert len(quick.agents[RETAIL]) == 4
+    vip_groups = {c.group for c in quick.calls if c.customer_id in quick.vip_customers}
+    assert vip_groups == {PREMIUM}
+
+
+def test_workload_numbers_are_e164_and_distinct(quick):
+    numbers = {call.customer_id: call.phone_number for call in quick.calls}
+    assert len(set(numbers.values())) == len(numbers)
+    for number in numbers.values():
+        assert number.startswith("+1555")
+        assert len(number) == 12
+
+
+def test_workload_answers_follow_seed(quick):
+    again = build()
+    other = build(seed=8)
+    assert again.answers == quick.answers
+    assert other.answers != quick.answers
+
+
+def test_workload_answer_mix_mostly_persons():
+    day = build(start="1999-02-09T08:00", minutes=600, speed=12)
+    first = Counter()
+    for plan in day.answers.values():
+        behaviour = plan[0]
+        if behaviour["action"] == "ring":
+            first["NO_ANSWER"] += 1
+        elif behaviour["action"] == "reject":
+            first["BUSY"] += 1
+        else:
+            first[day.truth[behaviour["play"]]] += 1
+    total = sum(first.values())
+    assert total > 300
+    assert 0.5 < first["HUMAN"] / total < 0.75
+    assert first["MACHINE"] > 0
+    assert first["SIT"] > 0
+    assert first["BUSY"] > 0
+
+
+def test_workload_failed_first_answer_has_redial(quick):
+    for plan in quick.answers.values():
+        if plan[0]["action"] != "answer" or quick.truth[plan[0]["play"]] != "HUMAN":
+            assert len(plan) == 2
+        else:
+            assert len(plan) == 1
+
+
+def test_workload_forecast_misses_the_surge(quick):
+    forecast = quick.forecasts[RETAIL]
+    retail = [call for call in quick.calls if call.group == RETAIL]
+    surge_rate = len(retail) / (retail[-1].arrival_s - retail[0].arrival_s)
+    assert forecast.arrivals_per_s < surge_rate
+    assert forecast.agents_on_duty == 4.0
+
+
+def test_workload_rejects_quiet_window():
+    with pytest.raises(ValidationError, match="queued calls"):
+        build(start="1999-02-03T03:00", minutes=5)
+
+
+def test_workload_rejects_bad_start():
+    with pytest.raises(ValidationError, match="local time"):
+        build(start="3 February")
+
+
+def test_workload_reads_plain_log(bank_log, quick):
+    plain = build(log=bank_log)
+    assert [c.line for c in plain.calls] == [c.line for c in quick.calls]
+
+
+def test_recordings_without_labels_rejected(tmp_path):
+    shutil.copy(DEFAULT_RECORDINGS / "dev-0001.wav", tmp_path)
+    with pytest.raises(ValidationError, match="labels.csv"):
+        DemoWorkload.build(DEFAULT_LOG, tmp_path, QUICK_START, 15, 15, 1, AGENTS)
+
+
+def test_keyed_time_rejects_bad_digits():
+    zone = ZoneInfo("Asia/Jerusalem")
+    for keyed in ("2400", "1260", "12a4", "123"):
+        with pytest.raises(InvalidTimeError):
+            next_local_time(keyed, zone)
+
+
+def test_keyed_time_is_next_occurrence():
+    zone = ZoneInfo("Asia/Jerusalem")
+    now = datetime.now(zone).replace(tzinfo=None)
+    keyed = now.strftime("%H%M")
+    result = next_local_time(keyed, zone)
+    assert result > now
+    assert (result - now).total_seconds() <= 24 * 3600
+
+
+def test_retry_ladder_compressed_and_bounded():
+    for _, retries, delay_s in retry_ladder(12.0):
+        assert retries >= 1
+        assert 5.0 <= delay_s <= 20.0
+
+
+def desk_with(calls, due=0):
+    workload = DemoWorkload(
+        calls=calls,
+        speed=10.0,
+        start_local=datetime(1999, 2, 3, 13, tzinfo=ZoneInfo("Asia/Jerusalem")),
+        duration_s=10.0,
+        agents={RETAIL: ["retail-1"]},
+        vip_customers=[],
+        answers={},
+    )
+    states: list[tuple[str, bool]] = []
+    desk = Desk(
+        workload,
+        lambda agent, busy: states.append((agent, busy)),
+        lambda call: False,
+        lambda group: due,
+    )
+    return desk, states
+
+
+def call(number: str, arrival_s: float, patience_s=None, handle_s=30.0):
+    return DemoCall(
+        line=1,
+        customer_id=f"c{number}",
+        phone_number=number,
+        group=RETAIL,
+        arrival_s=arrival_s,
+        handle_s=handle_s,
+        patience_s=patience_s,
+        log_wait_s=0.0,
+    )
+
+
+def test_desk_serves_first_and_abandons_second():
+    desk, states = desk_with([call("+1", 0.0), call("+2", 0.1, patience_s=0.3)])
+    desk.start()
+    time.sleep(1.5)
+    desk.stop()
+    assert desk.stats.answered == 1
+    assert desk.stats.abandoned == 1
+    assert states == [("retail-1", True)]
+
+
+def test_desk_keeps_agent_for_due_callback():
+    desk, states = desk_with([call("+1", 0.0)], due=1)
+    desk.start()
+    time.sleep(1.0)
+    desk.on_agent_leg("agents#1", RETAIL)
+    time.sleep(0.5)
+    desk.stop()
+    assert desk.stats.answered == 0
+    assert desk.agents["retail-1"].callbacks_served == 1
+    assert states == [("retail-1", True)]
+
+
+def test_desk_promise_takes_caller_out_of_queue():
+    desk, _ = desk_with([call("+1", 0.0, handle_s=30.0), call("+2", 0.0)])
+    desk.start()
+    time.sleep(0.5)
+    desk.on_promise("+2")
+    time.sleep(0.5)
+    desk.stop()
+    assert desk.stats.left_with_promise == 1
+    assert desk.queue_lengths() == {RETAIL: 0}
