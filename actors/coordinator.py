@@ -15,10 +15,10 @@ before the first release. Ray restarts the actor after a crash
 registered dialers do not survive: gateways register again
 (``register_dialer`` is idempotent by name).
 
-Idempotency: ``create_callbacks`` is idempotent per request id;
-``cancel_callback`` on a cancelled promise returns it; ``report_outcome``
-is idempotent for the same outcome; ``start_dialing`` is deliberately not
-(a second claim raises ``LeaseError``). Queries have no effects.
+Idempotency: ``create_callbacks`` is idempotent per request id, and
+``cancel_callback`` on a cancelled promise returns it. ``report_outcome``
+is idempotent for the same outcome. ``start_dialing`` is deliberately not,
+because a second claim must raise ``LeaseError``. Queries have no effects.
 
 Throughput: ``create_callbacks`` takes a batch and stores it with one
 durable commit (group commit, ``CallbackStore.batch``).
@@ -52,14 +52,6 @@ COORDINATOR_NAME = "callsure-coordinator"
 DISPATCH_JITTER = 0.1
 
 
-def _scheduler_policy(config) -> SchedulerPolicy | None:
-    try:
-        return SchedulerPolicy.from_config(config)
-    except AttributeError:
-        # NOTE: without a [policy] section the scheduler's own defaults apply.
-        return None
-
-
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class Coordinator:
     """A Ray actor hosting the scheduler; see the module docstring.
@@ -80,7 +72,10 @@ class Coordinator:
         self._predictor = predictor_factory(config)
         self._clock = SystemClock()
         self._scheduler = CallbackScheduler(
-            self._store, self._predictor, self._clock, _scheduler_policy(config)
+            self._store,
+            self._predictor,
+            self._clock,
+            SchedulerPolicy.from_config(config),
         )
         report = self._scheduler.recover()
         logger.info("coordinator: store %s opened; %s", path, report)

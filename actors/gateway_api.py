@@ -10,8 +10,8 @@ one registered ``Dialer``, round robin. A gateway:
 
    (``COORDINATOR_NAME`` is in ``callsure.actors.coordinator``; the handle
    is the gateway's Ray actor handle, or any object with ``dial``);
-2. dials at most once per ``order.idempotency_key``, and answers a repeated
-   order with a key it has seen with ``True`` without dialing again;
+2. dials at most once per ``order.idempotency_key``, and returns ``True``
+   without dialing again for a repeated order with a key it has seen;
 3. calls ``coordinator.start_dialing.remote(order.attempt_id, owner)``
    before it dials, and must not dial when that raises ``LeaseError``;
 4. calls ``coordinator.renew_lease.remote(attempt_id, owner)`` before
@@ -37,10 +37,10 @@ class Dialer(abc.ABC):
     """Something that dials orders: a ``CallGateway`` actor, or a peer in tests.
 
     ``dial`` must return quickly: it accepts the order and dials in the
-    background. It returns ``False`` when the gateway has no free line;
-    the coordinator then offers the order to the next dialer or, when none
-    accepts, reports ``NOT_DIALED`` so the promise is released again (a
-    ``NOT_DIALED`` attempt does not count).
+    background. It returns ``False`` when the gateway has no free line.
+    The coordinator then offers the order to the next dialer. When none
+    accepts, it reports ``NOT_DIALED``, so the promise is released again
+    and the attempt does not count.
     """
 
     @abc.abstractmethod
