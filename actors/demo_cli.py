@@ -2,8 +2,9 @@
 
 Starts callsure (Ray, the actors, the gRPC API) in this process on
 127.0.0.1, the SIP gateway, and pjsua2 phones for customers, callers and
-agents; replays an hour of the Anonymous Bank log in five minutes, shows
-a live view, and prints a report at the end (``--json`` writes it too).
+agents. It replays an hour of the Anonymous Bank log in five minutes,
+shows a live view, and prints a report at the end (``--json`` writes it
+too).
 Every process it started is stopped on exit and on Ctrl-C.
 """
 
@@ -29,8 +30,9 @@ from callsure.engine.exceptions import CallsureError
 
 logger = logging.getLogger(__name__)
 
-# --quick: a quarter hour of the log at 15x (60 s of traffic), at most
-# 50 s for the last callbacks; with start-up it ends within three minutes.
+# --quick replays a quarter hour of the log at 15x (60 s of traffic) and
+# waits at most 50 s for the last callbacks, so that with start-up it ends
+# within three minutes.
 QUICK_MINUTES = 15.0
 QUICK_SPEED = 15.0
 QUICK_DRAIN_S = 50.0
@@ -189,7 +191,7 @@ def _interrupt(signum, frame):
 
 
 def format_report(report: dict) -> str:
-    """The report as text for the terminal."""
+    """Format the report as text for the terminal."""
     promises = report["promises"]
     attempts = report["attempts"]
     amd = report["amd"]

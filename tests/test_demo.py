@@ -1,9 +1,9 @@
 """``callsure demo --quick`` end to end, as a newcomer runs it.
 
-One run of the command as a subprocess (Ray, the gRPC server, the SIP
-gateway and pjsua2 phones on 127.0.0.1, the shipped call log and
-recordings) serves every test here; each test checks one part of the
-JSON report or of the shutdown.
+One run of the command as a subprocess serves every test here: Ray, the
+gRPC server, the SIP gateway and pjsua2 phones on 127.0.0.1, with the
+shipped call log and recordings. Each test checks one part of the JSON
+report or of the shutdown.
 """
 
 from __future__ import annotations

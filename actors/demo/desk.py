@@ -69,7 +69,7 @@ class Waiting:
 
 @dataclass
 class LiveStats:
-    """What happened to live callers (those who stayed in the queue)."""
+    """Outcomes of live callers (those who stayed in the queue)."""
 
     arrived: int = 0
     answered: int = 0
@@ -165,14 +165,15 @@ class Desk:
         self._inbox.put(("promise", number))
 
     def on_ivr_ended(self, number: str) -> None:
-        """A caller's IVR call ended; without a promise they keep waiting."""
+        """Return a caller whose IVR call ended without a promise to waiting."""
         self._inbox.put(("ivr_ended", number))
 
     def on_agent_leg(self, call_key: str, user: str) -> None:
-        """A callback's agent leg rang ``user`` (an agent id or a group)."""
+        """Give the callback leg ringing ``user`` (an agent or a group) an agent."""
         self._inbox.put(("agent_leg", (call_key, user)))
 
     def on_agent_leg_ended(self, call_key: str) -> None:
+        """Free the agent of a callback leg that ended."""
         self._inbox.put(("agent_leg_ended", call_key))
 
     # -------------------------------------------------------------- the loop
@@ -322,7 +323,7 @@ class Desk:
                 agent = candidates[0]
             else:
                 # The coordinator released on a free agent that the switch
-                # gave to a live caller meanwhile; the callback still gets
+                # gave to a live caller meanwhile. The callback still gets
                 # an agent, who takes it after the live call.
                 self.overbooked += 1
                 pool = [a for a in self.agents.values() if a.group == group]

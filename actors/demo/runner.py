@@ -246,7 +246,7 @@ def _configure_server(stack, workload: DemoWorkload, speed: float) -> None:
 
 
 def retry_ladder(speed: float) -> list[tuple[int, int, float]]:
-    """The engine's default retry delays divided by ``speed``, kept in 5-20 s."""
+    """Divide the engine's default retry delays by ``speed``, keeping 5-20 s."""
     from callsure.v1 import callback_pb2
 
     defaults = (
@@ -333,9 +333,9 @@ class IvrDialer:
         elif choice == "2":
             from zoneinfo import ZoneInfo
 
-            # The next minute in the center's zone (keyed times have minute
-            # resolution); if the engine finds it infeasible the caller
-            # takes the first free agent instead.
+            # The next minute in the center's zone, because keyed times
+            # have minute resolution. If the engine finds it infeasible,
+            # the caller takes the first free agent instead.
             wanted = datetime.now(ZoneInfo(self.zone)) + timedelta(minutes=1)
             plan += [
                 [OFFER_KEY_S, "2"],
@@ -422,7 +422,7 @@ class Workers:
             self.gateway.dial(order)
 
     def on_call_ended(self, attempt_id: str) -> None:
-        """A callback's legs are both gone: its customer line is free."""
+        """Free the customer line of a callback whose legs have both ended."""
         with self._lines_lock:
             self._in_flight.pop(attempt_id, None)
 

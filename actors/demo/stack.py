@@ -174,7 +174,7 @@ def _create_coordinator(config, forecasts: dict) -> None:
 
 
 def build_demo_predictor(forecasts: dict, config):
-    """The coordinator's predictor over the demo's per-group forecasts."""
+    """Build the coordinator's predictor over the demo's per-group forecasts."""
     from callsure.actors.predictors import DEFAULT_FORECAST, DefaultForecastPredictor
 
     prediction = config.prediction
@@ -212,10 +212,10 @@ def _kill_if_running(pid: int) -> None:
 
 
 def demo_config(config, folder: Path, db_path: str | None, ray_folder: Path):
-    """The configuration of the demo's server: loopback, port 0, own store.
+    """Build the demo server's configuration: loopback, port 0, own store.
 
-    ``ray_folder`` is Ray's session folder unless ``ray.temp_dir`` is set;
-    it must be short, because Ray puts Unix sockets in it and a socket
+    ``ray_folder`` is Ray's session folder unless ``ray.temp_dir`` is set.
+    It must be short, because Ray puts Unix sockets in it and a socket
     path is limited to 107 bytes.
     """
     store = db_path or str(folder / "callsure.db")
@@ -236,7 +236,7 @@ def demo_config(config, folder: Path, db_path: str | None, ray_folder: Path):
 
 
 def gateway_settings(config, customers_address: str, agents_address: str, speed):
-    """The gateway's settings: the demo's phone banks and compressed timers."""
+    """Build the gateway's settings: the demo's phone banks, shorter timers."""
     from callsure.actors.sip.gateway import GatewaySettings
 
     settings = GatewaySettings.from_config(config)

@@ -1,4 +1,4 @@
-"""What the demo counts: promises, attempts, verdicts against truth, live callers.
+"""Counts of the demo: promises, attempts, verdicts against truth, live callers.
 
 ``Tally`` receives the events of every part (phones, gateway, IVR
 backend, the coordinator's journal) on their own threads, keeps the
@@ -244,7 +244,7 @@ class Tally:
     # ----------------------------------------------------------------- report
 
     def report(self, command_options, elapsed_s: float, server: str) -> dict:
-        """The end-of-run report as plain data (written as JSON)."""
+        """Build the end-of-run report as plain data (written as JSON)."""
         desk = self.desk
         with self.lock:
             promises = list(self.promises.values())

@@ -37,10 +37,10 @@ from callsure.engine.prediction import StaticForecast
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEFAULT_LOG = DATA_DIR / "calls-1999-02-01-to-21.tsv.gz"
 DEFAULT_RECORDINGS = DATA_DIR / "recordings"
-# A surge of the shipped log: from 13:00 to 13:20 on 3 February 1999 calls
-# piled up in the voice response unit (494 in the hour, the log's busiest),
-# then 113 reached the agent queue between 13:20 and 13:35, and 92 of the
-# hour's 137 queued callers hung up waiting.
+# A surge of the shipped log. From 13:00 to 13:20 on 3 February 1999 calls
+# piled up in the voice response unit (494 in the hour, the log's busiest
+# hour). Then 113 reached the agent queue between 13:20 and 13:35, and 92
+# of the hour's 137 queued callers hung up waiting.
 DEFAULT_START = "1999-02-03T13:00"
 QUICK_START = "1999-02-03T13:20"
 
@@ -59,10 +59,9 @@ VIP_AGENT = "vip-1"
 # Fictitious North American numbers (555 exchange) for the log's customers.
 NUMBER_PREFIX = "+1555"
 
-# What answers a callback, with its share of first attempts. Shares follow
-# published outbound-dialing mixes (roughly two in three answered by a
-# person), rounded; "redial" entries are what the same customer does on
-# the next attempt.
+# Who picks up a first callback attempt, with its share. The shares are an
+# estimate for a list of customers who asked to be called (about two in
+# three reached in person), not measured data.
 ANSWER_MIX = (
     ("HUMAN", 0.62),
     ("MACHINE", 0.14),
@@ -250,10 +249,10 @@ def usual_forecasts(
     """The forecast a planner would make for the window, compressed.
 
     Per group: the mean number of queued calls in the same hours of the
-    log's days that had calls then, the mean handling time and the
-    maximum-likelihood mean patience (queue time of all queued callers
-    over the number who hung up, for exponential patience). A surge is
-    then a surprise to the engine, as it is to a contact center.
+    log's days that had calls then, and the mean handling time. Patience
+    is exponential with the maximum-likelihood mean: the queue time of
+    all queued callers over the number who hung up. A surge is then a
+    surprise to the engine, as it is to a contact center.
     """
     zone = start_local.tzinfo
     first = start_local.hour * 60 + start_local.minute
