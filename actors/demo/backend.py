@@ -3,7 +3,7 @@
 ``GrpcIvrBackend`` gives the gateway's IVR (``callsure.actors.sip.ivr``)
 the predicted wait (``PredictionService.EstimateWait``) and stores the
 customer's choice as a promise (``CallbackService.CreateCallback``). The
-switch knows which service the caller dialed, so the callback goes to
+switch routes by the service the caller dialed, so the callback goes to
 the caller's agent group rather than to the scenario's single queue.
 """
 
@@ -55,7 +55,7 @@ class GrpcIvrBackend:
         A synchronous channel; the IVR calls from the gateway's thread.
     directory : callable
         ``directory(number) -> (customer_id, group, vip, ahead)`` for a
-        calling number, as the switch and its CRM lookup would give it;
+        calling number, as the switch and its CRM lookup would give it.
         ``ahead`` is the number of callers ahead of it in the queue.
     time_zone : str
         IANA zone in which callers key times and hear them read back.

@@ -3,7 +3,7 @@
 The coordinator sends each due callback to a registered ``Dialer``, which
 must be a Ray actor (or an object living in the coordinator's process).
 The demo runs its ``CallGateway`` in its own process, so that every
-pjsua2 endpoint process is a child it can stop; ``DialRelay`` is the
+pjsua2 endpoint process is a child it can stop. ``DialRelay`` is the
 registered dialer, and the demo takes the queued orders with ``take``.
 """
 
@@ -21,11 +21,11 @@ from callsure.engine.callbacks import DialOrder
 class DialRelay(Dialer):
     """A dialer actor that queues orders until the gateway takes them.
 
-    It owns only the queue; an order queued when the actor dies is not
+    It owns only the queue. An order queued when the actor dies is not
     lost, because its attempt's lease expires and the coordinator's
-    recovery finalises it. ``dial`` accepts every order: the gateway
-    itself waits for a free call slot and reports ``NOT_DIALED`` after
-    ``PLACEMENT_TIMEOUT_S``.
+    recovery finalises it. ``dial`` accepts every order, because the demo
+    holds an order until a customer line is free. An order held past its
+    lease is finalised by the coordinator and released again.
     """
 
     def __init__(self):

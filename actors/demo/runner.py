@@ -395,7 +395,6 @@ class Workers:
 
     def _take_orders(self) -> None:
         from callsure.actors.runtime import ray
-        from callsure.engine.exceptions import LeaseError
 
         self._waiting_orders.extend(
             ray.get(self.stack.relay.take.remote(0.2), timeout=30)
@@ -413,8 +412,12 @@ class Workers:
                     ),
                     timeout=30,
                 )
-            except LeaseError:
-                logger.warning("attempt %s: lease held elsewhere", order.attempt_id)
+            except CallsureError as error:
+                # A lease that expired while the order waited for a line:
+                # the coordinator has finalised the attempt already.
+                logger.warning(
+                    "attempt %s: not dialed, claim failed: %s", order.attempt_id, error
+                )
                 continue
             with self._lines_lock:
                 self._in_flight[order.attempt_id] = time.monotonic()

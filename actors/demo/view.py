@@ -1,8 +1,8 @@
 """The live view: one screen refreshed each second, or one line when piped.
 
-On a terminal the view redraws a short table (queues, agents, promises
-due, kept and late, call-progress verdicts); when standard output is not
-a terminal it prints one plain line per second, which logs and CI keep.
+On a terminal the view redraws a short table: queues, agents, promises
+due, kept and late, and call-progress verdicts. When standard output is
+not a terminal it prints one plain line per second, which logs keep.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class LiveView:
             self.stream.flush()
 
     def line(self) -> str:
-        """One plain line of the main counts."""
+        """Format the main counts as one plain line."""
         tally = self._tally
         desk = tally.desk
         counts = tally.snapshot()
@@ -66,7 +66,7 @@ class LiveView:
         )
 
     def render(self) -> str:
-        """The terminal screen."""
+        """Format the terminal screen."""
         tally = self._tally
         desk = tally.desk
         counts = tally.snapshot()
