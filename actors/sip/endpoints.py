@@ -71,14 +71,15 @@ class EndpointProcess:
     def free_slots(self) -> int:
         if not self.alive:
             return 0
-        if self.held:
-            now = time.monotonic()
-            self.held = {k: until for k, until in self.held.items() if until > now}
-        return self.max_calls - len(self.calls) - self.reserved - len(self.held)
+        now = time.monotonic()
+        held = sum(1 for until in list(self.held.values()) if until > now)
+        return self.max_calls - len(self.calls) - self.reserved - held
 
     def hold_slot(self, key: str, seconds: float) -> None:
         """Count a slot as taken for ``seconds`` after its call was reported ended."""
-        self.held[key] = time.monotonic() + seconds
+        now = time.monotonic()
+        self.held = {k: until for k, until in self.held.items() if until > now}
+        self.held[key] = now + seconds
 
     def start(self) -> None:
         """Start the worker and wait until its endpoint is ready."""

@@ -203,6 +203,12 @@ class CallGateway:
         """Call slots over all live endpoints."""
         return sum(e.max_calls for e in self.endpoints if e.alive)
 
+    def free_lines(self) -> int:
+        """Orders that could be dialed now; approximate when read off-thread."""
+        legs = self._legs_per_order()
+        lines = sum(e.free_slots // legs for e in list(self.endpoints) if e.alive)
+        return lines - len(self._pending)
+
     @property
     def sip_addresses(self) -> list[str]:
         """``HOST:PORT`` of each endpoint, where a trunk sends inbound calls."""

@@ -178,10 +178,24 @@ class PhoneBank:
         self.close()
 
 
-def wav_rms(path: str | Path) -> float:
-    """Root mean square of a 16-bit WAV file's samples."""
-    with wave.open(str(path), "rb") as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+def wav_rms(path: str | Path, timeout_s: float = 5.0) -> float:
+    """Root mean square of a 16-bit WAV file's samples.
+
+    pjsua2 finalises a recording's header a conference tick after the
+    recorder is destroyed (the bridge removes ports asynchronously), so
+    the file is read again until its header is complete.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with wave.open(str(path), "rb") as wav:
+                frames = wav.readframes(wav.getnframes())
+            break
+        except (wave.Error, EOFError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    samples = np.frombuffer(frames, dtype=np.int16)
     if samples.size == 0:
         return 0.0
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
@@ -256,7 +270,7 @@ def _run_phones(fd: int) -> int:
         priority = 255 if name.startswith("pcmu/") else 200 if "pcma/" in name else 0
         endpoint.codecSetPriority(codec.codecId, priority)
 
-    state = {"running": True, "timers": [], "calls": {}, "graveyard": []}
+    state = {"running": True, "timers": [], "calls": {}, "recorders": []}
     # Incoming calls so far per number, to pick from a list of behaviours.
     call_counts: dict[str, int] = {}
     serial = iter(range(1, 1 << 62))
@@ -298,17 +312,11 @@ def _run_phones(fd: int) -> int:
                 self.ended = True
                 self.player = None
                 if self.recorder is not None:
-                    self.recorder = None
-                    gc.collect()
-                    record = self.behaviour.get("record")
-                    emit(
-                        {
-                            "ev": "recorded",
-                            "call": self.key,
-                            "user": self.user,
-                            "path": record,
-                        }
+                    # Closed by the main loop, which then reports the file.
+                    state["recorders"].append(
+                        (self.recorder, self.key, self.user, self.behaviour["record"])
                     )
+                    self.recorder = None
                 state["calls"].pop(self.key, None)
                 # Drop the last reference inside this callback: a Call
                 # object outliving its call id would end the id's next call.
@@ -393,6 +401,7 @@ def _run_phones(fd: int) -> int:
         call = live_call(key)
         if call is not None:
             call.dialDtmf(digits)
+            emit({"ev": "dtmf_sent", "call": key, "user": call.user, "digits": digits})
 
     def answer(key, code):
         call = live_call(key)
@@ -418,8 +427,8 @@ def _run_phones(fd: int) -> int:
         for _, function in due:
             try:
                 function()
-            except pj.Error:
-                pass
+            except pj.Error as error:
+                emit({"ev": "timer_failed", "reason": error.reason})
 
     account_config = pj.AccountConfig()
     account_config.idUri = f"sip:phones@{address}"
@@ -468,9 +477,11 @@ def _run_phones(fd: int) -> int:
             elif message.get("op") == "behaviours":
                 spec["behaviours"].update(message["behaviours"])
         run_due_timers()
-        if state["graveyard"]:
-            state["graveyard"].clear()
-            gc.collect()
+        while state["recorders"]:
+            recorder, key, user, path = state["recorders"].pop()
+            # Destroying the recorder writes the WAV header's sizes.
+            del recorder
+            emit({"ev": "recorded", "call": key, "user": user, "path": path})
 
     endpoint.hangupAllCalls()
     deadline = time.monotonic() + 1.0
@@ -480,7 +491,7 @@ def _run_phones(fd: int) -> int:
         call.player = None
         call.recorder = None
     state["calls"].clear()
-    state["graveyard"].clear()
+    state["recorders"].clear()
     state["timers"].clear()
     state.clear()
     account.shutdown()

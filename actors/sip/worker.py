@@ -59,8 +59,12 @@ SAMPLES_PER_FRAME = SAMPLE_RATE_HZ * FRAME_MS // 1000
 # write index is a mask. 16 frames = 320 ms of slack for a late tick.
 RING_FRAMES = 16
 # Slice of libHandleEvents between two looks at the command socket. It
-# bounds command latency and the analyser tick jitter.
-PUMP_MS = 10
+# bounds command latency; libHandleEvents returns early on SIP events.
+PUMP_MS = 20
+# The analyser runs once per frame time over every frame received since
+# the last tick; with 40 ms ticks bench/sip_capacity.py measured no CPU
+# saving (the per-frame tap callback dominates), so verdicts stay prompt.
+TICK_MS = FRAME_MS
 # Calls requested from PJSUA before probing how many it really allows.
 REQUESTED_MAX_CALLS = 512
 # Conference ports besides the calls' own and their taps: players,
@@ -97,12 +101,18 @@ class _Tap(pj.AudioMediaPort):
 
     def onFrameReceived(self, frame):  # noqa: N802 - pjsua2 callback name
         # Runs on the conference clock thread: copy and count, nothing else.
+        try:
+            frame_bytes = self._frame_bytes
+        except AttributeError:
+            # The clock thread can call a port whose Python object is being
+            # torn down (its attributes already cleared): skip the frame.
+            return
         begin, end = _pointer_pair.from_address(int(frame.buf.this))
-        if begin is None or end - begin < self._frame_bytes:
+        if begin is None or end - begin < frame_bytes:
             self.short_frames += 1
             return
         count = self.count
-        _memmove(self._addresses[count & self._mask], begin, self._frame_bytes)
+        _memmove(self._addresses[count & self._mask], begin, frame_bytes)
         self.count = count + 1
 
 
@@ -398,7 +408,7 @@ class EndpointWorker:
             now = time.monotonic()
             if now >= next_tick:
                 self.guard(self.tick, now)
-                next_tick = now + FRAME_MS / 1000
+                next_tick = now + TICK_MS / 1000
             self._finish_players()
             self._collect()
         self.shutdown()
@@ -682,7 +692,7 @@ class EndpointWorker:
             return
         while True:
             self.present[:] = False
-            any_frame = False
+            present = 0
             for record in tapped:
                 written = record.tap.count
                 pending = written - record.read_count
@@ -697,10 +707,10 @@ class EndpointWorker:
                 self.batch[record.slot] = self.ring[index, record.slot]
                 self.present[record.slot] = True
                 record.read_count += 1
-                any_frame = True
-            if not any_frame:
+                present += 1
+            if not present:
                 break
-            self.frames_analysed += int(self.present.sum())
+            self.frames_analysed += present
             if self.analyser is not None:
                 self.analyser.process(self.batch, self.present)
         if self.analyser is not None:

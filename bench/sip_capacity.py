@@ -1,0 +1,376 @@
+"""Concurrent calls the SIP gateway's endpoint processes hold with live analysis.
+
+The modelled system: a call gateway dials customers; every answered call's
+received audio is tapped frame by frame (20 ms, 50 frames/s) into the
+call-progress batch analyser of its endpoint process. With the pjsua2
+wheel from PyPI each process holds 4 calls (``PJSUA_MAX_CALLS``), so N
+calls need N / 4 processes. The far end is one Debian baresip process
+that answers every call and plays a corpus recording, so the load
+generator is a separate, efficient C implementation.
+
+For each N the script starts the endpoint processes, dials N calls at
+once (call set-up rate: answered calls per second), holds them for
+``--hold-s`` seconds and samples, over that window:
+
+- analysed frames per call per second (50 means real time) and frames
+  dropped because the analyser tick fell behind the taps;
+- CPU seconds of the endpoint processes and of baresip per second of wall
+  time, and per call;
+- resident (RSS) and proportional (PSS, shared pages divided among the
+  sharers) memory of the endpoint processes, per call.
+
+``--ray`` adds the memory of one endpoint hosted in a Ray actor, the
+alternative process layout.
+
+baresip binds RTP to every interface, so the script re-runs itself in a
+private network namespace (``unshare -n``; needs root) with only
+loopback. Run::
+
+    .venv/bin/python bench/sip_capacity.py --calls 40,120,200,300 --hold-s 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BARESIP_SIP_PORT = 5090
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def proc_memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in kB from /proc/PID/smaps_rollup; zeros for a dead process."""
+    rss = pss = 0
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except FileNotFoundError:
+        return 0, 0
+    for line in text.splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def start_baresip(folder: Path, source_wav: Path, max_calls: int) -> subprocess.Popen:
+    config = folder / "baresip"
+    config.mkdir(exist_ok=True)
+    (config / "config").write_text(
+        "\n".join(
+            [
+                "poll_method epoll",
+                f"sip_listen 127.0.0.1:{BARESIP_SIP_PORT}",
+                "net_interface 127.0.0.1",
+                f"call_max_calls {max_calls}",
+                "audio_player aufile,/dev/null",
+                f"audio_source aufile,{source_wav}",
+                "module_path /usr/lib/baresip/modules",
+                "module g711.so",
+                "module aufile.so",
+                "module_app account.so",
+                "",
+            ]
+        )
+    )
+    (config / "accounts").write_text(
+        f"<sip:load@127.0.0.1:{BARESIP_SIP_PORT}>;regint=0;answermode=auto\n"
+    )
+    return subprocess.Popen(
+        ["baresip", "-f", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+class Fleet:
+    """Endpoint processes and the state of the calls placed on them."""
+
+    def __init__(self, processes: int, tap: bool = True):
+        from callsure.actors.sip.endpoints import EndpointProcess
+
+        self.lock = threading.Lock()
+        self.confirmed: dict[str, float] = {}
+        self.ended: set[str] = set()
+        self.stats: dict[str, dict] = {}
+        self.endpoints = [
+            EndpointProcess(
+                index,
+                {
+                    "name": f"bench-{index}",
+                    "bind_address": "127.0.0.1",
+                    "trunk_sources": [],
+                    "codecs": ["PCMU/8000"],
+                    "tap": tap,
+                },
+                self.on_event,
+            )
+            for index in range(processes)
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda endpoint: endpoint.start(), self.endpoints))
+
+    def on_event(self, endpoint, event: dict) -> None:
+        with self.lock:
+            if event.get("ev") == "state":
+                if event["state"] == "CONFIRMED":
+                    self.confirmed.setdefault(event["call"], time.monotonic())
+                elif event["state"] == "DISCONNECTED":
+                    self.ended.add(event["call"])
+            elif event.get("ev") == "stats":
+                self.stats[endpoint.name] = event
+
+    def sample(self) -> dict:
+        with self.lock:
+            self.stats.clear()
+        for endpoint in self.endpoints:
+            endpoint.send({"op": "stats"})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.stats) == len(self.endpoints):
+                    break
+            time.sleep(0.02)
+        with self.lock:
+            stats = dict(self.stats)
+        memory = [proc_memory_kb(e.pid) for e in self.endpoints]
+        return {
+            "time": time.monotonic(),
+            "frames": sum(s["frames_analysed"] for s in stats.values()),
+            "lost": sum(s["frames_lost"] for s in stats.values()),
+            "cpu_s": sum(s["cpu_s"] for s in stats.values()),
+            "rss_kb": sum(m[0] for m in memory),
+            "pss_kb": sum(m[1] for m in memory),
+        }
+
+    def stop(self) -> None:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda endpoint: endpoint.stop(), self.endpoints))
+
+
+def measure(calls: int, hold_s: float, baresip_pid: int, tap: bool = True) -> dict:
+    processes = -(-calls // 4)
+    started = time.monotonic()
+    fleet = Fleet(processes, tap)
+    start_s = time.monotonic() - started
+    idle = fleet.sample()
+    try:
+        dial_started = time.monotonic()
+        for index in range(calls):
+            endpoint = fleet.endpoints[index // 4]
+            endpoint.send(
+                {
+                    "op": "dial",
+                    "call": f"c{index}",
+                    "uri": f"sip:load@127.0.0.1:{BARESIP_SIP_PORT}",
+                    "ring_timeout_s": 30,
+                }
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with fleet.lock:
+                if len(fleet.confirmed) + len(fleet.ended) >= calls:
+                    break
+            time.sleep(0.05)
+        with fleet.lock:
+            answered = len(fleet.confirmed)
+            last_answer = max(fleet.confirmed.values(), default=dial_started)
+        setup_rate = answered / max(last_answer - dial_started, 1e-6)
+        time.sleep(2.0)
+        first = fleet.sample()
+        bare_first = proc_cpu_s(baresip_pid)
+        time.sleep(hold_s)
+        last = fleet.sample()
+        bare_last = proc_cpu_s(baresip_pid)
+        with fleet.lock:
+            still_up = answered - len(fleet.ended)
+        crashed = sum(1 for e in fleet.endpoints if e.process.poll() is not None)
+    finally:
+        for index in range(calls):
+            fleet.endpoints[index // 4].send({"op": "hangup", "call": f"c{index}"})
+        time.sleep(1.0)
+        fleet.stop()
+    window = last["time"] - first["time"]
+    live = max(still_up, 1)
+    cpu_cores = (last["cpu_s"] - first["cpu_s"]) / window
+    return {
+        "calls": calls,
+        "processes": processes,
+        "answered": answered,
+        "up_at_end": still_up,
+        "endpoints_crashed": crashed,
+        "endpoint_start_s": round(start_s, 1),
+        "setup_calls_per_s": round(setup_rate, 1),
+        "frames_per_call_s": round(
+            (last["frames"] - first["frames"]) / window / live, 1
+        ),
+        "frames_lost": last["lost"] - first["lost"],
+        "endpoint_cpu_cores": round(cpu_cores, 2),
+        "endpoint_cpu_ms_per_call_s": round(1000 * cpu_cores / live, 2),
+        "baresip_cpu_cores": round((bare_last - bare_first) / window, 2),
+        "idle_rss_mb_per_process": round(idle["rss_kb"] / processes / 1024, 1),
+        "idle_pss_mb_per_process": round(idle["pss_kb"] / processes / 1024, 1),
+        "rss_mb_per_call": round(last["rss_kb"] / live / 1024, 1),
+        "pss_mb_per_call": round(last["pss_kb"] / live / 1024, 1),
+    }
+
+
+def measure_ray_actor() -> dict:
+    """Memory of one pjsua2 endpoint hosted in a Ray actor, idle."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+
+    ray.init(
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        num_cpus=2,
+        log_to_driver=False,
+    )
+    try:
+
+        @ray.remote
+        class EndpointActor:
+            def __init__(self):
+                import pjsua2 as pj
+
+                self.endpoint = pj.Endpoint()
+                self.endpoint.libCreate()
+                config = pj.EpConfig()
+                config.uaConfig.threadCnt = 0
+                config.uaConfig.mainThreadOnly = True
+                config.logConfig.level = 0
+                config.logConfig.consoleLevel = 0
+                self.endpoint.libInit(config)
+                self.endpoint.libStart()
+
+            def pid(self) -> int:
+                return os.getpid()
+
+        actor = EndpointActor.remote()
+        pid = ray.get(actor.pid.remote())
+        rss, pss = proc_memory_kb(pid)
+        return {
+            "ray_actor_rss_mb": round(rss / 1024, 1),
+            "ray_actor_pss_mb": round(pss / 1024, 1),
+        }
+    finally:
+        ray.shutdown()
+
+
+def run_inside(arguments) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from sip_peers import pad_wav
+
+    corpus = Path(arguments.corpus)
+    folder = Path(tempfile.mkdtemp(prefix="sip-capacity-"))
+    source = pad_wav(corpus / "dev-0003.wav", folder / "source.wav", 120.0)
+    sizes = [int(n) for n in arguments.calls.split(",")]
+    baresip = start_baresip(folder, source, max(sizes) + 16)
+    time.sleep(1.0)
+    results = []
+    try:
+        for calls in sizes:
+            result = measure(calls, arguments.hold_s, baresip.pid, not arguments.no_tap)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+            time.sleep(2.0)
+    finally:
+        baresip.terminate()
+        try:
+            baresip.wait(10)
+        except subprocess.TimeoutExpired:
+            baresip.kill()
+            baresip.wait()
+    extra = measure_ray_actor() if arguments.ray else {}
+    if extra:
+        print(json.dumps(extra), flush=True)
+    print_table(results, extra, arguments)
+
+
+def print_table(results: list[dict], extra: dict, arguments) -> None:
+    print()
+    print(f"Machine: {os.cpu_count()} cores, {platform.processor() or 'x86_64'}, "
+          f"load average before the run {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print("| calls | processes | answered | up at end | endpoints crashed "
+          "| setup calls/s | frames/call/s | frames lost | endpoint CPU cores "
+          "| CPU ms per call-second | baresip CPU cores | PSS MB per call "
+          "| RSS MB per call |")  # fmt: skip
+    print("| --- " * 13 + "|")
+    for r in results:
+        print(
+            f"| {r['calls']} | {r['processes']} | {r['answered']} "
+            f"| {r['up_at_end']} | {r['endpoints_crashed']} "
+            f"| {r['setup_calls_per_s']} | {r['frames_per_call_s']} "
+            f"| {r['frames_lost']} | {r['endpoint_cpu_cores']} "
+            f"| {r['endpoint_cpu_ms_per_call_s']} | {r['baresip_cpu_cores']} "
+            f"| {r['pss_mb_per_call']} | {r['rss_mb_per_call']} |"
+        )
+    if results:
+        r = results[0]
+        print(
+            f"\nIdle endpoint process: RSS {r['idle_rss_mb_per_process']} MB, "
+            f"PSS {r['idle_pss_mb_per_process']} MB."
+        )
+    if extra:
+        print(
+            f"Idle endpoint in a Ray actor: RSS {extra['ray_actor_rss_mb']} MB, "
+            f"PSS {extra['ray_actor_pss_mb']} MB."
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", default="40,120,200,300")
+    parser.add_argument("--hold-s", type=float, default=15.0)
+    parser.add_argument("--ray", action="store_true", help="also measure a Ray actor")
+    parser.add_argument(
+        "--no-tap", action="store_true", help="calls without taps, for comparison"
+    )
+    parser.add_argument(
+        "--corpus",
+        default=os.environ.get("CALLSURE_SHARED", str(REPO.parent / "shared"))
+        + "/corpus/amd",
+    )
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.inside:
+        run_inside(arguments)
+        return 0
+    if shutil.which("baresip") is None:
+        print("baresip is needed: apt-get install baresip-core", file=sys.stderr)
+        return 2
+    command = " ".join(
+        [
+            "ip link set lo up && exec",
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--inside",
+            f"--calls {arguments.calls}",
+            f"--hold-s {arguments.hold_s}",
+            f"--corpus {arguments.corpus}",
+            "--ray" if arguments.ray else "",
+            "--no-tap" if arguments.no_tap else "",
+        ]
+    )
+    return subprocess.call(["unshare", "-n", "sh", "-c", command])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
