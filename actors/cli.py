@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "client": "callsure.actors.client_cli:client",
     "model": "callsure.actors.model_cli:model",
     "amd": "callsure.actors.amd_cli:amd",
+    "demo": "callsure.actors.demo_cli:demo",
     "replay": "callsure.actors.replay_cli:replay",
 }
 
