@@ -224,3 +224,25 @@ def test_desk_promise_takes_caller_out_of_queue():
     desk.stop()
     assert desk.stats.left_with_promise == 1
     assert desk.queue_lengths() == {RETAIL: 0}
+
+
+def test_live_view_shows_queues_and_counts():
+    import io
+
+    from callsure.actors.demo.tally import Tally
+    from callsure.actors.demo.view import LiveView
+
+    desk, _ = desk_with([call("+1", 0.0), call("+2", 0.0)])
+    desk.start()
+    time.sleep(0.3)
+    desk.stop()
+    tally = Tally(desk.workload, keep_window_s=30.0)
+    tally.desk = desk
+    view = LiveView(io.StringIO())
+    view._tally = tally
+    screen = view.render()
+    line = view.line()
+    assert "retail" in screen
+    assert "answered 1" in screen
+    assert "queue retail=1" in line
+    assert "\n" not in line
