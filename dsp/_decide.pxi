@@ -326,6 +326,7 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     cdef int active, speech, steady, structured
     cdef float hz
     cdef int64_t age, heard
+    cdef float smoothed_energy
     # 0.9 of the mean noise power keeps the correction from overshooting.
     block_features(x, 0.9 * st.noise_power, &f)
 
@@ -334,7 +335,15 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     # noise becomes the floor within 1.6 s. Digital silence (lost frames
     # played out as zeros) does not count.
     if f.level_db > 6.0:
-        track_floor(st, f.level_db)
+        # The floor follows the mean level of the last three sounding
+        # blocks, so one block that is partly a lost frame (zeros) cannot
+        # drag it down; pauses between words last longer than 30 ms.
+        smoothed_energy = (f.energy + st.floor_energy[0] + st.floor_energy[1]) / 3.0
+        if st.floor_energy[1] == 0.0:
+            smoothed_energy = f.energy
+        st.floor_energy[1] = st.floor_energy[0]
+        st.floor_energy[0] = f.energy
+        track_floor(st, <float>10.0 * log10f(smoothed_energy + <float>1.0))
         # The mean noise power, from blocks near the floor (which, as a
         # minimum, lies 2-3 dB below the mean of 10 ms noise blocks) that
         # are as unpredictable as white noise: a tone that opens the
@@ -408,7 +417,7 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
               and f.level_db > params[P_MIN_LEVEL_DB])
     structured = (f.level_db > params[P_MIN_LEVEL_DB] + 6.0
                   and f.voicing >= params[P_STRUCTURED_VOICING]
-                  and f.raw_purity < 1.3)
+                  and f.raw_purity < params[P_STRUCTURED_PURITY])
     speech = not tone_block and (
         (active and f.voicing >= params[P_VOICING_MIN]) or structured)
     if active and not speech and not tone_block:

@@ -54,7 +54,8 @@ cdef enum:
     P_FAX_CED_MS = 20
     P_VOICING_MIN = 21
     P_STRUCTURED_VOICING = 22
-    N_PARAMS = 23
+    P_STRUCTURED_PURITY = 23
+    N_PARAMS = 24
 
 # Event kinds.
 cdef enum:
@@ -145,13 +146,14 @@ cdef struct Stream:
     int playing
     int64_t block
     int64_t answer_block
-    float decimator[6]
+    float decimator[22]     # last 16 kHz input samples, for the half-band filter
 
     # Level tracking: minimum statistics over four sub-windows.
     float floor_db
     float noise_power       # mean power of noise blocks, int16 units squared
     float floor_minima[4]
     float floor_current
+    float floor_energy[2]   # energies of the two sounding blocks before
     int floor_count
     int64_t active_blocks
     int64_t sound_blocks

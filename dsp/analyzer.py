@@ -96,6 +96,7 @@ class BatchAnalyzer:
         self._open = np.zeros(self.max_streams, dtype=bool)
         self._all_present = np.ones(self.max_streams, dtype=np.uint8)
         self._free = list(range(self.max_streams - 1, -1, -1))
+        self.events_dropped = 0
 
     def open(self, params: AnalysisParams | None = None, answered: bool = True) -> int:
         """Start analysing a new call and return its slot.
@@ -232,8 +233,9 @@ class BatchAnalyzer:
     def drain_events(self, slot: int) -> list[Event]:
         """Return and forget the slot's pending events, oldest first.
 
-        When more than 64 events piled up since the last drain, the oldest
-        were dropped and :attr:`events_dropped` counts them.
+        When more than 64 events piled up since the slot's last drain, the
+        oldest were dropped; :attr:`events_dropped` then holds how many
+        (for the slot drained last).
         """
         rows, dropped = self._kernel.take_events(self._check_slot(slot))
         self.events_dropped = dropped

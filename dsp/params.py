@@ -105,6 +105,7 @@ class AnalysisParams:
     fax_ced_ms: float = 700.0
     voicing_min: float = 0.0
     structured_voicing: float = 0.15
+    structured_purity: float = 1.3
 
     def __post_init__(self):
         for field in fields(self):

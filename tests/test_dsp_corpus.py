@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import statistics
 
+import numpy as np
 import pytest
 
 from callsure.dsp import EventKind, StreamAnalyzer, read_wav
@@ -75,17 +76,15 @@ def test_corpus_exact_label_target(corpus_results):
 def test_corpus_guards_current_accuracy(corpus_results):
     # Regression guards at the level measured when the detector was tuned.
     m = metrics(corpus_results)
-    assert m["connect"] >= 0.98
-    assert m["human"] >= 0.97
+    assert m["human"] >= 0.98
     assert m["latency"] <= 1550
 
 
-@pytest.mark.xfail(strict=True, reason="connect decisions are 98.8 %, target 99 %")
 def test_corpus_connect_target(corpus_results):
     assert metrics(corpus_results)["connect"] >= 0.99
 
 
-@pytest.mark.xfail(strict=True, reason="97.4 % of persons get HUMAN, target 99 %")
+@pytest.mark.xfail(strict=True, reason="98.7 % of persons get HUMAN, target 99 %")
 def test_corpus_human_target(corpus_results):
     assert metrics(corpus_results)["human"] >= 0.99
 
@@ -97,6 +96,22 @@ def test_corpus_beep_target(corpus_results):
 @pytest.mark.xfail(strict=True, reason="median HUMAN latency is 1.5 s, target 1.2 s")
 def test_corpus_human_latency_target(corpus_results):
     assert metrics(corpus_results)["latency"] <= 1200
+
+
+def test_corpus_at_sixteen_khz(amd_corpus):
+    # The same recordings resampled to 16 kHz: the half-band decimator
+    # must keep the verdicts.
+    from scipy.signal import resample_poly
+
+    rows = list(csv.DictReader(open(amd_corpus / "labels.csv", newline="")))
+    right = 0
+    for row in rows:
+        narrow = read_wav(amd_corpus / row["file"]).samples.astype(float)
+        wide = np.clip(resample_poly(narrow, 2, 1), -32768, 32767).astype(np.int16)
+        analyzer = StreamAnalyzer(16000)
+        analyzer.feed(wide)
+        right += analyzer.finish().kind.name == row["label"]
+    assert right / len(rows) >= 0.97
 
 
 def case_rows(amd_cases):
