@@ -176,7 +176,9 @@ class ContactCenterSimulation:
         clock: VirtualClock | None = None,
     ):
         if scenario is Scenario.CALLBACKS and desk is None:
-            raise ValueError("the callbacks scenario needs a CallbackDesk")
+            raise ValueError(
+                "desk is missing: pass a CallbackDesk for Scenario.CALLBACKS"
+            )
         self.workload = workload
         self.scenario = scenario
         self.predictor = predictor

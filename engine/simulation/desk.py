@@ -309,7 +309,7 @@ class CallbackDesk:
             self._report(party.attempt_id, Outcome.CUSTOMER_HUNG_UP)
 
     def next_party(self) -> Party | None:
-        """The answered customer who entered the queue first, if any."""
+        """Return the answered customer who entered the queue first, or None."""
         if not self.line:
             return None
         return min(self.line, key=lambda party: party.entry_time)
@@ -372,7 +372,7 @@ class CallbackDesk:
     # Reporting
 
     def promise_counts(self) -> tuple[int, int]:
-        """Promises pending before their time, and due or dialing, now."""
+        """Count promises pending before their time, and due or dialing, now."""
         now = self.sim.now
         pending = due = 0
         for callback_id, state in self.state.items():
