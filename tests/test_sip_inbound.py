@@ -77,9 +77,10 @@ def gateway(scheduler, events):
 
 @pytest.fixture
 def callers():
-    # NOTE: a bank that places a second call right after its first one
-    # ended sends RFC 4733 events the gateway never receives; the cause in
-    # the test phone is not found yet, so each IVR test gets a fresh bank.
+    # NOTE: when one bank places a second call right after its first call
+    # to the gateway ended, the gateway receives none of the second call's
+    # RFC 4733 events; the cause (phone side or endpoint side) is not
+    # found yet, so each IVR test gets a fresh bank.
     with PhoneBank({}, name="callers") as bank:
         yield bank
 
