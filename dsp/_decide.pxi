@@ -323,7 +323,7 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     """Run every detector on one 10 ms block of 80 samples at 8 kHz."""
     cdef BlockFeatures f
     cdef int single, dual, key = -1, progress = PROG_NONE, tone_block
-    cdef int active, speech, steady, structured
+    cdef int active, speech, steady, structured, full_bank
     cdef float hz
     cdef int64_t age, heard
     cdef float smoothed_energy
@@ -385,7 +385,9 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     # predictors cannot tell two tones from noise. DTMF pairs stay below
     # 0.82 even with the low group 8 dB up; voiced speech, most of a
     # call's sound, is above.
-    if dual or (single and bank_wanted(f.tone_hz)) or (
+    # There only the DTMF half of the bank is needed.
+    full_bank = dual or (single and bank_wanted(f.tone_hz))
+    if full_bank or (
             f.level_db > st.floor_db + params[P_TONE_MARGIN_DB]
             and f.level_db > params[P_MIN_LEVEL_DB] and f.voicing < 0.85):
         for age in range(2, 0, -1):
@@ -393,9 +395,14 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
             st.bank_im[age] = st.bank_im[age - 1]
             st.bank_energy[age] = st.bank_energy[age - 1]
             st.bank_block[age] = st.bank_block[age - 1]
-        tone_bank(x, st.bank_re[0], st.bank_im[0])
+            st.bank_full[age] = st.bank_full[age - 1]
+        if full_bank:
+            tone_bank(x, st.bank_re[0], st.bank_im[0])
+        else:
+            dtmf_bank(x, st.bank_re[0], st.bank_im[0])
         st.bank_energy[0] = f.energy
         st.bank_block[0] = st.block
+        st.bank_full[0] = full_bank
         key = dtmf_key(st, x, params)
         progress = progress_kind(st)
         if single:

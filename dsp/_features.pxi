@@ -94,22 +94,34 @@ cdef extern from *:
        independent sums. Unlike a Goertzel recursion, whose every step
        waits for the previous one, this runs at the multiplier's rate. */
     static void callsure_dft_bank(const float *x, const float *table,
-                                  float *re, float *im) {
+                                  float *re, float *im, int tones) {
         int n, j;
     #if defined(__GNUC__)
         callsure_v4sf acc[8] = {{0}};
-        for (n = 0; n < 80; n++) {
-            callsure_v4sf xn = {x[n], x[n], x[n], x[n]};
-            for (j = 0; j < 8; j++) acc[j] += xn * callsure_load4(table + 32 * n + 4 * j);
+        if (tones == 8) {
+            /* The DTMF half: columns 0-7 (cosines) and 16-23 (sines). */
+            for (n = 0; n < 80; n++) {
+                callsure_v4sf xn = {x[n], x[n], x[n], x[n]};
+                acc[0] += xn * callsure_load4(table + 32 * n);
+                acc[1] += xn * callsure_load4(table + 32 * n + 4);
+                acc[4] += xn * callsure_load4(table + 32 * n + 16);
+                acc[5] += xn * callsure_load4(table + 32 * n + 20);
+            }
+        } else {
+            for (n = 0; n < 80; n++) {
+                callsure_v4sf xn = {x[n], x[n], x[n], x[n]};
+                for (j = 0; j < 8; j++)
+                    acc[j] += xn * callsure_load4(table + 32 * n + 4 * j);
+            }
         }
-        for (j = 0; j < 4; j++) {
+        for (j = 0; j < tones / 4; j++) {
             memcpy(re + 4 * j, &acc[j], sizeof acc[j]);
             memcpy(im + 4 * j, &acc[4 + j], sizeof acc[j]);
         }
     #else
-        for (j = 0; j < 16; j++) { re[j] = 0.0f; im[j] = 0.0f; }
+        for (j = 0; j < tones; j++) { re[j] = 0.0f; im[j] = 0.0f; }
         for (n = 0; n < 80; n++)
-            for (j = 0; j < 16; j++) {
+            for (j = 0; j < tones; j++) {
                 re[j] += x[n] * table[32 * n + j];
                 im[j] += x[n] * table[32 * n + 16 + j];
             }
@@ -145,7 +157,7 @@ cdef extern from *:
     """
     float center_block "callsure_center_block"(float* x) noexcept nogil
     void dft_bank "callsure_dft_bank"(
-        const float* x, const float* table, float* re, float* im) noexcept nogil
+        const float* x, const float* table, float* re, float* im, int tones) noexcept nogil
     void prediction_sums "callsure_prediction_sums"(const float* x, float* out) noexcept nogil
 
 
@@ -272,7 +284,12 @@ cdef void lagged_tone(float uu, float uw, float ww, float noise_power,
 
 cdef void tone_bank(const float* x, float* re, float* im) noexcept nogil:
     """Fill re/im with each bank tone's DFT value over the block."""
-    dft_bank(x, BANK_TABLE, re, im)
+    dft_bank(x, BANK_TABLE, re, im, 16)
+
+
+cdef void dtmf_bank(const float* x, float* re, float* im) noexcept nogil:
+    """Fill re/im for the eight DTMF tones only (the first eight)."""
+    dft_bank(x, BANK_TABLE, re, im, 8)
 
 
 cdef float goertzel_power(const float* x, float hz) noexcept nogil:

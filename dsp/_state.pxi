@@ -30,6 +30,8 @@ cdef enum:
     BANK_620 = 15
 
 # Parameter indices; the names match dsp.params.AnalysisParams fields.
+# The DTMF twist and harmonic limits arrive as power ratios, converted
+# from dB by AnalysisParams.as_array.
 cdef enum:
     P_SPEECH_MARGIN_DB = 0
     P_MIN_LEVEL_DB = 1
@@ -47,9 +49,9 @@ cdef enum:
     P_BEEP_MIN_HZ = 13
     P_BEEP_MAX_HZ = 14
     P_DTMF_FREQUENCY_TOLERANCE = 15
-    P_DTMF_NORMAL_TWIST_DB = 16
-    P_DTMF_REVERSE_TWIST_DB = 17
-    P_DTMF_HARMONIC_DB = 18
+    P_DTMF_NORMAL_TWIST_RATIO = 16
+    P_DTMF_REVERSE_TWIST_RATIO = 17
+    P_DTMF_HARMONIC_RATIO = 18
     P_DTMF_ENERGY_SHARE = 19
     P_FAX_CED_MS = 20
     P_VOICING_MIN = 21
@@ -167,6 +169,7 @@ cdef struct Stream:
     float bank_im[3][N_BANK]
     float bank_energy[3]
     int64_t bank_block[3]
+    int bank_full[3]        # 0 when only the DTMF tones were computed
 
     # Single-tone segment in progress.
     int64_t tone_start

@@ -6,10 +6,6 @@
 cdef float DTMF_RELATIVE_PEAK = 3.16
 
 
-cdef inline float _db_ratio(float db) noexcept nogil:
-    return 10.0 ** (db / 10.0)
-
-
 cdef int dtmf_key(Stream* st, const float* x, const float* params) noexcept nogil:
     """Return the DTMF key index (row * 4 + column) in this block, or -1.
 
@@ -42,9 +38,9 @@ cdef int dtmf_key(Stream* st, const float* x, const float* params) noexcept nogi
         return -1
     # Twist (Q.24): the low group may exceed the high group by the normal
     # twist, the high group the low group by the reverse twist.
-    if row_power > col_power * _db_ratio(params[P_DTMF_NORMAL_TWIST_DB]):
+    if row_power > col_power * params[P_DTMF_NORMAL_TWIST_RATIO]:
         return -1
-    if col_power > row_power * _db_ratio(params[P_DTMF_REVERSE_TWIST_DB]):
+    if col_power > row_power * params[P_DTMF_REVERSE_TWIST_RATIO]:
         return -1
 
     # Frequency deviation (Q.24: accept 1.5 %, reject beyond 3.5 %).
@@ -63,9 +59,9 @@ cdef int dtmf_key(Stream* st, const float* x, const float* params) noexcept nogi
     # into a 10 ms block would mask it, so it is checked only when clear.
     if (fabsf(2.0 * row_hz - col_hz) > 150.0
             and goertzel_power(x, 2.0 * row_hz)
-            > row_power * _db_ratio(params[P_DTMF_HARMONIC_DB])):
+            > row_power * params[P_DTMF_HARMONIC_RATIO]):
         return -1
-    if goertzel_power(x, 2.0 * col_hz) > col_power * _db_ratio(params[P_DTMF_HARMONIC_DB]):
+    if goertzel_power(x, 2.0 * col_hz) > col_power * params[P_DTMF_HARMONIC_RATIO]:
         return -1
     return (row - BANK_ROW) * 4 + (col - BANK_COL)
 
@@ -73,7 +69,8 @@ cdef int dtmf_key(Stream* st, const float* x, const float* params) noexcept nogi
 cdef int progress_kind(const Stream* st) noexcept nogil:
     """Classify the last 30 ms as ringback (440+480), busy (480+620), or none."""
     cdef float energy, p440, p480, p620
-    if st.bank_block[2] != st.bank_block[0] - 2:
+    if (st.bank_block[2] != st.bank_block[0] - 2
+            or not (st.bank_full[0] and st.bank_full[1] and st.bank_full[2])):
         return PROG_NONE
     energy = (st.bank_energy[0] + st.bank_energy[1] + st.bank_energy[2]) / 3.0
     p440 = bank_power_long(st, BANK_440)
@@ -95,7 +92,8 @@ cdef float refine_tone_hz(const Stream* st, float hz) noexcept nogil:
     phase advance of a bank tone within 45 Hz is not.
     """
     cdef int k
-    if st.bank_block[1] != st.bank_block[0] - 1:
+    if (st.bank_block[1] != st.bank_block[0] - 1
+            or not (st.bank_full[0] and st.bank_full[1])):
         return hz
     for k in range(BANK_SIT, BANK_CED + 1):
         if fabsf(hz - BANK_HZ[k]) < 45.0:

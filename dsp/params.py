@@ -12,6 +12,7 @@ from callsure.dsp._kernel import PARAM_INDEX, SIT_CODES
 __all__ = ["AnalysisParams", "Cause", "Event", "EventKind", "Verdict", "VerdictKind"]
 
 DTMF_KEYS = "123A456B789C*0#D"
+_POWER_RATIOS = {"dtmf_normal_twist_db", "dtmf_reverse_twist_db", "dtmf_harmonic_db"}
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ class AnalysisParams:
         """Return the parameters as the kernel's float32 vector."""
         vector = np.zeros(len(PARAM_INDEX), dtype=np.float32)
         for name, index in PARAM_INDEX.items():
-            vector[index] = getattr(self, name)
+            value = getattr(self, name)
+            # The kernel compares powers, so it takes these as ratios.
+            vector[index] = 10.0 ** (value / 10.0) if name in _POWER_RATIOS else value
         return vector
 
 
