@@ -388,8 +388,8 @@ _add(
                 "prompts_dir",
                 str,
                 "",
-                "Folder of prompt WAV files (8 kHz mono 16-bit); empty uses the "
-                "shipped prompts.",
+                "Folder of prompt WAV files (8 kHz mono, 16-bit PCM or G.711); "
+                "empty uses the shipped prompts.",
             ),
         ),
     )

@@ -4,7 +4,7 @@ The actor implements ``callsure.actors.gateway_api.Dialer``:
 
 - ``start()`` starts the endpoint processes and registers the actor with
   the coordinator under its name (again after a restart of the actor);
-- ``dial(order)`` answers ``False`` when no endpoint has a free line,
+- ``dial(order)`` returns ``False`` when no endpoint has a free line,
   ``True`` for an order whose idempotency key it has seen, and otherwise
   claims the attempt with ``coordinator.start_dialing`` (not dialing when
   that raises ``LeaseError``) and hands the order to the gateway;
@@ -17,10 +17,10 @@ a restart: nothing in memory. Ray re-runs the constructor, the caller runs
 expiry in the coordinator's recovery (``UNKNOWN``).
 
 The endpoint processes are plain child processes of the actor, not Ray
-actors: bench/sip_capacity.py measured an idle endpoint process at about
-43 MB resident (22 MB proportional) and an idle endpoint in a Ray actor at
-several times that, and the gateway needs one process per four calls with
-the PyPI pjsua2 wheel.
+actors, because the gateway needs one per four calls with the PyPI pjsua2
+wheel and a Ray actor costs more memory: bench/sip_capacity.py measured an
+idle endpoint process at 43 MB resident (22 MB proportional) and an idle
+endpoint in a Ray actor at 98 MB resident (53 MB proportional).
 """
 
 from __future__ import annotations

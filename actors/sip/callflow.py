@@ -382,7 +382,7 @@ class OutboundFlow:
             self._finish(Outcome.NOT_DIALED, f"agent leg failed: SIP {code}")
             return
         if self.state in (FlowState.AGENT_RINGING,):
-            # NOTE: a person was reached but no agent took the call; the
+            # NOTE: a person was reached but no agent took the call. The
             # engine has no outcome for that, so it is reported UNKNOWN and
             # retried under that rule.
             self._finish(Outcome.UNKNOWN, f"agent leg failed: SIP {code}")

@@ -88,8 +88,8 @@ class GatewaySettings:
 
     def __repr__(self) -> str:
         # The digest password never reaches a log through repr().
-        shown = "<secret>" if self.auth_password else ""
-        return f"GatewaySettings(bind_address={self.bind_address!r}, ...{shown})"
+        password = "<secret>" if self.auth_password else ""
+        return f"GatewaySettings(bind_address={self.bind_address!r}, ...{password})"
 
     def customer_uri(self, number: str) -> str:
         return self.customer_uri_template.format(number=number)
@@ -284,16 +284,16 @@ class CallGateway:
         """Return each endpoint's counters (frames, CPU seconds, memory)."""
         results: list[dict] = []
         done = threading.Event()
-        wanted = [e for e in self.endpoints if e.alive]
+        live = [e for e in self.endpoints if e.alive]
         request = next(self._sequence)
 
         def collect(event):
             results.append(event)
-            if len(results) >= len(wanted):
+            if len(results) >= len(live):
                 done.set()
 
         self._stats_waiters = (request, collect)
-        for endpoint in wanted:
+        for endpoint in live:
             endpoint.send({"op": "stats", "request": request})
         done.wait(timeout_s)
         return results

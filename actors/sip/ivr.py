@@ -33,7 +33,7 @@ _URI_USER = re.compile(r"sips?:([^@;>]+)@")
 
 
 class IvrBackend(Protocol):
-    """What the IVR needs from the coordinator."""
+    """Coordinator services the IVR uses."""
 
     def estimate_wait_s(self, caller: str, queue: str) -> float:
         """Predicted wait in seconds for a caller entering ``queue`` now."""

@@ -1,10 +1,10 @@
 """Voice prompts: the shipped WAV files, their texts, and how to regenerate them.
 
 The prompts in ``actors/data/prompts/`` are synthesised with espeak-ng
-(GPL-3.0-or-later program; its output is not covered by its licence) and
-converted by sox to 8 kHz mono 16-bit PCM, the format of a G.711 call,
-so pjsua2 plays them without resampling. Numbers and times are read back
-by concatenating the digit prompts ``digit-0`` ... ``digit-9``.
+and converted by sox to 8 kHz mono G.711 mu-law, the format of the call
+itself, so pjsua2 plays them without resampling and they stay small (the
+folder's README gives source and licence). Numbers and times are read
+back by playing the digit prompts ``digit-0`` ... ``digit-9`` in turn.
 
 Regenerate after changing a text::
 
@@ -112,7 +112,7 @@ def generate(directory: Path = DEFAULT_DIRECTORY, voice: str = "en-us") -> None:
                 ["espeak-ng", "-v", voice, "-s", "185", "-w", str(raw), text],
                 check=True,
             )
-            # Trim espeak's leading and trailing silence, keep 100 ms after.
+            # Trim espeak's leading and trailing silence, then add 100 ms.
             subprocess.run(
                 [
                     "sox", str(raw), "-r", "8000", "-c", "1", "-e", "u-law",

@@ -223,18 +223,18 @@ class _Checker:
         if not isinstance(prompts, list):
             raise ScenarioError(path, "expected a list of prompt names")
         for index, prompt in enumerate(prompts):
-            here = f"{path}.{index}"
+            item_path = f"{path}.{index}"
             if not isinstance(prompt, str) or not prompt:
-                raise ScenarioError(here, "expected a prompt name or $variable")
+                raise ScenarioError(item_path, "expected a prompt name or $variable")
             if prompt.startswith("$"):
                 if prompt[1:] not in self.variables:
                     raise ScenarioError(
-                        here,
+                        item_path,
                         f"unknown variable {prompt!r}; known: "
                         f"{', '.join(sorted(self.variables))}",
                     )
             elif self.prompts is not None and prompt not in self.prompts:
-                raise ScenarioError(here, f"unknown prompt {prompt!r}")
+                raise ScenarioError(item_path, f"unknown prompt {prompt!r}")
 
     def positive(self, path: str, value: Any, integer: bool = False) -> None:
         kinds = (int,) if integer else (int, float)
@@ -253,20 +253,21 @@ class _Checker:
         if not isinstance(options, dict) or not options:
             raise ScenarioError(f"{path}.options", "expected a mapping key -> option")
         for key, option in options.items():
-            here = f"{path}.options.{key}"
+            item_path = f"{path}.options.{key}"
             if str(key) not in DTMF_KEYS:
-                raise ScenarioError(here, "a key must be one of 0-9, * or #")
+                raise ScenarioError(item_path, "a key must be one of 0-9, * or #")
             if not isinstance(option, dict) or "next" not in option:
-                raise ScenarioError(here, "expected a mapping with next")
+                raise ScenarioError(item_path, "expected a mapping with next")
             unknown = set(option) - {"next", "callback"}
             if unknown:
                 raise ScenarioError(
-                    f"{here}.{sorted(unknown)[0]}", "unknown field; use next, callback"
+                    f"{item_path}.{sorted(unknown)[0]}",
+                    "unknown field; use next, callback",
                 )
-            self.link(f"{here}.next", option["next"])
+            self.link(f"{item_path}.next", option["next"])
             if "callback" in option and option["callback"] not in ("asap", "predicted"):
                 raise ScenarioError(
-                    f"{here}.callback",
+                    f"{item_path}.callback",
                     f"unknown mode {option['callback']!r}; use asap or predicted",
                 )
         self.prompt_list(f"{path}.invalid_prompts", node.get("invalid_prompts", []))

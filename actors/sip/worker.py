@@ -62,8 +62,8 @@ RING_FRAMES = 16
 # bounds command latency; libHandleEvents returns early on SIP events.
 PUMP_MS = 20
 # The analyser runs once per frame time over every frame received since
-# the last tick; with 40 ms ticks bench/sip_capacity.py measured no CPU
-# saving (the per-frame tap callback dominates), so verdicts stay prompt.
+# the last tick. Ticks of 40 ms saved no CPU in bench/sip_capacity.py,
+# because the per-frame tap callback dominates, so verdicts stay prompt.
 TICK_MS = FRAME_MS
 # Calls requested from PJSUA before probing how many it really allows.
 REQUESTED_MAX_CALLS = 512
@@ -143,9 +143,8 @@ class _Player(pj.AudioMediaPlayer):
         self.key = key
 
     def onEof2(self):  # noqa: N802
-        # Called from the media path; the main loop sends the event and
-        # destroys the player, because a player must not be destroyed
-        # from inside its own callback.
+        # Called from the media path. A player must not be destroyed inside
+        # its own callback, so the main loop sends the event and drops it.
         self.worker.finished_players.append(self)
 
 
@@ -159,7 +158,7 @@ class _Account(pj.Account):
 
 
 class _CallRecord:
-    """What the worker keeps about one call besides the pjsua2 object."""
+    """Per-call state of the worker besides the pjsua2 object."""
 
     __slots__ = (
         "call",
@@ -306,11 +305,13 @@ class EndpointWorker:
         # PJSIP prefers speex/16000 by default; the gateway offers G.711
         # only, in the configured order, so the far end cannot pick a codec
         # the analyser was not tuned for.
-        wanted = {name.lower(): len(codecs) - rank for rank, name in enumerate(codecs)}
+        priorities = {
+            name.lower(): len(codecs) - rank for rank, name in enumerate(codecs)
+        }
         for codec in self.endpoint.codecEnum2():
             codec_id = codec.codecId
             base = codec_id.rsplit("/", 1)[0] if codec_id.count("/") > 1 else codec_id
-            priority = wanted.get(base.lower(), 0)
+            priority = priorities.get(base.lower(), 0)
             self.endpoint.codecSetPriority(codec_id, 128 + priority if priority else 0)
 
     def _create_account(self, proxies: bool) -> _Account:
