@@ -1,11 +1,12 @@
 """Accuracy of the call-progress analysis on the labelled corpus.
 
 Runs every corpus file through callsure.dsp and through a plain
-reimplementation of Asterisk's app_amd (20 ms frames judged silent by mean
-absolute amplitude against 256, words of at least min_word_ms separated by
-50 ms of silence) with VICIdial's settings and with Asterisk's defaults,
-and prints the confusion matrix, connect accuracy, beep hit rate (within
-300 ms) and median time from the first word to a HUMAN verdict for each.
+reimplementation of Asterisk's app_amd, with VICIdial's settings and with
+Asterisk's defaults. app_amd judges each 20 ms frame silent by its mean
+absolute amplitude against 256 and counts words of at least min_word_ms
+separated by 50 ms of silence. For each detector the script prints the
+confusion matrix, connect accuracy, beep hit rate (within 300 ms) and the
+median time from the first word to a HUMAN verdict.
 
 Usage: python bench/amd_accuracy.py [CORPUS_DIR]
 """
@@ -50,9 +51,9 @@ VICIDIAL = {
 def asterisk_amd(samples: np.ndarray, settings: dict) -> tuple[str, int]:
     """Return (verdict, decided_ms) as app_amd's isAnsweringMachine decides.
 
-    Follows apps/app_amd.c (Asterisk 20) frame by frame: a 20 ms frame is
-    silent when its mean absolute amplitude is below the threshold
-    (ast_dsp_silence); the voice time that ends the greeting is the total
+    Follows apps/app_amd.c of Asterisk's repository frame by frame. A 20 ms
+    frame is silent when its mean absolute amplitude is below the threshold
+    (ast_dsp_silence). The voice time that ends the greeting is the total
     since the start, not a consecutive run.
     """
     in_initial_silence, in_greeting, in_word = True, False, True
@@ -103,39 +104,26 @@ def callsure_amd(samples: np.ndarray, rate: int, encoding: str):
 
 
 def report(name: str, rows: list, results: list) -> None:
-    confusion = Counter(
-        (row["label"], got[0]) for row, got in zip(rows, results, strict=False)
-    )
-    total = len(rows)
-    exact = (
-        sum(row["label"] == got[0] for row, got in zip(rows, results, strict=False))
-        / total
-    )
-    connect = (
-        sum(
-            (row["label"] == "HUMAN") == (got[0] == "HUMAN")
-            for row, got in zip(rows, results, strict=False)
-        )
-        / total
-    )
-    humans = [
-        (row, got)
-        for row, got in zip(rows, results, strict=False)
-        if row["label"] == "HUMAN"
-    ]
+    """Print the confusion matrix and the summary metrics of one detector."""
+    pairs = list(zip(rows, results, strict=True))
+    confusion = Counter((row["label"], got[0]) for row, got in pairs)
+    exact = sum(row["label"] == got[0] for row, got in pairs) / len(pairs)
+    connect = sum(
+        (row["label"] == "HUMAN") == (got[0] == "HUMAN") for row, got in pairs
+    ) / len(pairs)
+
+    humans = [(row, got) for row, got in pairs if row["label"] == "HUMAN"]
     human_rate = sum(got[0] == "HUMAN" for _, got in humans) / len(humans)
     latency = statistics.median(
         got[1] - int(row["speech_onset_ms"]) for row, got in humans if got[0] == "HUMAN"
     )
-    beeps = [
-        (row, got)
-        for row, got in zip(rows, results, strict=False)
-        if row["beep_onset_ms"]
-    ]
+
+    beeps = [(row, got) for row, got in pairs if row["beep_onset_ms"]]
     hits = sum(
         got[2] is not None and abs(got[2] - int(row["beep_onset_ms"])) <= 300
         for row, got in beeps
     )
+
     print(f"\n### {name}\n")
     print("| label \\ verdict | " + " | ".join(LABELS) + " |")
     print("| --- " * (len(LABELS) + 1) + "|")

@@ -53,7 +53,7 @@ class BatchAnalyzer:
     Parameters
     ----------
     max_streams : int
-        Number of slots; each open call holds one.
+        Number of slots; each open call uses one.
     sample_rate_hz : {8000, 16000}
     frame_ms : {10, 20, 30}
         Frame length of every call.
@@ -234,8 +234,8 @@ class BatchAnalyzer:
         """Return and forget the slot's pending events, oldest first.
 
         When more than 64 events piled up since the slot's last drain, the
-        oldest were dropped; :attr:`events_dropped` then holds how many
-        (for the slot drained last).
+        oldest were dropped; :attr:`events_dropped` then counts them (for
+        the slot drained last).
         """
         rows, dropped = self._kernel.take_events(self._check_slot(slot))
         self.events_dropped = dropped

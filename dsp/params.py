@@ -41,7 +41,7 @@ class AnalysisParams:
         after it makes HUMAN.
     long_pause_ms : float
         Pause that makes any greeting shorter than ``max_greeting_ms``
-        HUMAN: a person who said a few words and now waits.
+        HUMAN: a person who spoke a few words and now waits.
     min_word_ms : float
         Shortest run of speech blocks that starts a word.
     silence_timeout_ms : float
@@ -75,12 +75,13 @@ class AnalysisParams:
     voicing_min : float
         Smallest lag-1 autocorrelation of a speech block; white line noise
         is near 0, voiced speech near 1.
-    structured_voicing : float
-        Smallest lag-1 autocorrelation at which sound 6 dB above
-        ``min_level_db`` counts as speech or music whatever the floor
-        (when the order-2 residual is also below 1.3, far from white
-        noise's 2): catches quiet music that fills the stream from its
-        start.
+    structured_voicing, structured_purity : float
+        Sound 6 dB above ``min_level_db`` counts as speech or music
+        whatever the floor when its lag-1 autocorrelation is at least
+        ``structured_voicing`` and its order-2 prediction residual is
+        below ``structured_purity`` (white noise: about 0 and 2). This
+        catches quiet music that fills the stream from its start; raise
+        them on lines with strongly coloured noise.
     """
 
     speech_margin_db: float = 10.0
