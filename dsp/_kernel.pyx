@@ -28,6 +28,10 @@ HALFBAND_ODD[:] = [0.316567, -0.100913, 0.055252, -0.034224, 0.02181, -0.021715]
 cdef enum:
     DECIMATOR_HISTORY = 22
 
+# Bytes of C state per slot, besides its event ring (64 x 5 int32) and
+# its parameters (float32 each).
+STATE_BYTES = sizeof(Stream)
+
 # Codes shared with the Python facade, which builds its parameter vector
 # and decodes events from these tables (tests check that they agree).
 PARAM_INDEX = {
