@@ -12,6 +12,7 @@ include "_state.pxi"
 include "_features.pxi"
 include "_tones.pxi"
 include "_decide.pxi"
+include "_analyse.pxi"
 
 cdef enum:
     ENCODING_PCM16 = 0
