@@ -106,7 +106,9 @@ RAY_PARENT = "/tmp"
 @click.option(
     "--premium-agents",
     type=click.IntRange(1, 50),
-    default=2,
+    # Two agents carry the premium group's usual traffic alone, and the
+    # engine then plans no capacity for its callbacks.
+    default=3,
     show_default=True,
     help="Agents of the premium group, the VIP agent included.",
 )
