@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from callsure.dsp import AnalysisParams, EventKind, StreamAnalyzer, VerdictKind
+from callsure.dsp import (
+    AnalysisParams,
+    BatchAnalyzer,
+    EventKind,
+    StreamAnalyzer,
+    VerdictKind,
+)
 
 RATE_HZ = 8000
 ROWS_HZ = (697.0, 770.0, 852.0, 941.0)
@@ -320,3 +326,36 @@ def test_faint_beep_found_in_noise(hz):
     verdict, _ = run(signal + noise(len(signal) / 8, level=60, seed=5))
     assert verdict.beep_ms is not None
     assert abs(verdict.beep_ms - 4300) <= 50
+
+
+def feed_batch(batch, slot, signal):
+    samples = np.clip(np.round(signal), -32768, 32767).astype(np.int16)
+    frames = np.zeros((1, 160), dtype=np.int16)
+    for start in range(0, len(samples) // 160 * 160, 160):
+        frames[slot] = samples[start : start + 160]
+        batch.process(frames)
+
+
+def test_early_media_ringback_then_answered_person():
+    batch = BatchAnalyzer(1)
+    slot = batch.open(answered=False)
+    ring = tone(440.0, 2000, 3000) + tone(480.0, 2000, 3000)
+    feed_batch(batch, slot, np.concatenate([ring, silence(4000), ring]) + noise(8000))
+    assert batch.verdict(slot) is None
+    batch.mark_answered(slot)
+    feed_batch(
+        batch, slot, np.concatenate([silence(300), greeting(500), silence(2000)])
+    )
+    verdict = batch.verdict(slot)
+    assert verdict.kind is VerdictKind.HUMAN
+    assert verdict.decided_ms > 8300
+
+
+def test_early_media_sit_is_sit():
+    batch = BatchAnalyzer(1)
+    slot = batch.open(answered=False)
+    signal = np.concatenate([silence(200), sit(*SIT_CASES["NC"]), silence(1000)])
+    feed_batch(batch, slot, signal + noise(len(signal) / 8))
+    verdict = batch.verdict(slot)
+    assert verdict.kind is VerdictKind.SIT
+    assert verdict.sit_code == "NC"
