@@ -36,8 +36,9 @@ cdef int dtmf_key(Stream* st, const float* x, const float* params) noexcept nogi
     # Talk-off: the two tones must carry most of the block's energy.
     if row_power + col_power < params[P_DTMF_ENERGY_SHARE] * st.bank_energy[0]:
         return -1
-    # Twist (Q.24): the low group may exceed the high group by the normal
-    # twist, the high group the low group by the reverse twist.
+    # Twist: the low group may exceed the high group by the normal twist,
+    # the high group the low group by the reverse twist (the convention of
+    # the DTMF receivers in Asterisk's dsp.c and in spandsp).
     if row_power > col_power * params[P_DTMF_NORMAL_TWIST_RATIO]:
         return -1
     if col_power > row_power * params[P_DTMF_REVERSE_TWIST_RATIO]:
