@@ -104,7 +104,7 @@ setup(
     ],
     package_data={
         "callsure.engine": ["*.toml", "data/*"],
-        "callsure.dsp": ["*.pyx", "*.pxd", "*.pyi"],
+        "callsure.dsp": ["*.pyx", "*.pxd", "*.pxi", "*.pyi"],
         "callsure.actors": ["data/*", "data/*/*"],
         "callsure.v1": ["*.proto", "*.pyi"],
     },
