@@ -26,7 +26,7 @@ from callsure.actors.demo.workload import (
     DEFAULT_START,
     QUICK_START,
 )
-from callsure.engine.exceptions import CallsureError
+from callsure.engine.exceptions import CallsureError, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +173,10 @@ def demo(
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = run_demo(config, options, folder, ray_folder, view)
-    except CallsureError as exc:
+    except ValidationError as exc:
         raise click.UsageError(str(exc)) from None
+    except CallsureError as exc:
+        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("demo interrupted; every process it started was stopped", err=True)
         sys.exit(130)

@@ -12,6 +12,7 @@ reverse order and then kills, by process id, any child left running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -23,11 +24,14 @@ from pathlib import Path
 import grpc
 
 from callsure.actors.runtime import ray, start_ray, stop_ray
+from callsure.engine.exceptions import GatewayError
 
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 2.0
 KEEP_WINDOW_S = 30.0
+# A phone process starts in about a second; a loaded machine takes longer.
+PHONES_READY_TIMEOUT_S = 60.0
 ACTOR_TIMEOUT_S = 60.0
 
 
@@ -62,7 +66,8 @@ class DemoStack:
         from callsure.actors.server import start_server
         from callsure.actors.services import build_servicers
 
-        start_ray(self.config.ray)
+        with children_ignore_sigint():
+            start_ray(self.config.ray)
         self.ray_started = True
         self.loop = asyncio.new_event_loop()
         self.loop_thread = threading.Thread(
@@ -107,7 +112,21 @@ class DemoStack:
     def start_phones(self, name: str, behaviours: dict, default: dict, on_event):
         from callsure.actors.sip.phones import PhoneBank
 
-        bank = PhoneBank(behaviours, default, name=name, on_event=on_event)
+        try:
+            with children_ignore_sigint():
+                bank = PhoneBank(
+                    behaviours,
+                    default,
+                    name=name,
+                    on_event=on_event,
+                    ready_timeout_s=PHONES_READY_TIMEOUT_S,
+                )
+        except TimeoutError:
+            raise GatewayError(
+                f"phone bank {name} was not ready after "
+                f"{PHONES_READY_TIMEOUT_S:g} s; the machine may be overloaded, "
+                "try again when it is idle"
+            ) from None
         self.banks[name] = bank
         self.child_pids.append(bank.process.pid)
         return bank
@@ -117,7 +136,8 @@ class DemoStack:
 
         self.gateway = CallGateway(settings, on_outcome, on_event, backend)
         try:
-            self.gateway.start()
+            with children_ignore_sigint():
+                self.gateway.start()
         finally:
             self.child_pids.extend(
                 e.pid for e in self.gateway.endpoints if e.pid is not None
@@ -128,6 +148,7 @@ class DemoStack:
 
     def close(self) -> None:
         """Stop every part, newest first; kill leftover children by pid."""
+        logger.info("demo: stopping the gateway, phones, server and Ray")
         if self.gateway is not None:
             self.child_pids.extend(
                 e.pid for e in self.gateway.endpoints if e.pid is not None
@@ -151,6 +172,7 @@ class DemoStack:
             _quietly("Ray", stop_ray)
         for pid in self.child_pids:
             _kill_if_running(pid)
+        logger.info("demo: stopped")
 
 
 def _create_coordinator(config, forecasts: dict) -> None:
@@ -186,6 +208,24 @@ def build_demo_predictor(forecasts: dict, config):
         keep_window_s=prediction.keep_window_s,
         horizon_s=prediction.horizon_s,
     )
+
+
+@contextlib.contextmanager
+def children_ignore_sigint():
+    """Start child processes that ignore SIGINT, as an ignored signal stays
+    ignored across exec.
+
+    Ctrl-C on a terminal sends SIGINT to the whole foreground process
+    group. The demo's children (Ray, pjsua2 endpoints, phones) then die at
+    once, mid-call and without destroying pjsua2, while the demo itself
+    stops them in order. SIGINT is ignored in this process meanwhile, so a
+    Ctrl-C while children start is lost. Call from the main thread only.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _quietly(what: str, function) -> None:

@@ -65,6 +65,8 @@ class PhoneBank:
     on_event : callable, optional
         ``on_event(event: dict)``, called on the reader thread for every
         event; without it events are kept for ``wait_for``.
+    ready_timeout_s : float
+        Seconds to wait for the process's endpoint; raises ``TimeoutError``.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class PhoneBank:
         bind_address: str = "127.0.0.1",
         name: str = "phones",
         on_event=None,
+        ready_timeout_s: float = 20.0,
     ):
         from callsure.actors.sip.wire import MessageChannel
 
@@ -105,7 +108,7 @@ class PhoneBank:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        ready = self.wait_for(lambda e: e["ev"] == "ready", timeout_s=20)
+        ready = self.wait_for(lambda e: e["ev"] == "ready", timeout_s=ready_timeout_s)
         self.address = ready["sip_address"]
         self.pid = ready["pid"]
 
