@@ -1,7 +1,11 @@
 """The ``Coordinator`` actor: the callback scheduler and the prediction model.
 
 Owns one ``CallbackScheduler`` over the durable store and the
-``WaitPredictor`` it plans with; it is the only writer of the store. It is
+``WaitPredictor`` it plans with; it is the only writer of the store. When
+the predictor is a ``LivePredictor`` (what ``callsure serve`` builds), the
+coordinator also owns the ``ContactFeed`` that turns the CTI's contact
+events and agent states into the predictor's queue events, as they are
+reported (``record_contact``, ``record_agent_state``). It is
 a named, detached Ray actor (``COORDINATOR_NAME`` in the configured
 namespace), so callers find it by name and it outlives the process that
 created it when Ray runs as a cluster.
@@ -13,7 +17,13 @@ the store, reloads the admin settings with the scheduler, and runs
 before the first release. Ray restarts the actor after a crash
 (``max_restarts=-1``) and the constructor does the same reload. The
 registered dialers do not survive: gateways register again
-(``register_dialer`` is idempotent by name).
+(``register_dialer`` is idempotent by name). The learned prediction state
+(the live queues, the online learners and the open contacts) is not in the
+store: it survives from a snapshot file beside the store
+(``PREDICTION_SUFFIX``), rewritten at most every
+``PREDICTION_SNAPSHOT_INTERVAL_S`` seconds after a change and on
+``save_snapshot``. Events of the last interval before a crash are lost
+from the learners; no promise depends on them.
 
 Idempotency: ``create_callbacks`` is idempotent per request id, and
 ``cancel_callback`` on a cancelled promise returns it. ``report_outcome``
@@ -27,6 +37,7 @@ durable commit (group commit, ``CallbackStore.batch``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -37,8 +48,12 @@ import ray
 # Registers the pickling of engine errors sent back through Ray.
 import callsure.actors.errors  # noqa: F401
 from callsure.actors.agent_pool import POOL_NAME_PREFIX
+from callsure.actors.contact_feed import ContactFeed
 from callsure.actors.gateway_api import Dialer
+from callsure.actors.predictors import LivePredictor
+from callsure.actors.snapshot import SnapshotFile
 from callsure.engine.clock import SystemClock
+from callsure.engine.customers import ContactKind
 from callsure.engine.exceptions import CallsureError
 from callsure.engine.policy import SchedulerPolicy
 from callsure.engine.scheduler import CallbackScheduler
@@ -50,6 +65,8 @@ COORDINATOR_NAME = "callsure-coordinator"
 # Jitter of the dispatch period, so coordinators of several deployments
 # sharing a disk do not fsync in lockstep.
 DISPATCH_JITTER = 0.1
+PREDICTION_SUFFIX = ".prediction.msgpack"
+PREDICTION_SNAPSHOT_INTERVAL_S = 5.0
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -70,6 +87,10 @@ class Coordinator:
         path = Path(config.storage.path)
         self._store = open_store(path)
         self._predictor = predictor_factory(config)
+        self._feed: ContactFeed | None = None
+        self._prediction_snapshot: SnapshotFile | None = None
+        if isinstance(self._predictor, LivePredictor):
+            self._load_prediction(f"{path}{PREDICTION_SUFFIX}")
         self._clock = SystemClock()
         self._scheduler = CallbackScheduler(
             self._store,
@@ -84,6 +105,36 @@ class Coordinator:
         self._next_dialer = 0
         self._new_events: asyncio.Event | None = None
         self._dispatcher: asyncio.Task | None = None
+
+    def _load_prediction(self, snapshot_path: str) -> None:
+        self._feed = ContactFeed()
+        self._prediction_snapshot = SnapshotFile(
+            snapshot_path, self._prediction_state, PREDICTION_SNAPSHOT_INTERVAL_S
+        )
+        try:
+            state = self._prediction_snapshot.load()
+            if state is not None:
+                self._predictor.restore(state["queues"])
+                self._feed.restore(state["contacts"])
+        except Exception:  # noqa: BLE001 - learning starts again from the priors
+            logger.exception(
+                "coordinator: prediction snapshot %s unreadable; starting from "
+                "the priors",
+                snapshot_path,
+            )
+            self._predictor.queues.clear()
+            self._feed = ContactFeed()
+            return
+        if state is not None:
+            logger.info(
+                "coordinator: prediction state of %d queues and %d open contacts "
+                "reloaded",
+                len(self._predictor.queues),
+                len(self._feed),
+            )
+
+    def _prediction_state(self) -> dict:
+        return {"queues": self._predictor.to_state(), "contacts": self._feed.to_state()}
 
     def _events_stored(self) -> None:
         if self._new_events is not None:
@@ -153,6 +204,7 @@ class Coordinator:
         with self._store.batch():
             for request in requests:
                 try:
+                    request = self._with_position(request)
                     replayed = (
                         self._store.callback_for_request(request.request_id) is not None
                     )
@@ -166,6 +218,21 @@ class Coordinator:
                 results.append((callback, estimates[key], replayed))
         self._events_stored()
         return results
+
+    def _with_position(self, request):
+        """Fill an unset ``queue_position`` (0) with the callers waiting now.
+
+        proto3 cannot tell 0 from unset, and a caller at the head of the
+        live queue has 0 ahead either way.
+        """
+        if request.queue_position or self._feed is None:
+            return request
+        ahead = self._predictor.ahead(
+            request.queue, self._clock.now(), request.priority
+        )
+        if not ahead:
+            return request
+        return dataclasses.replace(request, queue_position=ahead)
 
     def _estimate_for(self, queue: str, priority: int, ahead: int):
         """Estimate the wait of a caller with ``ahead`` before it; ``None`` on error."""
@@ -219,13 +286,67 @@ class Coordinator:
 
     # Prediction
 
-    async def estimate_wait(self, queue: str, ahead, priority: int):
+    async def estimate_wait(self, queue: str, ahead, grade: str):
+        """Estimate the wait of a caller of ``grade`` with ``ahead`` before it;
+        ``ahead=None`` is a caller joining now, behind everyone waiting.
+
+        Returns
+        -------
+        tuple
+            The ``WaitEstimate`` and the time it was made.
+        """
         now = self._clock.now()
+        priority = self._scheduler.grade_rules.priorities.get(grade, 0)
         if ahead is None:
-            # NOTE: a new caller is estimated with zero callers ahead until
-            # the agent pools report queue lengths to the coordinator.
             ahead = 0
+            if self._feed is not None:
+                ahead = self._predictor.ahead(queue, now, priority)
         return self._predictor.estimate_wait(queue, ahead, now, priority=priority), now
+
+    async def record_contact(self, event, priority: int) -> list:
+        """Feed one contact event to the predictor; when it is an ANSWERED
+        event of a known customer, drop the customer's open promises.
+
+        ``priority`` is the customer's, from its shard (0 when unknown).
+        Returns the dropped callbacks.
+        """
+        now = self._clock.now()
+        if self._feed is not None:
+            # A clock ahead of this one must not push the queues' time into
+            # the future, where every later event would be clamped.
+            seconds = min(event.time, now).timestamp()
+            pairs = self._feed.contact_events(
+                event.call_id,
+                event.kind,
+                seconds,
+                queue=event.queue,
+                agent=event.agent_id or "",
+                priority=priority,
+            )
+            for queue, queue_event in pairs:
+                self._predictor.observe(queue, queue_event)
+            self._prediction_snapshot.changed()
+        if event.kind is not ContactKind.ANSWERED or not event.customer_id:
+            return []
+        dropped = self._scheduler.customer_reached_agent(
+            event.customer_id, event.queue or None, event.time
+        )
+        if dropped:
+            self._events_stored()
+        return dropped
+
+    async def record_agent_state(self, group: str, agent_id: str, state, when):
+        """Feed an agent's current state in ``group`` (its queue) to the predictor."""
+        if self._feed is None:
+            return
+        seconds = min(when, self._clock.now()).timestamp()
+        self._predictor.observe(group, self._feed.agent_event(agent_id, state, seconds))
+        self._prediction_snapshot.changed()
+
+    async def save_snapshot(self) -> None:
+        """Write the prediction snapshot now; called before a clean stop."""
+        if self._prediction_snapshot is not None:
+            await self._prediction_snapshot.save_now()
 
     async def capacity(self, queue: str, start, end, interval_s: float) -> list:
         return self._predictor.capacity(queue, start, end, interval_s)

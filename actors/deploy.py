@@ -19,7 +19,7 @@ import ray
 from callsure.actors.agent_pool import POOL_NAME_PREFIX, AgentPool
 from callsure.actors.coordinator import COORDINATOR_NAME, Coordinator
 from callsure.actors.customer_shard import CustomerShard, shard_index
-from callsure.actors.predictors import build_predictor
+from callsure.actors.predictors import build_predictor, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ class Actors:
         """Write the shards' and pools' snapshots; the store is always durable."""
         actors = [*self.shards, *self.pools.values()]
         results = await asyncio.gather(
-            *(actor.close.remote() for actor in actors), return_exceptions=True
+            *(actor.close.remote() for actor in actors),
+            self.coordinator.save_snapshot.remote(),
+            return_exceptions=True,
         )
         for result in results:
             if isinstance(result, Exception):
@@ -89,6 +91,12 @@ async def deploy_actors(config) -> Actors:
     store_path.parent.mkdir(parents=True, exist_ok=True)
     # The actors need no server secret; the token stays in this process.
     config = config.replace(storage={"path": str(store_path)}, server={"token": ""})
+    if config.prediction.model_file:
+        # Checked here, so a bad file stops the start with its name rather
+        # than failing inside the actor; absolute for the Ray worker.
+        model_path = Path(config.prediction.model_file).expanduser().resolve()
+        await asyncio.to_thread(load_model, str(model_path))
+        config = config.replace(prediction={"model_file": str(model_path)})
 
     coordinator = Coordinator.options(
         name=COORDINATOR_NAME,

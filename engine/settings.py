@@ -538,3 +538,45 @@ _add(
         ),
     )
 )
+
+_add(
+    Section(
+        "forecast_prior",
+        "The forecast a queue starts from before the live feed has taught the "
+        "prediction model its arrivals and staffing.",
+        (
+            Setting(
+                "arrivals_per_s",
+                float,
+                0.02,
+                "Inbound arrivals per second assumed for an interval whose "
+                "arrivals are not learned yet.",
+                at_least(0),
+            ),
+            Setting(
+                "agents_on_duty",
+                float,
+                10.0,
+                "Agents assumed on duty in a queue whose agents never reported "
+                "a state or answered a contact.",
+                at_least(0),
+            ),
+            Setting(
+                "handle_s",
+                float,
+                300.0,
+                "Mean handling time in seconds, the prior of the online mean "
+                "when no model file is set.",
+                at_least(1),
+            ),
+            Setting(
+                "patience_s",
+                float,
+                180.0,
+                "Mean patience in seconds, the prior of the online estimate "
+                "when no model file is set.",
+                at_least(1),
+            ),
+        ),
+    )
+)

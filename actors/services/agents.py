@@ -124,6 +124,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             agent = await self._actors.pools[group].set_state.remote(
                 agent_id, STATE_FROM_PROTO[request.state], when
             )
+            # The pool ignores an event older than the agent's state, so the
+            # predictor gets the state the pool kept, not the one reported.
+            await self._actors.coordinator.record_agent_state.remote(
+                group, agent_id, agent.state, when
+            )
             return agent_pb2.ReportAgentStateResponse(
                 agent=agent_to_proto(agent, group)
             )

@@ -60,17 +60,16 @@ class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
         self._actors = actors
 
     async def _apply(self, event: ContactEvent) -> list[str]:
-        # NOTE: events without a customer id feed nothing yet; the wait
-        # model does not learn from the live feed in this release.
-        if not event.customer_id:
-            return []
-        shard = self._actors.shards[self._actors.shard_index(event.customer_id)]
-        await shard.record.remote(event)
-        if event.kind is not ContactKind.ANSWERED:
-            return []
-        dropped = await self._actors.coordinator.customer_reached_agent.remote(
-            event.customer_id, event.queue or None, event.time
-        )
+        # The shard records the customer's contact history and returns its
+        # priority, which places a queued caller in the live queue; the
+        # coordinator feeds the prediction model and drops the promises of
+        # a customer an agent answered.
+        priority = 0
+        if event.customer_id:
+            shard = self._actors.shards[self._actors.shard_index(event.customer_id)]
+            status = await shard.record.remote(event)
+            priority = status.priority
+        dropped = await self._actors.coordinator.record_contact.remote(event, priority)
         for callback in dropped:
             logger.info(
                 "callback %s: dropped, customer reached an agent", callback.callback_id

@@ -18,12 +18,13 @@ from callsure.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
 MAX_CAPACITY_RANGE = timedelta(days=7)
 MIN_SLOT_S = 60.0
 DEFAULT_SLOT_S = 900.0
-# Higher grades are served first; the predictor takes an integer priority.
-GRADE_PRIORITY = {
-    common_pb2.CUSTOMER_GRADE_UNSPECIFIED: 0,
-    common_pb2.CUSTOMER_GRADE_REGULAR: 0,
-    common_pb2.CUSTOMER_GRADE_COMPLAINT: 1,
-    common_pb2.CUSTOMER_GRADE_VIP: 2,
+# The coordinator turns a grade into the priority its grade rules give it,
+# the same priority the customer shards give queued callers.
+GRADE_NAME = {
+    common_pb2.CUSTOMER_GRADE_UNSPECIFIED: "regular",
+    common_pb2.CUSTOMER_GRADE_REGULAR: "regular",
+    common_pb2.CUSTOMER_GRADE_COMPLAINT: "complaint",
+    common_pb2.CUSTOMER_GRADE_VIP: "vip",
 }
 
 
@@ -45,11 +46,11 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
                 raise ValidationError(
                     "ahead_count", request.ahead_count, "send 0 or more"
                 )
-            if request.grade not in GRADE_PRIORITY:
+            if request.grade not in GRADE_NAME:
                 raise ValidationError("grade", request.grade, "send a CustomerGrade")
             ahead = request.ahead_count if caller == "ahead_count" else None
             estimate, now = await self._coordinator.estimate_wait.remote(
-                queue, ahead, GRADE_PRIORITY[request.grade]
+                queue, ahead, GRADE_NAME[request.grade]
             )
             return prediction_pb2.EstimateWaitResponse(
                 wait=wait_to_proto(estimate), estimate_time=to_timestamp(now)
