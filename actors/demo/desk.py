@@ -98,14 +98,23 @@ class Desk:
         ``False`` when no caller line is free.
     due_callbacks : callable
         ``due_callbacks(group) -> int``, promises of the group due now.
+    report_contact : callable, optional
+        ``report_contact(kind, call, agent_id="")`` for the CTI feed, with
+        ``kind`` one of arrived, queued, answered, abandoned and ended.
+        Called on the desk thread, so it must only queue the report.
     """
 
-    def __init__(self, workload, report_state, start_ivr, due_callbacks):
+    def __init__(
+        self, workload, report_state, start_ivr, due_callbacks, report_contact=None
+    ):
         self.workload = workload
         self.speed = workload.speed
         self.report_state = report_state
         self.start_ivr = start_ivr
         self.due_callbacks = due_callbacks
+        self.report_contact = report_contact or (lambda *args: None)
+        # Agent id -> the live call it is serving, for its ENDED event.
+        self._serving: dict[str, DemoCall] = {}
         self.agents = {
             agent_id: Agent(agent_id, group)
             for group, ids in workload.agents.items()
@@ -226,6 +235,9 @@ class Desk:
             for waiting in list(waiting_list):
                 if waiting.call.phone_number == number:
                     waiting_list.remove(waiting)
+                    # The caller hung up with a promise, not in anger: the
+                    # contact ends, and abandonment statistics stay clean.
+                    self.report_contact("ended", waiting.call)
                     self.stats.left_with_promise += 1
                     if waiting.call.repeat:
                         self.stats.repeat_promised += 1
@@ -243,6 +255,8 @@ class Desk:
                 self.stats.repeat_arrived += 1
             waiting = Waiting(call, now)
             self.queues[call.group].append(waiting)
+            self.report_contact("arrived", call)
+            self.report_contact("queued", call)
             # A caller facing a queue hears the predicted wait and the offer.
             if len(self.queues[call.group]) > 1 or not self._free_agents(call.group):
                 if self.start_ivr(call):
@@ -253,6 +267,9 @@ class Desk:
         for agent in self.agents.values():
             if agent.busy_until is not None and agent.busy_until <= now:
                 agent.busy_until = None
+                served = self._serving.pop(agent.agent_id, None)
+                if served is not None:
+                    self.report_contact("ended", served, agent.agent_id)
                 if not agent.callback_call:
                     self.report_state(agent.agent_id, False)
 
@@ -264,6 +281,7 @@ class Desk:
                     continue
                 if now - waiting.arrived_at >= patience:
                     waiting_list.remove(waiting)
+                    self.report_contact("abandoned", waiting.call)
                     self.stats.abandoned += 1
                     if waiting.call.repeat:
                         self.stats.repeat_abandoned += 1
@@ -311,7 +329,9 @@ class Desk:
             self.stats.repeat_answered += 1
         agent.busy_until = now + waiting.call.handle_s
         agent.live_served += 1
+        self._serving[agent.agent_id] = waiting.call
         self.report_state(agent.agent_id, True)
+        self.report_contact("answered", waiting.call, agent.agent_id)
 
     def _take_callback(self, call_key: str, user: str, now: float) -> None:
         agent = self.agents.get(user)

@@ -28,7 +28,13 @@ from pathlib import Path
 from google.protobuf.duration_pb2 import Duration
 
 from callsure.actors.demo.tally import Tally
-from callsure.actors.demo.workload import PREMIUM, VIP_AGENT, DemoCall, DemoWorkload
+from callsure.actors.demo.workload import (
+    PREMIUM,
+    VIP_AGENT,
+    DemoCall,
+    DemoWorkload,
+    common_prior,
+)
 from callsure.engine.callbacks import Outcome
 from callsure.engine.exceptions import CallsureError
 from callsure.engine.phone import mask_number
@@ -100,7 +106,13 @@ def run_demo(
         options.minutes,
         options.speed,
     )
-    config = demo_config(config, folder, options.db_path, ray_folder)
+    config = demo_config(
+        config,
+        folder,
+        options.db_path,
+        ray_folder,
+        common_prior(workload.forecasts),
+    )
     stack = DemoStack(config, folder)
     tally = Tally(workload, config.prediction.keep_window_s)
     numbers = workload.numbers
@@ -116,7 +128,7 @@ def run_demo(
         return call.customer_id, call.group, call.customer_id in vip, ahead
 
     try:
-        stack.start_server(workload.forecasts)
+        stack.start_server()
         cti = CtiSender(stack.channel)
         _configure_server(stack, workload, options.speed)
         stack.register_relay(DIALER_NAME)
@@ -167,7 +179,9 @@ def run_demo(
         )
         ivr = IvrDialer(callers, gateway.sip_addresses, config.prediction.zone, tally)
         ivr.seed(options.seed)
-        desk = Desk(workload, cti.agent_state, ivr.dial, tally.due_callbacks)
+        desk = Desk(
+            workload, cti.agent_state, ivr.dial, tally.due_callbacks, cti.contact
+        )
         desk_holder["desk"] = desk
         tally.desk = desk
         ivr.on_ended = desk.on_ivr_ended
@@ -265,18 +279,27 @@ def retry_ladder(speed: float) -> list[tuple[int, int, float]]:
 
 
 class CtiSender:
-    """Send agent states to callsure over gRPC from one thread, in order."""
+    """Send agent states and contact events over gRPC from one thread, in order.
+
+    These feed the prediction model (queue, staffing, handling times and
+    patience) and the customers' contact history (repeat callers).
+    """
 
     def __init__(self, channel):
-        from callsure.v1 import agent_pb2_grpc
+        from callsure.v1 import agent_pb2_grpc, contact_pb2_grpc
 
         self._agents = agent_pb2_grpc.AgentServiceStub(channel)
+        self._contacts = contact_pb2_grpc.ContactServiceStub(channel)
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="cti", daemon=True)
         self._thread.start()
 
     def agent_state(self, agent_id: str, busy: bool) -> None:
-        self._queue.put((agent_id, busy, datetime.now(UTC)))
+        self._queue.put(("agent", (agent_id, busy), datetime.now(UTC)))
+
+    def contact(self, kind: str, call: DemoCall, agent_id: str = "") -> None:
+        """Queue a contact event: arrived, queued, answered, abandoned, ended."""
+        self._queue.put(("contact", (kind, call, agent_id), datetime.now(UTC)))
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -285,25 +308,62 @@ class CtiSender:
     def _run(self) -> None:
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        from callsure.v1 import agent_pb2
-
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            agent_id, busy, when = item
+            what, values, when = item
             stamp = Timestamp()
             stamp.FromDatetime(when)
-            state = agent_pb2.AGENT_STATE_BUSY if busy else agent_pb2.AGENT_STATE_READY
             try:
-                self._agents.ReportAgentState(
-                    agent_pb2.ReportAgentStateRequest(
-                        agent=f"agents/{agent_id}", state=state, event_time=stamp
-                    ),
-                    timeout=5,
-                )
-            except Exception:  # noqa: BLE001 - one lost state must not stop the CTI
-                logger.exception("cti: state of agent %s not sent", agent_id)
+                if what == "agent":
+                    self._send_state(*values, stamp)
+                else:
+                    self._send_contact(*values, stamp)
+            except Exception:  # noqa: BLE001 - one lost event must not stop the CTI
+                logger.exception("cti: %s event %s not sent", what, values[0])
+
+    def _send_state(self, agent_id: str, busy: bool, stamp) -> None:
+        from callsure.v1 import agent_pb2
+
+        state = agent_pb2.AGENT_STATE_BUSY if busy else agent_pb2.AGENT_STATE_READY
+        self._agents.ReportAgentState(
+            agent_pb2.ReportAgentStateRequest(
+                agent=f"agents/{agent_id}", state=state, event_time=stamp
+            ),
+            timeout=5,
+        )
+
+    def _send_contact(self, kind: str, call: DemoCall, agent_id: str, stamp) -> None:
+        from callsure.v1 import contact_pb2
+
+        event = contact_pb2.ContactEvent(
+            contact_id=f"log-{call.line}",
+            type=CONTACT_TYPES[kind],
+            event_time=stamp,
+            queue=call.group,
+            customer_id=call.customer_id,
+            phone_number=call.phone_number,
+            agent=f"agents/{agent_id}" if agent_id else "",
+        )
+        self._contacts.ReportContactEvent(
+            contact_pb2.ReportContactEventRequest(event=event), timeout=5
+        )
+
+
+def _contact_types() -> dict[str, int]:
+    from callsure.v1 import contact_pb2
+
+    return {
+        "arrived": contact_pb2.CONTACT_EVENT_TYPE_ARRIVED,
+        "queued": contact_pb2.CONTACT_EVENT_TYPE_QUEUED,
+        "answered": contact_pb2.CONTACT_EVENT_TYPE_ANSWERED,
+        "abandoned": contact_pb2.CONTACT_EVENT_TYPE_ABANDONED,
+        "ended": contact_pb2.CONTACT_EVENT_TYPE_ENDED,
+    }
+
+
+CONTACT_TYPES = _contact_types()
 
 
 class IvrDialer:

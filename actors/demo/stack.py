@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -55,13 +54,8 @@ class DemoStack:
 
     # ----------------------------------------------------------------- server
 
-    def start_server(self, forecasts: dict | None = None) -> None:
-        """Start Ray, the actors and the gRPC server; set ``address``.
-
-        ``forecasts`` (group -> ``StaticForecast``) replaces the server's
-        constant default forecast, so the engine plans in the demo's
-        compressed time.
-        """
+    def start_server(self) -> None:
+        """Start Ray, the actors and the gRPC server; set ``address``."""
         from callsure.actors.deploy import deploy_actors
         from callsure.actors.server import start_server
         from callsure.actors.services import build_servicers
@@ -74,9 +68,6 @@ class DemoStack:
             target=self.loop.run_forever, name="demo-server", daemon=True
         )
         self.loop_thread.start()
-
-        if forecasts:
-            _create_coordinator(self.config, forecasts)
 
         async def start():
             actors = await deploy_actors(self.config)
@@ -175,41 +166,6 @@ class DemoStack:
         logger.info("demo: stopped")
 
 
-def _create_coordinator(config, forecasts: dict) -> None:
-    """Create the named coordinator with the demo's forecasts.
-
-    ``deploy_actors`` finds a running coordinator by name and uses it, so
-    creating it first, with the same options, is how the demo gives it
-    another predictor without a second code path for the server.
-    """
-    from callsure.actors.coordinator import COORDINATOR_NAME, Coordinator
-    from callsure.actors.deploy import MAX_CONCURRENCY
-
-    coordinator = Coordinator.options(
-        name=COORDINATOR_NAME,
-        lifetime="detached",
-        get_if_exists=True,
-        max_concurrency=MAX_CONCURRENCY,
-        num_cpus=0,
-    ).remote(config, functools.partial(build_demo_predictor, forecasts))
-    ray.get(coordinator.ping.remote(), timeout=ACTOR_TIMEOUT_S)
-
-
-def build_demo_predictor(forecasts: dict, config):
-    """Build the coordinator's predictor over the demo's per-group forecasts."""
-    from callsure.actors.predictors import DEFAULT_FORECAST, DefaultForecastPredictor
-
-    prediction = config.prediction
-    return DefaultForecastPredictor(
-        forecasts,
-        DEFAULT_FORECAST,
-        service_level_target=prediction.service_level_target,
-        service_level_time_s=prediction.service_level_time_s,
-        keep_window_s=prediction.keep_window_s,
-        horizon_s=prediction.horizon_s,
-    )
-
-
 @contextlib.contextmanager
 def children_ignore_sigint():
     """Start child processes that ignore SIGINT, as an ignored signal stays
@@ -251,12 +207,16 @@ def _kill_if_running(pid: int) -> None:
         pass
 
 
-def demo_config(config, folder: Path, db_path: str | None, ray_folder: Path):
+def demo_config(
+    config, folder: Path, db_path: str | None, ray_folder: Path, prior=None
+):
     """Build the demo server's configuration: loopback, port 0, own store.
 
     ``ray_folder`` is Ray's session folder unless ``ray.temp_dir`` is set.
     It must be short, because Ray puts Unix sockets in it and a socket
-    path is limited to 107 bytes.
+    path is limited to 107 bytes. ``prior`` (a ``StaticForecast``) is the
+    forecast the prediction model starts from before the live feed of
+    the demo's contact and agent events teaches it.
     """
     store = db_path or str(folder / "callsure.db")
     return config.replace(
@@ -272,7 +232,21 @@ def demo_config(config, folder: Path, db_path: str | None, ray_folder: Path):
         # Ringing and answer detection are not compressed: they add about
         # 10 s to every callback, so the 120 s default would hide nothing.
         prediction={"keep_window_s": KEEP_WINDOW_S},
+        **_prior_section(prior),
     )
+
+
+def _prior_section(prior) -> dict:
+    if prior is None:
+        return {}
+    return {
+        "forecast_prior": {
+            "arrivals_per_s": prior.arrivals_per_s,
+            "agents_on_duty": prior.agents_on_duty,
+            "handle_s": max(1.0, prior.mean_handle_s),
+            "patience_s": max(1.0, prior.mean_patience_s),
+        }
+    }
 
 
 def gateway_settings(config, customers_address: str, agents_address: str, speed):

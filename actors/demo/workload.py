@@ -290,6 +290,21 @@ def usual_forecasts(
     return forecasts
 
 
+def common_prior(forecasts: dict[str, StaticForecast]) -> StaticForecast:
+    """Average the groups' forecasts into the one prior every queue starts from.
+
+    The server's ``[forecast_prior]`` applies to every queue alike; the
+    live feed then teaches each queue its own rates.
+    """
+    count = len(forecasts)
+    return StaticForecast(
+        arrivals_per_s=sum(f.arrivals_per_s for f in forecasts.values()) / count,
+        agents_on_duty=sum(f.agents_on_duty for f in forecasts.values()) / count,
+        mean_handle_s=sum(f.mean_handle_s for f in forecasts.values()) / count,
+        mean_patience_s=sum(f.mean_patience_s for f in forecasts.values()) / count,
+    )
+
+
 def _read_log(path: Path) -> tuple:
     """Read a call log, plain or gzip-compressed."""
     if not path.exists():
