@@ -103,7 +103,9 @@ def offline_verdict(path: str):
 
 
 @functools.cache
-def corpus_file(amd_corpus, label: str, sit_code: bool = False) -> str:
+def corpus_file(
+    amd_corpus, label: str, sit_code: bool = False, beep: bool = False
+) -> str:
     """The corpus file of ``label`` that the analyser classifies soonest as such.
 
     The gateway tests check the SIP path (taps, batching, flow), not the
@@ -111,13 +113,19 @@ def corpus_file(amd_corpus, label: str, sit_code: bool = False) -> str:
     classified right offline, and decided earliest.
     """
     with open(amd_corpus / "labels.csv", newline="") as labels:
-        names = [row["file"] for row in csv.DictReader(labels) if row["label"] == label]
+        names = [
+            row["file"]
+            for row in csv.DictReader(labels)
+            if row["label"] == label and (row["beep_onset_ms"] or not beep)
+        ]
     candidates = []
     for name in names:
         verdict = offline_verdict(str(amd_corpus / name))
         if verdict.kind.name != label:
             continue
         if sit_code and sit_code_from_name(verdict.sit_code) is None:
+            continue
+        if beep and verdict.beep_ms is None:
             continue
         candidates.append((verdict.decided_ms, name))
     if not candidates:
@@ -168,6 +176,12 @@ def phones(amd_corpus, tmp_path_factory):
             "play": human,
             "dtmf_plan": [[6.0, "1"]],
             "hangup_after_s": 10.0,
+        },
+        "+15550000007": {
+            "action": "answer",
+            "delay_s": 0.3,
+            "play": corpus_file(amd_corpus, "MACHINE", beep=True),
+            "record": str(folder / "voicemail.wav"),
         },
         "+15550000006": {
             "action": "answer",
@@ -405,3 +419,17 @@ def test_crashed_endpoint_fails_calls_and_restarts(gateway, phones, reports):
         time.sleep(0.1)
     assert holder.pid != old_pid
     assert gateway.capacity == 8
+
+
+def test_machine_gets_message_after_beep(defaults, phones, reports):
+    defaults.update_settings(machine_action="leave_message", beep_wait_s=6.0)
+    order = make_order("+15550000007")
+    defaults.dial(order)
+    report = reports.wait(order.attempt_id)
+    assert report.outcome is Outcome.MACHINE
+    assert report.detail.startswith("MACHINE: message left")
+    recorded = phones.wait_for(
+        lambda e: e["ev"] == "recorded" and e["user"] == "+15550000007", timeout_s=20
+    )
+    # The voicemail recorded the message prompt.
+    assert wav_rms(recorded["path"]) > 200

@@ -19,8 +19,8 @@ expiry in the coordinator's recovery (``UNKNOWN``).
 The endpoint processes are plain child processes of the actor, not Ray
 actors, because the gateway needs one per four calls with the PyPI pjsua2
 wheel and a Ray actor costs more memory: bench/sip_capacity.py measured an
-idle endpoint process at 43 MB resident (22 MB proportional) and an idle
-endpoint in a Ray actor at 98 MB resident (53 MB proportional).
+idle endpoint process at 43 MB resident (21-23 MB proportional) and an
+idle endpoint in a Ray actor at 98-99 MB resident (53-64 MB proportional).
 """
 
 from __future__ import annotations

@@ -262,7 +262,11 @@ class OutboundFlow:
             and self.settings.machine_action == "leave_message"
         ):
             self.state = FlowState.WAITING_FOR_BEEP
-            self._set_timer(self.settings.beep_wait_s, self._leave_message)
+            if event.get("beep_ms") is not None:
+                # The beep came before the verdict: the machine records now.
+                self._leave_message()
+            else:
+                self._set_timer(self.settings.beep_wait_s, self._leave_message)
             return
         self._finish(outcome, f"{verdict}: {cause}".rstrip(": "), sit_code)
 

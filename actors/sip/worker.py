@@ -238,6 +238,8 @@ class EndpointWorker:
         self._rejected_sources: dict[str, int] = {}
         self._probe_calls: list[_Call] = []
         self._to_reject: list[_Call] = []
+        self._all_taps: list[_Tap] = []
+        self._idle_taps: list[_Tap] = []
         self.max_calls = 0
         self.running = True
         self.frames_analysed = 0
@@ -649,15 +651,22 @@ class EndpointWorker:
             slot = self.free_slots.pop()
         else:
             return
-        tap = _Tap(self.ring, slot)
-        media_format = pj.MediaFormatAudio()
-        media_format.type = pj.PJMEDIA_TYPE_AUDIO
-        media_format.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE_HZ, 1, FRAME_MS * 1000, 16)
-        tap.createPort(f"tap-{record.call.key}", media_format)
+        if self._idle_taps:
+            tap = self._idle_taps.pop()
+            tap.retarget(self.ring, slot)
+        else:
+            tap = _Tap(self.ring, slot)
+            media_format = pj.MediaFormatAudio()
+            media_format.type = pj.PJMEDIA_TYPE_AUDIO
+            media_format.init(
+                pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE_HZ, 1, FRAME_MS * 1000, 16
+            )
+            tap.createPort(f"tap-{len(self._all_taps)}", media_format)
+            self._all_taps.append(tap)
         audio.startTransmit(tap)
         record.tap = tap
         record.slot = slot
-        record.read_count = 0
+        record.read_count = tap.count
 
     def _reject_pending(self) -> None:
         while self._to_reject:
@@ -770,7 +779,12 @@ class EndpointWorker:
                 self.analyser.close(record.slot)
             else:
                 self.free_slots.append(record.slot)
-            self._graveyard.append(record.tap)
+            # Taps are reused, never destroyed while the endpoint runs: the
+            # conference bridge removes a port on its clock thread after the
+            # request, and a tap destroyed meanwhile was seen receiving
+            # frames after its Python object was freed (under overload in
+            # bench/sip_capacity.py).
+            self._idle_taps.append(record.tap)
             record.tap = None
         self._stop_player(record)
         # The Call object is not kept: it dies when the DISCONNECTED callback
@@ -799,6 +813,8 @@ class EndpointWorker:
             self._release(key)
         self.finished_players.clear()
         self._graveyard.clear()
+        self._idle_taps.clear()
+        self._all_taps.clear()
         self.analyser = None
         self.account.shutdown()
         del self.account
