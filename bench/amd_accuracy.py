@@ -8,20 +8,28 @@ separated by 50 ms of silence. For each detector the script prints the
 confusion matrix, connect accuracy, beep hit rate (within 300 ms) and the
 median time from the first word to a HUMAN verdict.
 
-Usage: python bench/amd_accuracy.py [CORPUS_DIR]
+With --timing-study it also measures how far rules on pause timing can
+go: a leave-one-source-out cross-validation of the HUMAN timing
+parameters (sources: the en, es and it prompt sets, the pocketsphinx
+phrases, and the tone or music cases), the lowest median latency any
+pause rule reaches without a new machine taken for a person, and the cost
+of a provisional HUMAN given after a shorter pause.
+
+Usage: python bench/amd_accuracy.py [--timing-study] [CORPUS_DIR]
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import statistics
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from callsure.dsp import StreamAnalyzer, read_wav
+from callsure.dsp import AnalysisParams, EventKind, StreamAnalyzer, read_wav
 
 LABELS = ["HUMAN", "MACHINE", "NOTSURE", "SILENCE", "SIT", "FAX"]
 
@@ -96,8 +104,8 @@ def asterisk_amd(samples: np.ndarray, settings: dict) -> tuple[str, int]:
     return "NOTSURE", total_ms
 
 
-def callsure_amd(samples: np.ndarray, rate: int, encoding: str):
-    analyzer = StreamAnalyzer(rate, encoding)
+def callsure_amd(samples: np.ndarray, rate: int, encoding: str, params=None):
+    analyzer = StreamAnalyzer(rate, encoding, params)
     analyzer.feed(samples)
     verdict = analyzer.finish()
     return verdict.kind.name, verdict.decided_ms, verdict.beep_ms
@@ -114,9 +122,10 @@ def report(name: str, rows: list, results: list) -> None:
 
     humans = [(row, got) for row, got in pairs if row["label"] == "HUMAN"]
     human_rate = sum(got[0] == "HUMAN" for _, got in humans) / len(humans)
-    latency = statistics.median(
+    latencies = [
         got[1] - int(row["speech_onset_ms"]) for row, got in humans if got[0] == "HUMAN"
-    )
+    ]
+    latency, mean_latency = statistics.median(latencies), statistics.mean(latencies)
 
     beeps = [(row, got) for row, got in pairs if row["beep_onset_ms"]]
     hits = sum(
@@ -133,14 +142,201 @@ def report(name: str, rows: list, results: list) -> None:
     print(
         f"\nexact {exact:.1%}, connect decision {connect:.1%}, persons HUMAN "
         f"{human_rate:.1%}, beeps found {hits}/{len(beeps)} ({hits / len(beeps):.1%}), "
-        f"median first word to HUMAN {latency:.0f} ms"
+        f"median first word to HUMAN {latency:.0f} ms (mean {mean_latency:.0f} ms)"
     )
 
 
+def source_family(row: dict) -> str:
+    """Return the prompt set a corpus case was built from (its CV fold)."""
+    for tag, family in [("-en-", "en"), ("-es-", "es"), ("-it-", "it")]:
+        if tag in row["sources"]:
+            return family
+    return "pocketsphinx" if "pocketsphinx" in row["sources"] else "tones, music"
+
+
+def timing_summary(rows: list, results: list) -> tuple:
+    """Return (connect errors, persons HUMAN, median ms, mean ms) of results."""
+    pairs = list(zip(rows, results, strict=True))
+    errors = sum((r["label"] == "HUMAN") != (v[0] == "HUMAN") for r, v in pairs)
+    humans = [(r, v) for r, v in pairs if r["label"] == "HUMAN"]
+    latencies = [v[1] - int(r["speech_onset_ms"]) for r, v in humans if v[0] == "HUMAN"]
+    if not latencies:
+        return errors, f"0/{len(humans)}", None, None
+    return (
+        errors,
+        f"{len(latencies)}/{len(humans)}",
+        round(statistics.median(latencies)),
+        round(statistics.mean(latencies)),
+    )
+
+
+def cross_validate(rows: list, audio: dict) -> None:
+    """Leave one source family out: choose the timing on the rest, test on it.
+
+    The choice minimises connect errors, then the mean latency to HUMAN,
+    over human_silence_ms, short_greeting_ms and long_pause_ms.
+    """
+    grid = list(
+        itertools.product([450, 500, 550], [1000, 1200, 1400], [800, 1000, 1200])
+    )
+    verdicts = {}
+    for key in grid:
+        params = AnalysisParams(
+            human_silence_ms=key[0], short_greeting_ms=key[1], long_pause_ms=key[2]
+        )
+        verdicts[key] = [callsure_amd(*audio[row["file"]], params) for row in rows]
+
+    print("\n### Leave-one-source-out cross-validation of the HUMAN timing\n")
+    print(
+        "| held out | cases | chosen (silence, short, long ms) | connect errors "
+        "| persons HUMAN | median ms | mean ms |"
+    )
+    print("| --- " * 7 + "|")
+    held_out = [None] * len(rows)
+    for held in sorted({source_family(row) for row in rows}):
+        train = [i for i, row in enumerate(rows) if source_family(row) != held]
+        test = [i for i, row in enumerate(rows) if source_family(row) == held]
+
+        def train_score(key, train=train):
+            errors, _, _, mean_ms = timing_summary(
+                [rows[i] for i in train], [verdicts[key][i] for i in train]
+            )
+            return errors, mean_ms or 0
+
+        chosen = min(grid, key=train_score)
+        for i in test:
+            held_out[i] = verdicts[chosen][i]
+        cells = timing_summary([rows[i] for i in test], [held_out[i] for i in test])
+        print(
+            f"| {held} | {len(test)} | {chosen} | " + " | ".join(map(str, cells)) + " |"
+        )
+    cells = timing_summary(rows, held_out)
+    print("| all, pooled | " + f"{len(rows)} | | " + " | ".join(map(str, cells)) + " |")
+
+
+def speech_blocks(samples: np.ndarray, rate: int, encoding: str) -> np.ndarray:
+    """Return the kernel's per-10 ms speech decisions for one recording.
+
+    Every run of speech blocks becomes a word with these parameters, so
+    the SPEECH_END events cover exactly the blocks judged speech.
+    """
+    params = AnalysisParams(human_silence_ms=10, min_word_ms=10)
+    analyzer = StreamAnalyzer(rate, encoding, params)
+    speech = np.zeros(len(samples) * 8000 // rate // 80 + 1, dtype=bool)
+    for start in range(0, len(samples), rate // 10):
+        analyzer.feed(samples[start : start + rate // 10])
+        for event in analyzer.drain_events():
+            if event.kind is EventKind.SPEECH_END:
+                first = event.start_ms // 10
+                speech[first : first + event.duration_ms // 10] = True
+    analyzer.finish()
+    for event in analyzer.drain_events():
+        if event.kind is EventKind.SPEECH_END:
+            first = event.start_ms // 10
+            speech[first : first + event.duration_ms // 10] = True
+    return speech
+
+
+def replay_pauses(speech: np.ndarray, machine_block: int):
+    """Yield (block, greeting_ms, pause_ms) as the kernel's word tracker sees them.
+
+    Follows track_speech with min_word_ms = 60, up to the block at which
+    the call is a MACHINE anyway (beep or a 2.5 s greeting).
+    """
+    speech_run = silence_run = 0
+    onset = last_speech = -1
+    for block, is_speech in enumerate(speech[:machine_block]):
+        if is_speech:
+            speech_run, silence_run = speech_run + 1, 0
+            if speech_run >= 6 or onset >= 0:
+                if onset < 0:
+                    onset = block - speech_run + 1
+                last_speech = block
+        else:
+            speech_run, silence_run = 0, silence_run + 1
+        if onset >= 0:
+            greeting_ms = (last_speech - onset + 1) * 10
+            if greeting_ms >= 2500:
+                return
+            yield block, greeting_ms, silence_run * 10
+
+
+def timing_bounds(rows: list, audio: dict, verdicts: list) -> None:
+    """Print the latency floor of pause rules and the cost of a provisional HUMAN."""
+    tracks = []
+    for row, verdict in zip(rows, verdicts, strict=True):
+        if row["label"] not in ("HUMAN", "MACHINE"):
+            continue
+        machine_ms = verdict[1] if verdict[0] == "MACHINE" else 10**9
+        if verdict[2] is not None:
+            machine_ms = min(machine_ms, verdict[2] + 80)
+        speech = speech_blocks(*audio[row["file"]])
+        tracks.append((row, list(replay_pauses(speech, machine_ms // 10))))
+
+    # The longest pause any machine made at each greeting length (10 ms).
+    longest = defaultdict(int)
+    for row, steps in tracks:
+        if row["label"] == "MACHINE":
+            for _, greeting_ms, pause_ms in steps:
+                longest[greeting_ms] = max(longest[greeting_ms], pause_ms)
+
+    defaults = AnalysisParams()
+
+    def deployed(greeting_ms, pause_ms):
+        # The default rule: the pause required rises from human_silence_ms
+        # at short_greeting_ms to long_pause_ms at max_greeting_ms.
+        share = (greeting_ms - defaults.short_greeting_ms) / (
+            defaults.max_greeting_ms - defaults.short_greeting_ms
+        )
+        required = defaults.human_silence_ms + max(share, 0.0) * (
+            defaults.long_pause_ms - defaults.human_silence_ms
+        )
+        return pause_ms >= required
+
+    def oracle(greeting_ms, pause_ms):
+        near = range(greeting_ms - 100, greeting_ms + 101, 10)
+        return pause_ms > max(longest[g] for g in near)
+
+    print("\n### Limits of pause timing\n")
+    rules = [
+        ("the default rule", deployed),
+        (
+            "oracle: the default rule, or a pause longer than every machine's "
+            "pause at a greeting within 100 ms of this one",
+            lambda g, p: deployed(g, p) or oracle(g, p),
+        ),
+    ]
+    for pause in (200, 250, 300, 400):
+        rules.append(
+            (
+                f"the default rule, or a provisional HUMAN after {pause} ms for "
+                "greetings up to 1200 ms",
+                lambda g, p, pause=pause: deployed(g, p) or (g <= 1200 and p >= pause),
+            )
+        )
+    for name, rule in rules:
+        latencies, machines = [], 0
+        for row, steps in tracks:
+            decided = next((b for b, g, p in steps if rule(g, p)), None)
+            if decided is None:
+                continue
+            if row["label"] == "HUMAN":
+                latencies.append((decided + 1) * 10 - int(row["speech_onset_ms"]))
+            else:
+                machines += 1
+        persons = sum(row["label"] == "HUMAN" for row, _ in tracks)
+        print(
+            f"- {name}: persons HUMAN {len(latencies)}/{persons}, median first word "
+            f"to HUMAN {statistics.median(latencies):.0f} ms, machines taken for "
+            f"persons {machines}/{len(tracks) - persons}"
+        )
+
+
 def main() -> None:
+    arguments = [a for a in sys.argv[1:] if a != "--timing-study"]
     corpus = (
-        Path(sys.argv[1])
-        if len(sys.argv) > 1
+        Path(arguments[0])
+        if arguments
         else (Path(__file__).resolve().parents[2] / "shared" / "corpus" / "amd")
     )
     rows = list(csv.DictReader(open(corpus / "labels.csv", newline="")))
@@ -153,6 +349,13 @@ def main() -> None:
     report("callsure.dsp (defaults)", rows, ours)
     report("app_amd reimplementation, VICIdial settings", rows, vicidial)
     report("app_amd reimplementation, Asterisk defaults", rows, defaults)
+    if "--timing-study" in sys.argv[1:]:
+        audio = {}
+        for row in rows:
+            wav = read_wav(corpus / row["file"])
+            audio[row["file"]] = (wav.samples, wav.sample_rate_hz, wav.encoding)
+        cross_validate(rows, audio)
+        timing_bounds(rows, audio, ours)
 
 
 if __name__ == "__main__":

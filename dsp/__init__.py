@@ -50,10 +50,11 @@ after the greeting.
 How a verdict is reached (``Cause``):
 
 - SHORT_GREETING (HUMAN): a greeting of at most ``short_greeting_ms``
-  followed by ``human_silence_ms`` of silence, or one shorter than
-  ``max_greeting_ms`` followed by ``long_pause_ms``: a person says a
-  word or two and waits, while machines seldom pause that long inside a
-  greeting. Speech before answer never makes a HUMAN.
+  followed by ``human_silence_ms`` of silence, or a longer one followed
+  by a pause that rises linearly with its length to ``long_pause_ms``
+  at ``max_greeting_ms``: a person says a word or two and waits, while
+  machines seldom pause that long inside a greeting. Speech before
+  answer never makes a HUMAN.
 - LONG_GREETING (MACHINE): the greeting (speech or music, pauses shorter
   than the above included) reaches ``max_greeting_ms``;
   BEEP (MACHINE): a steady single tone after a pause following speech;

@@ -228,6 +228,7 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
     cdef int64_t k = st.block
     cdef int human_silence = <int>(params[P_HUMAN_SILENCE_MS] / 10.0)
     cdef int64_t greeting_ms, pause_ms
+    cdef float required_pause_ms
 
     if speech:
         st.speech_run += 1
@@ -255,18 +256,26 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
         return
 
     # The greeting spans from the first word to the last one before the
-    # current pause. A person says a word or two and waits, so a short
-    # greeting and a pause make a HUMAN; a machine pauses too, but seldom
-    # longer than half a second in a greeting (measured on recorded
-    # prompts), and a greeting of a few words then a long pause is also a
-    # person. Longer greetings are machines.
+    # current pause. A person says a word or two and waits; a machine
+    # pauses too, between words and prompts, but the longer its greeting
+    # has run the longer those pauses get. On recorded prompts, greetings
+    # up to 2 s paused at most 470 ms, those of 2-2.5 s (the pause before
+    # the beep) up to 700 ms, while persons waited at least 1 s after
+    # anything longer than 1.2 s. So the pause that makes a HUMAN is
+    # human_silence_ms up to short_greeting_ms and rises linearly to
+    # long_pause_ms at max_greeting_ms, where the call is a MACHINE.
     greeting_ms = (st.last_speech - st.onset + 1) * 10
     pause_ms = st.silence_run * 10
     if greeting_ms >= params[P_MAX_GREETING_MS]:
         decide(st, ring, V_MACHINE, C_LONG_GREETING if st.answered else C_EARLY_MEDIA)
-    elif (pause_ms >= params[P_HUMAN_SILENCE_MS]
-            and greeting_ms <= params[P_SHORT_GREETING_MS]) or (
-            pause_ms >= params[P_LONG_PAUSE_MS]):
+        return
+    required_pause_ms = params[P_HUMAN_SILENCE_MS]
+    if greeting_ms > params[P_SHORT_GREETING_MS]:
+        required_pause_ms += (
+            (params[P_LONG_PAUSE_MS] - params[P_HUMAN_SILENCE_MS])
+            * (greeting_ms - params[P_SHORT_GREETING_MS])
+            / (params[P_MAX_GREETING_MS] - params[P_SHORT_GREETING_MS]))
+    if pause_ms >= required_pause_ms:
         if st.answered and st.onset >= st.answer_block:
             decide(st, ring, V_HUMAN, C_SHORT_GREETING)
         elif pause_ms >= params[P_LONG_PAUSE_MS]:

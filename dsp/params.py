@@ -40,8 +40,11 @@ class AnalysisParams:
         Maximum length of a greeting that ``human_silence_ms`` of silence
         after it makes HUMAN.
     long_pause_ms : float
-        Pause that makes any greeting shorter than ``max_greeting_ms``
-        HUMAN: a person who spoke a few words and now waits.
+        Pause that makes a greeting just shorter than ``max_greeting_ms``
+        HUMAN: a person who spoke a few words and now waits. For greetings
+        between ``short_greeting_ms`` and ``max_greeting_ms`` the pause
+        required rises linearly from ``human_silence_ms`` to this, because
+        machines pause longer the longer their greeting has run.
     min_word_ms : float
         Shortest run of speech blocks that starts a word.
     silence_timeout_ms : float
@@ -89,7 +92,7 @@ class AnalysisParams:
     human_silence_ms: float = 500.0
     max_greeting_ms: float = 2500.0
     short_greeting_ms: float = 1200.0
-    long_pause_ms: float = 1200.0
+    long_pause_ms: float = 1000.0
     min_word_ms: float = 60.0
     silence_timeout_ms: float = 5000.0
     max_analysis_ms: float = 8000.0

@@ -12,7 +12,7 @@ import statistics
 import numpy as np
 import pytest
 
-from callsure.dsp import EventKind, StreamAnalyzer, read_wav
+from callsure.dsp import AnalysisParams, EventKind, StreamAnalyzer, read_wav
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +96,35 @@ def test_corpus_beep_target(corpus_results):
 @pytest.mark.xfail(strict=True, reason="median HUMAN latency is 1.5 s, target 1.2 s")
 def test_corpus_human_latency_target(corpus_results):
     assert metrics(corpus_results)["latency"] <= 1200
+
+
+@pytest.mark.parametrize("words", [1, 3, 4])
+def test_pause_for_human_rises_with_greeting(amd_corpus, words):
+    # One recorded word repeated with 200 ms gaps, then line noise: the
+    # pause that makes it HUMAN is human_silence_ms up to a greeting of
+    # short_greeting_ms, then rises linearly to long_pause_ms.
+    samples = read_wav(amd_corpus / "dev-0031.wav").samples
+    word, noise = samples[3600:6800], samples[16000:56000]
+    parts = [noise[:4000]]
+    for _ in range(words):
+        parts += [word, noise[:1600]]
+    analyzer = StreamAnalyzer()
+    analyzer.feed(np.concatenate(parts + [noise]))
+    verdict = analyzer.finish()
+    speech = [e for e in analyzer.drain_events() if e.kind is EventKind.SPEECH_END]
+    greeting_ms = speech[0].duration_ms
+    defaults = AnalysisParams()
+    share = max(0.0, greeting_ms - defaults.short_greeting_ms) / (
+        defaults.max_greeting_ms - defaults.short_greeting_ms
+    )
+    required_ms = defaults.human_silence_ms + share * (
+        defaults.long_pause_ms - defaults.human_silence_ms
+    )
+    pause_ms = verdict.decided_ms - (speech[0].start_ms + speech[0].duration_ms)
+
+    assert len(speech) == 1
+    assert verdict.kind.name == "HUMAN"
+    assert required_ms <= pause_ms <= required_ms + 20
 
 
 def test_corpus_at_sixteen_khz(amd_corpus):
