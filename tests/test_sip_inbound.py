@@ -79,8 +79,8 @@ def gateway(scheduler, events):
 def callers():
     # NOTE: when one bank places a second call right after its first call
     # to the gateway ended, the gateway receives none of the second call's
-    # RFC 4733 events; the cause (phone side or endpoint side) is not
-    # found yet, so each IVR test gets a fresh bank.
+    # RFC 4733 events, while a fresh bank's call to the same endpoint
+    # works. The cause is not found yet, so each IVR test gets a new bank.
     with PhoneBank({}, name="callers") as bank:
         yield bank
 

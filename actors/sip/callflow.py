@@ -349,7 +349,11 @@ class OutboundFlow:
 
     def _on_bridged(self) -> None:
         self._report(Outcome.CONNECTED, f"bridged to {self.agent_id}")
-        self.gateway.publish("call.bridged", self, {"agent": self.agent_id})
+        self.gateway.publish(
+            "call.bridged",
+            self,
+            {"agent": self.agent_id, "ivr_history": list(self.order.ivr_history)},
+        )
 
     def _on_customer_ended(self, event: dict) -> None:
         code = int(event.get("code", 0))
