@@ -5,16 +5,36 @@ promise (when it is due, the window, the expiry) under the scheduler's
 calendars, capacity and prediction model. It writes nothing; the
 scheduler stores the result.
 
-Capacity is counted per interval of ``CapacityLimits.interval_s``: the
-limit of an interval is the predictor's ``CapacitySlot.callbacks``,
-lowered by the admin cap of the queue when one is set. Timed promises
-(at a time, predicted, window) are booked against the interval of their
-promised time; every release, of any mode, counts against the interval it
-happens in.
+Capacity is counted per interval of ``CapacityLimits.interval_s``. The
+load of an interval is the releases issued in it (attempts that took an
+agent, of any mode) plus the timed promises booked into it that have not
+been released yet (``CallbackStore.count_booked``); a promise moves from
+the second count to the first at its first release, so each is counted
+once, at booking and at release alike.
+
+Booking. A customer-chosen time (``AT_TIME``, ``WINDOW``) takes spare
+agent time, so it is booked only into an interval whose load is below the
+predictor's ``CapacitySlot.callbacks`` (under the admin cap). A
+``PREDICTED`` promise is the customer's own place in the queue: its time
+is the predicted wait quantile for the callers ahead of them, and the
+inbound call it replaces has left the queue, so it is booked at that time
+under the admin cap only (``predicted_keeps_place``). Booking predicted
+promises against the Erlang A spare capacity as well was measured on the
+replay of the real call log and rejected: with the inbound
+service-level target the spare capacity of an overloaded evening interval
+is 0, so promises moved hours past the customer's place (see the replay
+section of bench/RESULTS.md for both runs).
+
+Releasing. A booked promise has its capacity reserved: the scheduler
+releases a due timed promise whatever the recomputed capacity, limited
+only by the admin cap, the free agents and the entry order. Promises
+without a booking (``ASAP``) are released only into spare capacity: the
+interval's limit less its load.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -71,7 +91,18 @@ def _require_aware(value: datetime, field: str) -> None:
 
 
 class PromisePlanner:
-    """Validates requests and picks promise times for a scheduler."""
+    """Validates requests and picks promise times for a scheduler.
+
+    Attributes
+    ----------
+    predicted_keeps_place : bool
+        Book ``PREDICTED`` promises at the customer's place in the queue,
+        under the admin cap only (the default; see the module docstring).
+        ``False`` books them against the predictor's spare capacity too,
+        the rule that was measured and rejected.
+    """
+
+    predicted_keeps_place = True
 
     def __init__(self, scheduler: CallbackScheduler):
         self.scheduler = scheduler
@@ -96,16 +127,45 @@ class PromisePlanner:
         cap = self._policy.capacity.max_per_interval.get(queue)
         return predicted if cap is None else min(predicted, cap)
 
-    def release_budget(self, queue: str, now: datetime) -> int:
-        """Releases still allowed for ``queue`` in the interval of ``now``."""
-        start, end = self.interval_of(now)
-        released = self.scheduler.store.count_released(queue, start, end)
-        return self.interval_limit(queue, start, end) - released
+    def interval_load(self, queue: str, start: datetime, end: datetime) -> int:
+        """Count the releases issued in ``[start, end)`` plus the bookings
+        into it not released yet (the promise being replaced left out)."""
+        store = self.scheduler.store
+        released = store.count_released(queue, start, end)
+        return released + store.count_booked(queue, start, end, self._replacing)
 
-    def find_slot(self, queue: str, when: datetime) -> datetime | None:
+    def release_room(self, queue: str, now: datetime) -> tuple[float, int]:
+        """Return the room for releases of ``queue`` in the interval of ``now``.
+
+        Returns
+        -------
+        admin_room : float
+            Releases of any kind still allowed by the admin cap;
+            ``math.inf`` when the queue has none.
+        spare : int
+            Releases without a booking still allowed: the interval's limit
+            less its load, so the bookings not yet due keep their room.
+        """
+        start, end = self.interval_of(now)
+        store = self.scheduler.store
+        released = store.count_released(queue, start, end)
+        cap = self._policy.capacity.max_per_interval.get(queue)
+        admin_room = math.inf if cap is None else cap - released
+        booked = store.count_booked(queue, start, end)
+        spare = self.interval_limit(queue, start, end) - released - booked
+        return admin_room, spare
+
+    def find_slot(
+        self, queue: str, when: datetime, *, keep_place: bool = False
+    ) -> datetime | None:
         """Find the earliest time at or after ``when`` that is inside a window
         and whose interval has room for one more booking, within the booking
-        horizon; ``None`` when there is none."""
+        horizon; ``None`` when there is none.
+
+        ``keep_place`` books a promise that keeps the customer's place in the
+        queue: its interval needs room under the admin cap only, not spare
+        capacity from the predictor.
+        """
         calendar = self.scheduler.calendar_for(queue)
         horizon = when + timedelta(seconds=self._policy.promise.booking_horizon_s)
         candidate: datetime | None = when
@@ -114,13 +174,21 @@ class PromisePlanner:
             if candidate is None or candidate >= horizon:
                 return None
             start, end = self.interval_of(candidate)
-            booked = self.scheduler.store.count_booked(
-                queue, start, end, self._replacing
-            )
-            if booked < self.interval_limit(queue, start, end):
+            if self._has_room(queue, start, end, keep_place):
                 return candidate
             candidate = end
         return None
+
+    def _has_room(
+        self, queue: str, start: datetime, end: datetime, keep_place: bool
+    ) -> bool:
+        if keep_place:
+            limit = self._policy.capacity.max_per_interval.get(queue)
+            if limit is None:
+                return True
+        else:
+            limit = self.interval_limit(queue, start, end)
+        return self.interval_load(queue, start, end) < limit
 
     def interval_limit(self, queue: str, start: datetime, end: datetime) -> int:
         """Callbacks allowed in one interval: the predictor's capacity under
@@ -249,6 +317,12 @@ class PromisePlanner:
         )
         quantile = self._policy.promise.predicted_quantile
         wait_s = estimate.quantiles_s.get(quantile, estimate.mean_s)
+        if not math.isfinite(wait_s):
+            # An infinite wait means no agent is expected on duty, and
+            # timedelta would raise OverflowError on it.
+            raise InfeasibleTimeError(
+                now, None, "no agent is expected on duty, so no wait can be promised"
+            )
         when = now + timedelta(seconds=wait_s)
         # A customer who entered earlier must not get a later promise.
         latest = self.scheduler.store.latest_promise(
@@ -256,7 +330,9 @@ class PromisePlanner:
         )
         if latest is not None and latest > when:
             when = latest
-        slot = self.find_slot(request.queue, when)
+        slot = self.find_slot(
+            request.queue, when, keep_place=self.predicted_keeps_place
+        )
         if slot is None:
             raise InfeasibleTimeError(
                 when, None, "no callback capacity within the horizon"

@@ -37,7 +37,8 @@ Dialing (at most one dial per attempt, see "Leases" below):
 * ``due(now=None, *, free_agents=None, ready_agents=None,
   oldest_waiting=None) -> list[DialOrder]``: expires what is past its
   expiry, recovers expired leases, then releases due promises per queue
-  in original entry order, within the interval's capacity.
+  in original entry order, within the interval's capacity (booked
+  promises keep the room reserved at booking).
 * ``start_dialing(attempt_id, owner) -> Attempt``: the gateway's
   compare-and-set before it dials. Deliberately not idempotent: a second
   call raises ``LeaseError`` and the gateway must not dial.
@@ -413,7 +414,12 @@ class CallbackScheduler(SchedulerAdministration):
         -----
         Within a queue, promises are released in original entry order:
         a promise is never released while a due one with an earlier entry
-        time is held, except one held for its dedicated agent.
+        time is held, except one held for its dedicated agent. A due timed
+        promise is released whatever the capacity recomputed since its
+        booking, within the admin cap and ``free_agents``; an ``ASAP``
+        promise only into the spare capacity of the interval, or when a due
+        timed promise that entered after it would otherwise be held (see
+        ``callsure.engine.planning``).
         """
         now = now or self.clock.now()
         self._expire_pending(now)
@@ -435,23 +441,39 @@ class CallbackScheduler(SchedulerAdministration):
         ready_agents,
         oldest_waiting: dict[str, datetime],
     ) -> list[DialOrder]:
-        budget = self.planner.release_budget(queue, now)
+        admin_room, spare = self.planner.release_room(queue, now)
+        limit = admin_room
         if free_agents is not None and queue in free_agents:
-            budget = min(budget, free_agents[queue])
-        if budget <= 0 or not self.calendar_for(queue).is_open(now):
+            limit = min(limit, free_agents[queue])
+        if limit <= 0 or not self.calendar_for(queue).is_open(now):
             return []
 
         change = Change()
         orders = []
-        for callback in self.store.due_callbacks(queue, now, budget + 100):
-            if len(orders) >= budget:
+        fetch = int(min(limit, MAX_PAGE_SIZE)) + 100
+        due = self.store.due_callbacks(queue, now, fetch)
+        # A timed promise has its room reserved by its booking (and keeps it
+        # for retries), so a lower recomputed capacity never holds it. A
+        # promise without a booking needs spare capacity, unless a booked
+        # one behind it in entry order is due: holding it would hold that
+        # booking too, because nobody who waited longer is overtaken.
+        last_booked = max(
+            (i for i, c in enumerate(due) if c.promised_time is not None), default=-1
+        )
+        for index, callback in enumerate(due):
+            if len(orders) >= limit:
                 break
             oldest = oldest_waiting.get(queue)
             if oldest is not None and callback.entry_time > oldest:
                 break
+            booked = callback.promised_time is not None
+            if not booked and spare <= 0 and index > last_booked:
+                break
             target = self._target(callback, now, ready_agents)
             if target is None:
                 continue
+            if not booked:
+                spare -= 1
             orders.append(self._issue(callback, target, now, change))
         if orders:
             self.store.commit(change)

@@ -122,8 +122,15 @@ class CallbackStore(Protocol):
     def count_booked(
         self, queue: str, start: datetime, end: datetime, exclude_id: str = ""
     ) -> int:
-        """Open timed promises of ``queue`` with a promised time in
-        ``[start, end)``, other than ``exclude_id``."""
+        """Timed promises of ``queue`` with a promised time in ``[start, end)``
+        that still hold their reservation, other than ``exclude_id``.
+
+        A promise holds it while it is pending and none of its attempts took
+        an agent (attempts that ended ``NOT_DIALED`` do not count). Its first
+        release that takes an agent moves it to ``count_released`` of the
+        interval of that release, so an interval's bookings plus its
+        releases count each promise once.
+        """
         ...
 
     def latest_promise(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -474,23 +473,28 @@ class SQLiteStore:
     def count_booked(
         self, queue: str, start: datetime, end: datetime, exclude_id: str = ""
     ) -> int:
-        # Whole minutes only: CapacityLimits keeps intervals at multiples of
-        # 60 s from the epoch, so [start, end) is a run of whole minutes.
-        first = math.ceil(start.timestamp() / 60)
-        last = math.ceil(end.timestamp() / 60)
+        # A booking holds its reservation until its first release that takes
+        # an agent; from then on the attempt counts in count_released of the
+        # interval it was issued in, so the two counts never overlap. The
+        # per-minute bookings table counts every open promise, released or
+        # not, so it cannot answer this; the partial index callbacks_promised
+        # limits the scan to the open promises of the interval.
         (count,) = self._query(
-            "SELECT COALESCE(SUM(count), 0) FROM bookings "
-            "WHERE queue = ? AND minute >= ? AND minute < ?",
-            (queue, first, last),
+            "SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_promised "
+            f"WHERE queue = ? AND state IN {_OPEN_STATES_SQL} "
+            "AND promised_time >= ? AND promised_time < ? "
+            "AND state = ? AND callback_id != ? AND NOT EXISTS ("
+            "SELECT 1 FROM attempts WHERE attempts.callback_id = callbacks.callback_id "
+            "AND (attempts.outcome IS NULL OR attempts.outcome != ?))",
+            (
+                queue,
+                start.timestamp(),
+                end.timestamp(),
+                CallbackState.PENDING.value,
+                exclude_id,
+                Outcome.NOT_DIALED.value,
+            ),
         )[0]
-        if exclude_id:
-            excluded = self._query(
-                "SELECT 1 FROM callbacks WHERE callback_id = ? AND queue = ? "
-                f"AND state IN {_OPEN_STATES_SQL} "
-                "AND promised_time >= ? AND promised_time < ?",
-                (exclude_id, queue, first * 60, last * 60),
-            )
-            count -= len(excluded)
         return count
 
     def latest_promise(
