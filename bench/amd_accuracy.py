@@ -111,6 +111,72 @@ def callsure_amd(samples: np.ndarray, rate: int, encoding: str, params=None):
     return verdict.kind.name, verdict.decided_ms, verdict.beep_ms
 
 
+def callsure_first_and_final(samples: np.ndarray, rate: int, encoding: str, params):
+    """Return the first verdict (kind, ms) and the final one (kind, ms)."""
+    analyzer = StreamAnalyzer(rate, encoding, params)
+    analyzer.feed(samples)
+    final = analyzer.finish()
+    first = next(e for e in analyzer.drain_events() if e.kind is EventKind.VERDICT)
+    return (first.verdict.name, first.start_ms), (final.kind.name, final.decided_ms)
+
+
+def provisional_study(rows: list, audio: dict) -> None:
+    """Print what provisional_pause_ms costs and gains, cross-validated.
+
+    The first verdict is what a gateway acting at once would do; the final
+    one is what it ends with when it also follows the revisions. Each fold
+    takes the longest provisional pause whose median first-word-to-HUMAN
+    time on the other folds is at most 1200 ms.
+    """
+    pauses = [0, 200, 225, 250, 275, 300]
+    runs = {}
+    for pause in pauses:
+        params = AnalysisParams(provisional_pause_ms=pause)
+        runs[pause] = [
+            callsure_first_and_final(*audio[row["file"]], params) for row in rows
+        ]
+
+    def summary(pause, indices):
+        """Return (median ms, machines HUMAN first, machines, errors first, final)."""
+        machines = [i for i in indices if rows[i]["label"] == "MACHINE"]
+        first = [runs[pause][i][0] for i in indices]
+        final = [runs[pause][i][1] for i in indices]
+        selected = [rows[i] for i in indices]
+        return (
+            timing_summary(selected, first)[2],
+            sum(runs[pause][i][0][0] == "HUMAN" for i in machines),
+            len(machines),
+            timing_summary(selected, first)[0],
+            timing_summary(selected, final)[0],
+        )
+
+    def cells(values):
+        median_ms, human_first, machines, first_errors, final_errors = values
+        return (
+            f"{median_ms} | {human_first}/{machines} | {first_errors} | {final_errors}"
+        )
+
+    print("\n### Provisional HUMAN (provisional_pause_ms)\n")
+    print(
+        "| cases | pause ms | median first word to first HUMAN ms | machines whose "
+        "first verdict is HUMAN | connect errors, first verdict | connect errors, "
+        "final verdict |"
+    )
+    print("| --- " * 6 + "|")
+    everything = list(range(len(rows)))
+    for pause in pauses:
+        print(f"| all | {pause} | {cells(summary(pause, everything))} |")
+    for held in sorted({source_family(row) for row in rows}):
+        train = [i for i, row in enumerate(rows) if source_family(row) != held]
+        test = [i for i, row in enumerate(rows) if source_family(row) == held]
+        fitting = [p for p in pauses if p and summary(p, train)[0] <= 1200]
+        chosen = max(fitting, default=min(p for p in pauses if p))
+        print(
+            f"| held out: {held} | {chosen} (chosen on the rest) | "
+            f"{cells(summary(chosen, test))} |"
+        )
+
+
 def report(name: str, rows: list, results: list) -> None:
     """Print the confusion matrix and the summary metrics of one detector."""
     pairs = list(zip(rows, results, strict=True))
@@ -356,6 +422,7 @@ def main() -> None:
             audio[row["file"]] = (wav.samples, wav.sample_rate_hz, wav.encoding)
         cross_validate(rows, audio)
         timing_bounds(rows, audio, ours)
+        provisional_study(rows, audio)
 
 
 if __name__ == "__main__":

@@ -137,13 +137,14 @@ cdef int track_tone(Stream* st, int32_t* ring, int single, float hz,
             and st.tone_db_max - st.tone_db_min <= 6.0
             and params[P_BEEP_MIN_HZ] <= st.tone_hz <= params[P_BEEP_MAX_HZ]
             and st.tone_quiet_before * 10.0 >= params[P_BEEP_QUIET_MS]
-            and st.onset >= 0 and st.beep_block < 0 and st.verdict != V_HUMAN
+            and st.onset >= 0 and st.beep_block < 0
+            and (st.verdict != V_HUMAN or st.cause == C_SHORT_PAUSE)
             and st.verdict != V_SIT and st.verdict != V_FAX):
         st.tone_outcome = TONE_BEEP
         st.beep_block = st.tone_start
         emit(st, ring, EV_BEEP, st.tone_start, <int64_t>duration_ms,
              <int64_t>(st.tone_hz * 10.0 + 0.5), 0)
-        if st.verdict == V_NONE:
+        if st.verdict == V_NONE or st.cause == C_SHORT_PAUSE:
             decide(st, ring, V_MACHINE, C_BEEP)
     return 1
 
@@ -252,7 +253,9 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
                 emit(st, ring, EV_SPEECH_END, st.utterance_start,
                      (st.last_speech - st.utterance_start + 1) * 10, 0, 0)
 
-    if st.verdict != V_NONE or st.onset < 0:
+    # A provisional HUMAN (cause SHORT_PAUSE) is still open to revision,
+    # so the rules below keep running until they confirm or revise it.
+    if (st.verdict != V_NONE and st.cause != C_SHORT_PAUSE) or st.onset < 0:
         return
 
     # The greeting spans from the first word to the last one before the
@@ -281,3 +284,12 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
         elif pause_ms >= params[P_LONG_PAUSE_MS]:
             # A short announcement before answer: judge the next one anew.
             st.onset = -1
+    elif (st.verdict == V_NONE and params[P_PROVISIONAL_PAUSE_MS] > 0
+            and pause_ms >= params[P_PROVISIONAL_PAUSE_MS]
+            and greeting_ms <= params[P_SHORT_GREETING_MS]
+            and st.answered and st.onset >= st.answer_block):
+        # Opt-in early verdict: a person is far more likely than a machine
+        # after a short greeting and a short pause, but machines pause
+        # this long inside greetings too. The rules above go on to confirm
+        # it (SHORT_GREETING) or revise it (LONG_GREETING, or BEEP).
+        decide(st, ring, V_HUMAN, C_SHORT_PAUSE)

@@ -60,6 +60,7 @@ PARAM_INDEX = {
     "voicing_min": P_VOICING_MIN,
     "structured_voicing": P_STRUCTURED_VOICING,
     "structured_purity": P_STRUCTURED_PURITY,
+    "provisional_pause_ms": P_PROVISIONAL_PAUSE_MS,
 }
 EVENT_CODES = {
     "SPEECH_START": EV_SPEECH_START,
@@ -99,6 +100,7 @@ CAUSE_CODES = {
     "SIT_TONE": C_SIT_TONE,
     "FAX_CED": C_FAX_CED,
     "FAX_CNG": C_FAX_CNG,
+    "SHORT_PAUSE": C_SHORT_PAUSE,
 }
 SIT_CODES = {
     SIT_IC: "IC",

@@ -57,7 +57,8 @@ cdef enum:
     P_VOICING_MIN = 21
     P_STRUCTURED_VOICING = 22
     P_STRUCTURED_PURITY = 23
-    N_PARAMS = 24
+    P_PROVISIONAL_PAUSE_MS = 24
+    N_PARAMS = 25
 
 # Event kinds.
 cdef enum:
@@ -100,6 +101,7 @@ cdef enum:
     C_SIT_TONE = 12
     C_FAX_CED = 13
     C_FAX_CNG = 14
+    C_SHORT_PAUSE = 15
 
 # SIT codes.
 cdef enum:

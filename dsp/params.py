@@ -85,6 +85,14 @@ class AnalysisParams:
         below ``structured_purity`` (white noise: about 0 and 2). This
         catches quiet music that fills the stream from its start; raise
         them on lines with strongly coloured noise.
+    provisional_pause_ms : float
+        Pause after a greeting of at most ``short_greeting_ms`` that gives
+        a provisional HUMAN (cause SHORT_PAUSE), or 0 for none. The
+        analysis then goes on and replaces it by HUMAN (SHORT_GREETING)
+        when the usual pause follows, or by MACHINE (LONG_GREETING or
+        BEEP) when the greeting goes on or a beep comes; each change is
+        a VERDICT event. Off by default because a consumer that acts on
+        the first verdict alone would connect the machines it revises.
     """
 
     speech_margin_db: float = 10.0
@@ -111,6 +119,7 @@ class AnalysisParams:
     voicing_min: float = 0.0
     structured_voicing: float = 0.15
     structured_purity: float = 1.3
+    provisional_pause_ms: float = 0.0
 
     def __post_init__(self):
         for field in fields(self):
@@ -161,6 +170,7 @@ class Cause(enum.Enum):
     SIT_TONE = 12  # special information tone
     FAX_CED = 13  # 2100 Hz answer tone
     FAX_CNG = 14  # 1100 Hz calling tone
+    SHORT_PAUSE = 15  # provisional: a short greeting, then provisional_pause_ms
 
 
 @dataclass(frozen=True)
@@ -171,8 +181,10 @@ class Verdict:
     ----------
     kind : VerdictKind
     cause : Cause
+        SHORT_PAUSE marks a provisional HUMAN, see ``provisional``.
     decided_ms : int
-        When it was decided, in ms from the start of the stream.
+        When it was decided (or last revised or confirmed), in ms from the
+        start of the stream.
     beep_ms : int or None
         Onset of the voicemail beep, in ms from the start of the stream,
         once found (it may come after the verdict).
@@ -185,6 +197,16 @@ class Verdict:
     decided_ms: int
     beep_ms: int | None = None
     sit_code: str | None = None
+
+    @property
+    def provisional(self) -> bool:
+        """Whether the analysis may still revise this verdict.
+
+        Only with ``AnalysisParams.provisional_pause_ms`` set: a HUMAN
+        given after that short pause stays provisional until it is
+        confirmed (cause SHORT_GREETING) or revised to MACHINE.
+        """
+        return self.cause is Cause.SHORT_PAUSE
 
 
 class EventKind(enum.Enum):

@@ -12,7 +12,14 @@ import statistics
 import numpy as np
 import pytest
 
-from callsure.dsp import AnalysisParams, EventKind, StreamAnalyzer, read_wav
+from callsure.dsp import (
+    AnalysisParams,
+    Cause,
+    EventKind,
+    StreamAnalyzer,
+    VerdictKind,
+    read_wav,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +91,11 @@ def test_corpus_connect_target(corpus_results):
     assert metrics(corpus_results)["connect"] >= 0.99
 
 
-@pytest.mark.xfail(strict=True, reason="98.7 % of persons get HUMAN, target 99 %")
+@pytest.mark.xfail(
+    strict=True,
+    reason="76/77 persons get HUMAN, target 99 %: the one missed makes no sound "
+    "but a 700 Hz beep, which is what a voicemail that only beeps sounds like",
+)
 def test_corpus_human_target(corpus_results):
     assert metrics(corpus_results)["human"] >= 0.99
 
@@ -93,7 +104,13 @@ def test_corpus_beep_target(corpus_results):
     assert metrics(corpus_results)["beep"] >= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason="median HUMAN latency is 1.5 s, target 1.2 s")
+@pytest.mark.xfail(
+    strict=True,
+    reason="median HUMAN latency is 1.5 s, target 1.2 s: a final verdict needs a "
+    "pause longer than machines make, and even a pause rule fitted to every "
+    "machine of the corpus gets no lower than 1.37 s (amd_accuracy.py "
+    "--timing-study); provisional_pause_ms reaches 1.15 s with revisions",
+)
 def test_corpus_human_latency_target(corpus_results):
     assert metrics(corpus_results)["latency"] <= 1200
 
@@ -125,6 +142,93 @@ def test_pause_for_human_rises_with_greeting(amd_corpus, words):
     assert len(speech) == 1
     assert verdict.kind.name == "HUMAN"
     assert required_ms <= pause_ms <= required_ms + 20
+
+
+def verdict_events(analyzer):
+    return [e for e in analyzer.drain_events() if e.kind is EventKind.VERDICT]
+
+
+@pytest.fixture(scope="module")
+def provisional_results(amd_corpus):
+    params = AnalysisParams(provisional_pause_ms=250)
+    rows = list(csv.DictReader(open(amd_corpus / "labels.csv", newline="")))
+    results = []
+    for row in rows:
+        audio = read_wav(amd_corpus / row["file"])
+        analyzer = StreamAnalyzer(audio.sample_rate_hz, audio.encoding, params)
+        analyzer.feed(audio.samples)
+        verdict = analyzer.finish()
+        results.append((row, verdict, verdict_events(analyzer)))
+    return results
+
+
+def test_provisional_mode_keeps_final_verdicts(corpus_results, provisional_results):
+    default = {row["file"]: verdict.kind for row, verdict, _ in corpus_results}
+    changed = [
+        row["file"]
+        for row, verdict, _ in provisional_results
+        if verdict.kind is not default[row["file"]]
+    ]
+    assert changed == []
+
+
+def test_provisional_human_is_always_resolved(provisional_results):
+    unresolved, revised = [], 0
+    for row, verdict, events in provisional_results:
+        if events[0].cause is not Cause.SHORT_PAUSE:
+            continue
+        if verdict.provisional or len(events) < 2:
+            unresolved.append(row["file"])
+        revised += verdict.kind is VerdictKind.MACHINE
+    assert unresolved == []
+    assert revised > 0
+
+
+def test_provisional_mode_first_human_sooner(corpus_results, provisional_results):
+    onsets = {
+        row["file"]: int(row["speech_onset_ms"] or 0) for row, _, _ in corpus_results
+    }
+    first_human = [
+        events[0].start_ms - onsets[row["file"]]
+        for row, _, events in provisional_results
+        if row["label"] == "HUMAN" and events[0].verdict is VerdictKind.HUMAN
+    ]
+    assert len(first_human) == 76
+    assert statistics.median(first_human) < metrics(corpus_results)["latency"]
+    assert statistics.median(first_human) <= 1200
+
+
+def test_provisional_human_streamed_then_confirmed(amd_corpus):
+    samples = read_wav(amd_corpus / "dev-0031.wav").samples
+    word, noise = samples[3600:6800], samples[16000:56000]
+    stream = np.concatenate([noise[:4000], word, noise])
+    analyzer = StreamAnalyzer(params=AnalysisParams(provisional_pause_ms=250))
+    # The word ends near 860 ms: 300 ms later the pause is 250 ms long.
+    analyzer.feed(stream[: 8 * 1160])
+    early = analyzer.verdict
+    analyzer.feed(stream[8 * 1160 :])
+    final = analyzer.finish()
+
+    assert early.kind is VerdictKind.HUMAN
+    assert early.provisional
+    assert final.kind is VerdictKind.HUMAN
+    assert final.cause is Cause.SHORT_GREETING
+    assert final.decided_ms > early.decided_ms
+
+
+def test_provisional_human_revised_by_long_greeting(amd_corpus):
+    person = read_wav(amd_corpus / "dev-0031.wav").samples
+    # A 3.7 s prompt spoken without a pause of 250 ms.
+    greeting = read_wav(amd_corpus / "dev-0056.wav").samples[3600:33600]
+    stream = np.concatenate([person[:3600], person[3600:6800], person[16000:19200]])
+    stream = np.concatenate([stream, greeting, person[16000:56000]])
+    analyzer = StreamAnalyzer(params=AnalysisParams(provisional_pause_ms=250))
+    analyzer.feed(stream)
+    final = analyzer.finish()
+    events = verdict_events(analyzer)
+
+    assert [e.cause for e in events] == [Cause.SHORT_PAUSE, Cause.LONG_GREETING]
+    assert final.kind is VerdictKind.MACHINE
 
 
 def test_corpus_at_sixteen_khz(amd_corpus):
