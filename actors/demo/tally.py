@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from callsure.actors.demo.desk import SERVICE_LEVEL_TIME_S
 from callsure.actors.demo.workload import VIP_AGENT, DemoWorkload
@@ -59,6 +60,7 @@ class Tally:
         self.ivr_choices: Counter = Counter()
         self.ivr_completed = 0
         self.truth_of_attempt: dict[str, str] = {}
+        self.recording_of_attempt: dict[str, str] = {}
         self.verdict_of_attempt: dict[str, str] = {}
         self.outcomes: Counter = Counter()
         self.attempt_log: list[dict] = []
@@ -109,6 +111,8 @@ class Tally:
             truth = self.workload.truth.get(event.get("play", ""), "UNKNOWN")
         with self.lock:
             self.truth_of_attempt[attempt_id] = truth
+            if event.get("play"):
+                self.recording_of_attempt[attempt_id] = Path(event["play"]).name
 
     def on_gateway_event(self, kind: str, payload: dict) -> None:
         if kind == "call.verdict":
@@ -149,6 +153,7 @@ class Tally:
                 {
                     "attempt": report.attempt_id,
                     "truth": self.truth_of_attempt.get(report.attempt_id, ""),
+                    "recording": self.recording_of_attempt.get(report.attempt_id, ""),
                     "verdict": report.verdict,
                     "outcome": report.outcome.value,
                     "detail": report.detail,
