@@ -9,11 +9,11 @@ confusion matrix, connect accuracy, beep hit rate (within 300 ms) and the
 median time from the first word to a HUMAN verdict.
 
 With --timing-study it also measures how far rules on pause timing can
-go: a leave-one-source-out cross-validation of the HUMAN timing
-parameters (sources: the en, es and it prompt sets, the pocketsphinx
-phrases, and the tone or music cases), the lowest median latency any
-pause rule reaches without a new machine taken for a person, and the cost
-of a provisional HUMAN given after a shorter pause.
+go. It cross-validates the HUMAN timing parameters, leaving out one
+source at a time (the en, es and it prompt sets, the pocketsphinx
+phrases, the tone and music cases). It prints the lowest median latency
+that a pause rule reaches without taking a new machine for a person, and
+what a provisional HUMAN after a shorter pause gains and costs.
 
 Usage: python bench/amd_accuracy.py [--timing-study] [CORPUS_DIR]
 """
@@ -123,10 +123,10 @@ def callsure_first_and_final(samples: np.ndarray, rate: int, encoding: str, para
 def provisional_study(rows: list, audio: dict) -> None:
     """Print what provisional_pause_ms costs and gains, cross-validated.
 
-    The first verdict is what a gateway acting at once would do; the final
-    one is what it ends with when it also follows the revisions. Each fold
-    takes the longest provisional pause whose median first-word-to-HUMAN
-    time on the other folds is at most 1200 ms.
+    The first verdict is what a gateway that acts at once would do, and
+    the final one is what it ends with when it also follows the revisions.
+    Each fold takes the longest provisional pause whose median time from
+    first word to HUMAN on the other folds is at most 1200 ms.
     """
     pauses = [0, 200, 225, 250, 275, 300]
     runs = {}
@@ -304,7 +304,7 @@ def speech_blocks(samples: np.ndarray, rate: int, encoding: str) -> np.ndarray:
 
 
 def replay_pauses(speech: np.ndarray, machine_block: int):
-    """Yield (block, greeting_ms, pause_ms) as the kernel's word tracker sees them.
+    """Yield (block, greeting_ms, pause_ms) as the kernel's word tracker computes them.
 
     Follows track_speech with min_word_ms = 60, up to the block at which
     the call is a MACHINE anyway (beep or a 2.5 s greeting).
@@ -339,7 +339,7 @@ def timing_bounds(rows: list, audio: dict, verdicts: list) -> None:
         speech = speech_blocks(*audio[row["file"]])
         tracks.append((row, list(replay_pauses(speech, machine_ms // 10))))
 
-    # The longest pause any machine made at each greeting length (10 ms).
+    # The maximum pause of any machine at each greeting length (10 ms steps).
     longest = defaultdict(int)
     for row, steps in tracks:
         if row["label"] == "MACHINE":

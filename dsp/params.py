@@ -131,6 +131,11 @@ class AnalysisParams:
                 "human_silence_ms and max_greeting_ms must be at least 10 ms, got "
                 f"{self.human_silence_ms} and {self.max_greeting_ms}"
             )
+        if self.provisional_pause_ms < 0:
+            raise ValueError(
+                "provisional_pause_ms must be 0 (no provisional verdict) or a "
+                f"pause in ms, got {self.provisional_pause_ms}"
+            )
 
     def as_array(self) -> np.ndarray:
         """Return the parameters as the kernel's float32 vector."""

@@ -125,6 +125,11 @@ def test_batch_rejects_bad_configuration(kwargs, message):
         BatchAnalyzer(**kwargs)
 
 
+def test_params_reject_negative_provisional_pause():
+    with pytest.raises(ValueError, match="provisional_pause_ms .* got -1"):
+        AnalysisParams(provisional_pause_ms=-1)
+
+
 def test_batch_rejects_bad_frames():
     batch = BatchAnalyzer(2)
     batch.open()
