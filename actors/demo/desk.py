@@ -43,7 +43,7 @@ SERVICE_LEVEL_TIME_S = 20.0
 
 @dataclass
 class Agent:
-    """One agent's state as the switch knows it."""
+    """One agent's state as the switch records it."""
 
     agent_id: str
     group: str
@@ -170,7 +170,7 @@ class Desk:
     # ------------------------------------------------- entry points (any thread)
 
     def on_promise(self, number: str) -> None:
-        """A caller accepted a callback in the IVR: they leave the queue."""
+        """Take a caller who accepted a callback in the IVR out of the queue."""
         self._inbox.put(("promise", number))
 
     def on_ivr_ended(self, number: str) -> None:

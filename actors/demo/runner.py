@@ -50,10 +50,11 @@ IVR_LINES = 6
 # Callbacks in flight at once. The customers' and the agents' phone banks
 # are one pjsua2 process each, of the wheel's four calls; an INVITE beyond
 # them gets 486 or 503 from PJSUA itself, which would pass for a busy
-# customer, and a call slot stays taken for a moment after the gateway
-# sees the call end, hence one line less than four.
+# customer. A call slot also stays taken for a moment after the gateway
+# reports the call ended, hence one line less than four.
 CUSTOMER_LINES = 3
-STALE_LINE_S = 180.0
+# The log's longest service (3,736 s) at 12x lasts 311 s.
+STALE_LINE_S = 600.0
 # When the caller presses keys, in seconds after the call is answered:
 # the greeting with the wait takes about 4 s, the offer prompt 7 s more
 # and accepts a key while it plays.
@@ -491,7 +492,7 @@ class Workers:
 
     def _forget_stale_lines(self) -> None:
         # A line whose end was never reported (a lost event) is counted
-        # free again after the longest a demo call can last.
+        # free again after STALE_LINE_S.
         now = time.monotonic()
         for attempt_id, since in list(self._in_flight.items()):
             if now - since > STALE_LINE_S:
