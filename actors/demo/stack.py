@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 from callsure.actors.runtime import ray, start_ray, stop_ray
-from callsure.engine.exceptions import GatewayError
+from callsure.engine.exceptions import CallsureError, GatewayError
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,15 @@ class DemoStack:
         from callsure.actors.server import start_server
         from callsure.actors.services import build_servicers
 
-        with children_ignore_sigint():
-            start_ray(self.config.ray)
         self.ray_started = True
+        try:
+            with children_ignore_sigint():
+                start_ray(self.config.ray)
+        except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception
+            raise CallsureError(
+                f"Ray did not start on 127.0.0.1 ({exc}); the machine may be "
+                "overloaded, try again when it is idle"
+            ) from None
         self.loop = asyncio.new_event_loop()
         self.loop_thread = threading.Thread(
             target=self.loop.run_forever, name="demo-server", daemon=True
