@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -38,6 +39,7 @@ QUICK_SPEED = 15.0
 QUICK_DRAIN_S = 50.0
 # Ray's own default parent folder, short enough for its socket paths.
 RAY_PARENT = "/tmp"
+RAY_FOLDER_RETRY_S = 2.0
 
 
 @click.command("demo")
@@ -183,11 +185,20 @@ def demo(
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(ray_folder, ignore_errors=True)
+        _remove_ray_folder(ray_folder)
     click.echo(format_report(report))
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
         click.echo(f"report written to {json_path}")
+
+
+def _remove_ray_folder(folder: Path) -> None:
+    # Ray's exiting processes may still write session logs for a moment
+    # after ray.shutdown returns, so a second pass removes what they left.
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():
+        time.sleep(RAY_FOLDER_RETRY_S)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _interrupt(signum, frame):

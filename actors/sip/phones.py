@@ -67,6 +67,8 @@ class PhoneBank:
         event; without it events are kept for ``wait_for``.
     ready_timeout_s : float
         Seconds to wait for the process's endpoint; raises ``TimeoutError``.
+        A bank starts in about a second on an idle machine, but took over
+        20 s with the load average above 50.
     """
 
     def __init__(
@@ -76,7 +78,7 @@ class PhoneBank:
         bind_address: str = "127.0.0.1",
         name: str = "phones",
         on_event=None,
-        ready_timeout_s: float = 20.0,
+        ready_timeout_s: float = 60.0,
     ):
         from callsure.actors.sip.wire import MessageChannel
 
