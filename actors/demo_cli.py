@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -148,6 +149,9 @@ def demo(
     from callsure.actors.demo.runner import DemoOptions, run_demo
     from callsure.actors.demo.view import LiveView
 
+    # gRPC's C core prints a line at every fork while channels are open
+    # (Ray and pjsua2 processes are forked), which would break the screen.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     if quick:
         minutes, speed, drain_s = QUICK_MINUTES, QUICK_SPEED, QUICK_DRAIN_S
         start = start or QUICK_START
