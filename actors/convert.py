@@ -10,7 +10,7 @@ error leaves the server as INVALID_ARGUMENT naming that field.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -64,13 +64,21 @@ GRADE_FROM_PROTO = {number: grade for grade, number in GRADE_TO_PROTO.items()}
 # Well-known types.
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NANOS_PER_MICROSECOND = 1000
+
+
 def to_timestamp(when: datetime | None) -> timestamp_pb2.Timestamp | None:
     """Convert an aware datetime to a ``Timestamp``; ``None`` stays ``None``."""
     if when is None:
         return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when.astimezone(UTC))
-    return stamp
+    # Integer fields of the difference, exact to the microsecond; about 4x
+    # cheaper than Timestamp.FromDatetime, which every reply calls 5 times.
+    since = when - EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=since.days * 86400 + since.seconds,
+        nanos=since.microseconds * NANOS_PER_MICROSECOND,
+    )
 
 
 def from_timestamp(message, field: str) -> datetime | None:
@@ -81,9 +89,14 @@ def from_timestamp(message, field: str) -> datetime | None:
 
 
 def to_duration(seconds: float) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromTimedelta(timedelta(seconds=seconds))
-    return duration
+    """Convert seconds to a ``Duration``, rounded to the microsecond."""
+    # A Duration's seconds and nanos carry the same sign.
+    micros = round(seconds * 1_000_000)
+    whole, rest = divmod(abs(micros), 1_000_000)
+    sign = -1 if micros < 0 else 1
+    return duration_pb2.Duration(
+        seconds=sign * whole, nanos=sign * rest * NANOS_PER_MICROSECOND
+    )
 
 
 def duration_seconds(duration: duration_pb2.Duration) -> float:
@@ -198,8 +211,9 @@ def wait_to_proto(estimate: WaitEstimate) -> common_pb2.WaitDistribution:
         served_probability=estimate.p_served,
         ahead_count=estimate.ahead,
     )
+    quantiles = distribution.quantiles
     for probability, wait_s in sorted(estimate.quantiles_s.items()):
-        distribution.quantiles.add(probability=probability, wait=to_duration(wait_s))
+        quantiles.add(probability=probability, wait=to_duration(wait_s))
     return distribution
 
 

@@ -23,7 +23,6 @@ anything else               INTERNAL             (logged with its traceback)
 
 from __future__ import annotations
 
-import contextlib
 import copyreg
 import logging
 
@@ -181,20 +180,35 @@ def decode_status(rpc_error: grpc.RpcError) -> status_pb2.Status | None:
     return None
 
 
-@contextlib.asynccontextmanager
-async def translate_errors(context: grpc.aio.ServicerContext, method: str):
-    """Abort the RPC with the mapped status when the body raises."""
-    try:
-        yield
-    except grpc.aio.AbortError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every error becomes a status
+class translate_errors:  # noqa: N801 - used as a context manager, like a function
+    """Abort the RPC with the mapped status when the body raises.
+
+    ``async with translate_errors(context, "CreateCallback"): ...``. A class
+    rather than ``contextlib.asynccontextmanager``, because every RPC enters
+    it and the generator-based form costs several times more per call.
+    """
+
+    __slots__ = ("_context", "_method")
+
+    def __init__(self, context: grpc.aio.ServicerContext, method: str):
+        self._context = context
+        self._method = method
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, exc_type, exc, traceback) -> bool:
+        if exc is None or isinstance(exc, grpc.aio.AbortError):
+            return False
+        if not isinstance(exc, Exception):
+            return False
         error = to_rpc_error(exc)
         if error.code == grpc.StatusCode.INTERNAL:
-            logger.exception("%s failed", method)
+            logger.error("%s failed", self._method, exc_info=exc)
         else:
-            logger.debug("%s: %s %s", method, error.code.name, error.message)
-        await context.abort(error.code, error.message, status_trailer(error))
+            logger.debug("%s: %s %s", self._method, error.code.name, error.message)
+        await self._context.abort(error.code, error.message, status_trailer(error))
+        return False
 
 
 # Engine exceptions take several constructor arguments but pass one message

@@ -38,7 +38,14 @@ from callsure.engine.prediction.features import DayCalendar, Rates
 from callsure.engine.prediction.learned import LearnedForecast, LearnedPredictor
 from callsure.engine.prediction.model import WaitModel
 from callsure.engine.prediction.online import SLOT_S, RunningRates
-from callsure.engine.prediction.state import ACTIVE_S, AGENT_OFF, AGENT_ON, QueueEvent
+from callsure.engine.prediction.state import (
+    ACTIVE_S,
+    AGENT_OFF,
+    AGENT_ON,
+    HIGH_PRIORITY,
+    PRIORITY_CREDIT_S,
+    QueueEvent,
+)
 from callsure.engine.predictor import CapacitySlot, WaitEstimate
 
 logger = logging.getLogger(__name__)
@@ -219,7 +226,12 @@ class LivePredictor:
         """Return the callers waiting in ``queue`` who would be served before a
         caller of ``priority`` joining at ``now``."""
         state = self.queue(queue).forecast.learned.state
-        return state.snapshot(now.timestamp(), priority).ahead
+        # The queue's service order, as QueueState.snapshot counts it: a
+        # high-priority caller is credited PRIORITY_CREDIT_S of waiting.
+        key = now.timestamp()
+        if priority >= HIGH_PRIORITY:
+            key -= PRIORITY_CREDIT_S
+        return sum(1 for _, other, _ in state.waiting.values() if other <= key)
 
     # The WaitPredictor protocol
 
