@@ -259,14 +259,15 @@ cdef void track_speech(Stream* st, int32_t* ring, int speech,
         return
 
     # The greeting spans from the first word to the last one before the
-    # current pause. A person says a word or two and waits; a machine
-    # pauses too, between words and prompts, but the longer its greeting
-    # has run the longer those pauses get. On recorded prompts, greetings
-    # up to 2 s paused at most 470 ms, those of 2-2.5 s (the pause before
-    # the beep) up to 700 ms, while persons waited at least 1 s after
-    # anything longer than 1.2 s. So the pause that makes a HUMAN is
-    # human_silence_ms up to short_greeting_ms and rises linearly to
-    # long_pause_ms at max_greeting_ms, where the call is a MACHINE.
+    # current pause. A person says a word or two and waits. A machine
+    # pauses too, between words and prompts, and the longer its greeting
+    # has run the longer those pauses get. In the recorded-prompt corpus
+    # (bench/amd_accuracy.py --timing-study), greetings up to 2 s paused at
+    # most 470 ms and those of 2-2.5 s up to 700 ms (before the beep),
+    # while persons who spoke longer than 1.2 s waited at least 1 s. So
+    # the pause that makes a HUMAN is human_silence_ms up to
+    # short_greeting_ms and rises linearly to long_pause_ms at
+    # max_greeting_ms, where the call is a MACHINE.
     greeting_ms = (st.last_speech - st.onset + 1) * 10
     pause_ms = st.silence_run * 10
     if greeting_ms >= params[P_MAX_GREETING_MS]:
