@@ -90,9 +90,10 @@ class AnalysisParams:
         a provisional HUMAN (cause SHORT_PAUSE), or 0 for none. The
         analysis then goes on and replaces it by HUMAN (SHORT_GREETING)
         when the usual pause follows, or by MACHINE (LONG_GREETING or
-        BEEP) when the greeting goes on or a beep comes; each change is
-        a VERDICT event. Off by default because a consumer that acts on
-        the first verdict alone would connect the machines it revises.
+        BEEP) when the greeting goes on or a beep comes. Each change is
+        a VERDICT event, and a stream that ends before either keeps the
+        provisional verdict. Off by default because a consumer that acts
+        on the first verdict alone would connect the machines it revises.
     """
 
     speech_margin_db: float = 10.0
