@@ -174,6 +174,7 @@ def phones(amd_corpus, tmp_path_factory):
             "dtmf_plan": [[6.0, "1"]],
             "hangup_after_s": 10.0,
         },
+        "+15550000008": {"action": "answer", "delay_s": 0.2, "play": human},
         "+15550000007": {
             "action": "answer",
             "delay_s": 0.3,
@@ -204,6 +205,7 @@ def agents(tmp_path_factory):
         },
         "agent-ring": {"action": "ring"},
         "agent-first": {"action": "answer", "delay_s": 0.2},
+        "agent-refer": {"action": "answer", "delay_s": 0.2},
     }
     with PhoneBank(behaviours, name="agents") as bank:
         yield bank
@@ -435,3 +437,20 @@ def test_machine_gets_message_after_beep(defaults, phones, reports):
     )
     # The voicemail recorded the message prompt.
     assert wav_rms(recorded["path"]) > 200
+
+
+def test_refer_moves_customer_to_agent(defaults, phones, agents, reports):
+    defaults.update_settings(bridge_method="refer")
+    order = make_order("+15550000008", agent="agent-refer")
+    defaults.dial(order)
+    report = reports.wait(order.attempt_id)
+    assert report.outcome is Outcome.CONNECTED
+    assert report.detail == "transferred by REFER"
+    incoming = agents.wait_for(
+        lambda e: e["ev"] == "incoming" and e["user"] == "agent-refer"
+    )
+    # The customer's phone placed the agent call (RFC 3515), carrying the
+    # headers of the Refer-To URI.
+    assert incoming["source"].rpartition(":")[2] == phones.address.rpartition(":")[2]
+    assert incoming["headers"][CALLBACK_ID_HEADER] == order.callback_id
+    assert incoming["headers"][IVR_HISTORY_HEADER] == "greeting,offer%3D3"

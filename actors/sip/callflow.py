@@ -323,6 +323,8 @@ class OutboundFlow:
                     "uri": f"<{uri}?{headers}>",
                 },
             )
+            # NOTE: CONNECTED is reported once the REFER is sent; the
+            # transfer's NOTIFY (did the agent answer?) is not awaited.
             self._report(Outcome.CONNECTED, "transferred by REFER")
             self._hang_up(self.customer_key)
             return
