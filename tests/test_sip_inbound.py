@@ -77,9 +77,9 @@ def gateway(scheduler, events):
 
 @pytest.fixture
 def callers():
-    # NOTE: when one bank places a second call right after its first call
-    # to the gateway ended, the gateway receives none of the second call's
-    # RFC 4733 events, while a fresh bank's call to the same endpoint
+    # NOTE: when one bank places a second call to the same endpoint right
+    # after its first call there ended, the endpoint receives none of the
+    # second call's RFC 4733 events. A fresh bank, or a fresh endpoint,
     # works. The cause is not found yet, so each IVR test gets a new bank.
     with PhoneBank({}, name="callers") as bank:
         yield bank
