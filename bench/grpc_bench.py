@@ -6,7 +6,12 @@ with ``--concurrency`` outstanding calls, in ``--processes`` client
 processes), each CreateCallback stored durably (SQLite WAL,
 synchronous=FULL) before its reply. Measured:
 
-- CreateCallback throughput and latency percentiles under that load;
+- CreateCallback throughput and latency percentiles under that load, for
+  each ``--concurrency`` value given (comma-separated);
+- the CPU time one create costs in each process (the gRPC server, the
+  coordinator, the customer shards, Ray's own services, the client), read
+  from ``/proc/<pid>/stat`` and ``getrusage`` around the load, which shows
+  how the machine's cores were shared;
 - EstimateWait latency, one call at a time;
 - the cost of one Ray actor message (async actor, empty method), one at a
   time and with many in flight, on a separate local Ray in this process;
@@ -16,7 +21,7 @@ synchronous=FULL) before its reply. Measured:
 Customer ids and phone numbers come from a seeded generator, so runs are
 repeatable. Usage::
 
-    .venv/bin/python bench/grpc_bench.py --creates 6000 --concurrency 128
+    .venv/bin/python bench/grpc_bench.py --creates 6000 --concurrency 64,128
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import multiprocessing
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -97,8 +103,77 @@ def _create_process(address, count, concurrency, seed, results):
     results.put(asyncio.run(create_load(address, count, concurrency, seed)))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int) -> dict[int, str]:
+    """``root`` and its descendants, by id, with a short role name."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return {pid: _role(pid, root) for pid in tree}
+
+
+def _role(pid: int, root: int) -> str:
+    if pid == root:
+        return "gRPC server"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return "Ray services"
+    for name in (b"Coordinator", b"CustomerShard", b"AgentPool"):
+        if name in command:
+            return name.decode()
+    return "Ray services"
+
+
+def client_cpu_seconds() -> float:
+    """CPU time of this process and its finished children, in seconds."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def cpu_per_create(server_pid: int, run) -> tuple[object, dict[str, float]]:
+    """Call ``run()`` and return its result with the CPU seconds each role used."""
+    tree = process_tree(server_pid)
+    before = {pid: _cpu_or_zero(pid) for pid in tree}
+    client_before = client_cpu_seconds()
+    result = run()
+    spent: dict[str, float] = {}
+    for pid, role in tree.items():
+        used = _cpu_or_zero(pid) - before[pid]
+        spent[role] = spent.get(role, 0.0) + max(used, 0.0)
+    spent["client"] = client_cpu_seconds() - client_before
+    return result, spent
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return 0.0
+
+
 def run_creates(address: str, total: int, concurrency: int, processes: int):
-    """Run the create load in ``processes`` processes; return merged results."""
+    """Run the create load in ``processes`` client processes, apart from the
+    server's; return merged results."""
     if processes == 1:
         latencies, elapsed, errors = asyncio.run(
             create_load(address, total, concurrency, 1)
@@ -217,44 +292,77 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def print_creates(label, latencies, elapsed, errors, level, args) -> None:
+    print(
+        f"{label}: {len(latencies)} ok, {errors} errors in {elapsed:.2f} s "
+        f"= {len(latencies) / elapsed:.0f}/s with {args.processes} x "
+        f"{level} in flight; p50 {ms(percentile(latencies, 0.5))}, "
+        f"p99 {ms(percentile(latencies, 0.99))}"
+    )
+
+
+def print_cpu(spent: dict[str, float], creates: int, elapsed: float) -> None:
+    """Print CPU per create by role, and how many of the cores each kept busy."""
+    parts = ", ".join(
+        f"{role} {seconds / creates * 1000:.3f} ms ({seconds / elapsed:.2f} cores)"
+        for role, seconds in sorted(spent.items(), key=lambda item: -item[1])
+    )
+    total = sum(spent.values())
+    print(
+        f"  CPU per create: {parts}; total {total / creates * 1000:.3f} ms, "
+        f"{total / elapsed:.2f} of {os.cpu_count()} cores"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--creates", type=int, default=6000)
-    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument(
+        "--concurrency",
+        default="128",
+        help="Calls in flight per client process; several as 64,128.",
+    )
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--estimates", type=int, default=500)
     parser.add_argument("--actor-messages", type=int, default=1000)
     args = parser.parse_args()
 
+    levels = [int(value) for value in args.concurrency.split(",")]
+    python = platform.python_version()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {python}")
+    print("load average before: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
+
     folder = private_folder()
     server = ServeProcess(folder)
     try:
         asyncio.run(create_load(server.address, WARMUP_CALLS, 16, 999))
-        latencies, elapsed, errors = run_creates(
-            server.address, args.creates, args.concurrency, args.processes
-        )
+        for level in levels:
+            (latencies, elapsed, errors), spent = cpu_per_create(
+                server.process.pid,
+                lambda level=level: run_creates(
+                    server.address, args.creates, level, args.processes
+                ),
+            )
+            print_creates("CreateCallback", latencies, elapsed, errors, level, args)
+            print_cpu(spent, len(latencies), elapsed)
         estimates = asyncio.run(estimate_latencies(server.address, args.estimates))
     finally:
         server.terminate()
         shutil.rmtree(folder, ignore_errors=True)
     actor_latencies, actor_rate = actor_message_cost(args.actor_messages, 1000)
-    echo_latencies, echo_elapsed, _ = echo_ceiling(
-        args.creates, args.concurrency, args.processes
-    )
+    for level in levels:
+        echo_latencies, echo_elapsed, echo_errors = echo_ceiling(
+            args.creates, level, args.processes
+        )
+        print_creates(
+            "echo CreateCallback (no engine)",
+            echo_latencies,
+            echo_elapsed,
+            echo_errors,
+            level,
+            args,
+        )
 
-    python = platform.python_version()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {python}")
-    print(
-        f"CreateCallback: {len(latencies)} ok, {errors} errors in {elapsed:.2f} s "
-        f"= {len(latencies) / elapsed:.0f}/s with {args.processes} x "
-        f"{args.concurrency} in flight; p50 {ms(percentile(latencies, 0.5))}, "
-        f"p99 {ms(percentile(latencies, 0.99))}"
-    )
-    print(
-        f"echo CreateCallback (no engine): {len(echo_latencies) / echo_elapsed:.0f}/s"
-        f"; p50 {ms(percentile(echo_latencies, 0.5))}, "
-        f"p99 {ms(percentile(echo_latencies, 0.99))}"
-    )
     print(
         f"EstimateWait: p50 {ms(percentile(estimates, 0.5))}, "
         f"p99 {ms(percentile(estimates, 0.99))}, mean {ms(statistics.mean(estimates))}"
@@ -264,6 +372,7 @@ def main() -> None:
         f"p99 {ms(percentile(actor_latencies, 0.99))} one at a time; "
         f"{actor_rate:.0f}/s with 1000 in flight"
     )
+    print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
