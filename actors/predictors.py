@@ -1,7 +1,8 @@
 """The prediction model the coordinator plans with, fed by the live feed.
 
 ``LivePredictor`` implements the scheduler's ``WaitPredictor`` protocol for
-every queue the server sees, creating a queue's learners on first use. Per
+every queue named in a request or an event, creating a queue's learners on
+first use. Per
 queue it keeps the online learners of ``callsure.engine.prediction``
 (``LearnedForecast``: the live ``QueueState``, arrivals by day type and
 surge, staffing, handling time and patience) and updates them one
@@ -240,9 +241,9 @@ class LivePredictor:
     ) -> WaitEstimate:
         """Estimate the wait of a caller of ``queue`` with ``ahead`` before it.
 
-        The fitted model answers once the queue has a live state to
-        describe (an agent seen); before that, and without a model, Erlang A
-        over the forecast does. A wait beyond the forecast horizon (no
+        The fitted model gives the estimate once the queue has a live state
+        to describe (an agent seen). Before that, and without a model,
+        Erlang A over the forecast gives it. A wait beyond the forecast horizon (no
         agent on duty) is reported as the horizon with ``p_served`` 0.
         """
         model = self.queue(queue)
