@@ -59,8 +59,8 @@ VIP_AGENT = "vip-1"
 # Fictitious North American numbers (555 exchange) for the log's customers.
 NUMBER_PREFIX = "+1555"
 
-# Who picks up a first callback attempt, with its share. The shares are an
-# estimate for a list of customers who asked to be called (about two in
+# The party that picks up a first callback attempt, with its share. The
+# shares are an estimate for a list of customers who asked to be called (about two in
 # three reached in person), not measured data.
 ANSWER_MIX = (
     ("HUMAN", 0.62),
@@ -100,6 +100,8 @@ class DemoCall:
         a caller the log shows served (who waited as long as needed).
     log_wait_s : float
         The wait in the log, uncompressed.
+    repeat : bool
+        The customer called before in the window.
     """
 
     line: int
@@ -246,7 +248,7 @@ class DemoWorkload:
 def usual_forecasts(
     records, start_local: datetime, minutes: float, speed: float, agents
 ) -> dict[str, StaticForecast]:
-    """The forecast a planner would make for the window, compressed.
+    """Build the forecast a planner would make for the window, compressed.
 
     Per group: the mean number of queued calls in the same hours of the
     log's days that had calls then, and the mean handling time. Patience
@@ -328,7 +330,7 @@ def _read_log_cached(name: str, modified_ns: int) -> tuple:
 
 
 def read_labels(recordings: Path) -> dict[str, list[Path]]:
-    """Recordings per label from ``labels.csv`` (columns ``file`` and ``label``)."""
+    """Read the recordings per label from ``labels.csv`` (``file``, ``label``)."""
     labels_file = recordings / "labels.csv"
     if not labels_file.exists():
         raise ValidationError(
