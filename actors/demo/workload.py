@@ -60,8 +60,8 @@ VIP_AGENT = "vip-1"
 NUMBER_PREFIX = "+1555"
 
 # The party that picks up a first callback attempt, with its share. The
-# shares are an estimate for a list of customers who asked to be called (about two in
-# three reached in person), not measured data.
+# shares are an estimate for a list of customers who asked to be called
+# (about two in three reached in person), not measured data.
 ANSWER_MIX = (
     ("HUMAN", 0.62),
     ("MACHINE", 0.14),
