@@ -49,12 +49,12 @@ def test_gateway_bridges_baresip_customer(amd_corpus, tmp_path):
     assert result_file.exists(), run.stderr[-3000:]
     result = json.loads(result_file.read_text())
 
-    assert result["outcome"] == "connected"
-    assert result["verdict"] == "HUMAN"
-    assert "CALL_ESTABLISHED" in result["baresip_events"]
+    assert result["outcome"] == "connected", result
+    assert result["verdict"] == "HUMAN", result
+    assert "CALL_ESTABLISHED" in result["baresip_events"], result
     assert result["agent_headers"]["X-Callsure-Callback-Id"] == "cb-baresip"
-    assert result["agent_rms"] > 200
-    assert result["ivr_nodes"][:2] == ["greeting", "offer"]
+    assert result["agent_rms"] > 200, result
+    assert result["ivr_nodes"][:2] == ["greeting", "offer"], result
 
 
 # ----------------------------------------------------------------------------
