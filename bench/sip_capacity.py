@@ -103,7 +103,7 @@ def start_baresip(folder: Path, source_wav: Path, max_calls: int) -> subprocess.
 class Fleet:
     """Endpoint processes and the state of the calls placed on them."""
 
-    def __init__(self, processes: int, tap: bool = True):
+    def __init__(self, processes: int, tap: bool = True, tap_frame_ms: int = 100):
         from callsure.actors.sip.endpoints import EndpointProcess
 
         self.lock = threading.Lock()
@@ -119,6 +119,7 @@ class Fleet:
                     "trunk_sources": [],
                     "codecs": ["PCMU/8000"],
                     "tap": tap,
+                    "tap_frame_ms": tap_frame_ms,
                 },
                 self.on_event,
             )
@@ -165,10 +166,12 @@ class Fleet:
             list(pool.map(lambda endpoint: endpoint.stop(), self.endpoints))
 
 
-def measure(calls: int, hold_s: float, baresip_pid: int, tap: bool = True) -> dict:
+def measure(
+    calls: int, hold_s: float, baresip_pid: int, tap: bool, tap_frame_ms: int
+) -> dict:
     processes = -(-calls // 4)
     started = time.monotonic()
-    fleet = Fleet(processes, tap)
+    fleet = Fleet(processes, tap, tap_frame_ms)
     start_s = time.monotonic() - started
     idle = fleet.sample()
     try:
@@ -212,6 +215,7 @@ def measure(calls: int, hold_s: float, baresip_pid: int, tap: bool = True) -> di
     cpu_cores = (last["cpu_s"] - first["cpu_s"]) / window
     return {
         "calls": calls,
+        "tap_frame_ms": tap_frame_ms if tap else 0,
         "processes": processes,
         "answered": answered,
         "up_at_end": still_up,
@@ -286,11 +290,15 @@ def run_inside(arguments) -> None:
     time.sleep(1.0)
     results = []
     try:
-        for calls in sizes:
-            result = measure(calls, arguments.hold_s, baresip.pid, not arguments.no_tap)
-            print(json.dumps(result), flush=True)
-            results.append(result)
-            time.sleep(2.0)
+        for tap_frame_ms in [int(ms) for ms in arguments.tap_ms.split(",")]:
+            for calls in sizes:
+                result = measure(
+                    calls, arguments.hold_s, baresip.pid, not arguments.no_tap,
+                    tap_frame_ms,
+                )  # fmt: skip
+                print(json.dumps(result), flush=True)
+                results.append(result)
+                time.sleep(2.0)
     finally:
         baresip.terminate()
         try:
@@ -308,14 +316,15 @@ def print_table(results: list[dict], extra: dict, arguments) -> None:
     print()
     print(f"Machine: {os.cpu_count()} cores, {platform.processor() or 'x86_64'}, "
           f"load average before the run {os.getloadavg()[0]:.2f}")  # fmt: skip
-    print("| calls | processes | answered | up at end | endpoints crashed "
+    print("| tap ms | calls | processes | answered | up at end | endpoints crashed "
           "| setup calls/s | frames/call/s | frames lost | endpoint CPU cores "
           "| CPU ms per call-second | baresip CPU cores | PSS MB per call "
           "| RSS MB per call |")  # fmt: skip
-    print("| --- " * 13 + "|")
+    print("| --- " * 14 + "|")
     for r in results:
         print(
-            f"| {r['calls']} | {r['processes']} | {r['answered']} "
+            f"| {r['tap_frame_ms']} | {r['calls']} | {r['processes']} "
+            f"| {r['answered']} "
             f"| {r['up_at_end']} | {r['endpoints_crashed']} "
             f"| {r['setup_calls_per_s']} | {r['frames_per_call_s']} "
             f"| {r['frames_lost']} | {r['endpoint_cpu_cores']} "
@@ -344,6 +353,9 @@ def main() -> int:
         "--no-tap", action="store_true", help="calls without taps, for comparison"
     )
     parser.add_argument(
+        "--tap-ms", default="100", help="tap frame lengths to compare, such as 20,100"
+    )
+    parser.add_argument(
         "--corpus",
         default=os.environ.get("CALLSURE_SHARED", str(REPO.parent / "shared"))
         + "/corpus/amd",
@@ -364,6 +376,7 @@ def main() -> int:
             "--inside",
             f"--calls {arguments.calls}",
             f"--hold-s {arguments.hold_s}",
+            f"--tap-ms {arguments.tap_ms}",
             f"--corpus {arguments.corpus}",
             "--ray" if arguments.ray else "",
             "--no-tap" if arguments.no_tap else "",
