@@ -72,6 +72,17 @@ def quantiles(wait):
     return {q.probability: q.wait.ToTimedelta().total_seconds() for q in wait.quantiles}
 
 
+def capacity_slots(channel):
+    request = prediction_pb2.GetCapacityRequest(queue=QUEUE)
+    request.interval.start_time.GetCurrentTime()
+    request.interval.end_time.seconds = request.interval.start_time.seconds + 3600
+    request.slot_duration.seconds = 900
+    reply = prediction_pb2_grpc.PredictionServiceStub(channel).GetCapacity(
+        request, metadata=METADATA, timeout=CALL_TIMEOUT_S
+    )
+    return list(reply.slots)
+
+
 def create_wait(channel, customer_id):
     callback = callback_pb2.Callback(
         customer_id=customer_id, phone_number="+14155550100", queue=QUEUE
@@ -103,6 +114,7 @@ def runs(bank_log):
             waits["five_queued"] = new_caller_wait(channel)
             set_agent(channel, "cid", agent_pb2.AGENT_STATE_LOGGED_OUT)
             waits["two_agents"] = new_caller_wait(channel)
+            waits["capacity"] = capacity_slots(channel)
             report(
                 channel,
                 "c-0",
@@ -146,6 +158,11 @@ def test_fewer_agents_longer_wait(runs):
     assert runs["two_agents"].ahead_count == 5
     assert mean_s(runs["two_agents"]) > mean_s(runs["five_queued"])
     assert quantiles(runs["two_agents"])[0.5] > quantiles(runs["five_queued"])[0.5]
+
+
+def test_capacity_counts_live_agents(runs):
+    assert len(runs["capacity"]) == 4
+    assert [slot.agent_count for slot in runs["capacity"]] == [2.0] * 4
 
 
 def test_answered_and_abandoned_leave_queue(runs):
