@@ -224,6 +224,10 @@ class Coordinator:
 
         proto3 cannot tell 0 from unset, and a caller at the head of the
         live queue has 0 ahead either way.
+
+        NOTE: a caller still waiting in the switch's queue (QUEUED reported,
+        no ABANDONED yet) counts itself, so its position is one too high
+        until the switch reports that it left.
         """
         if request.queue_position or self._feed is None:
             return request
