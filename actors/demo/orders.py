@@ -1,10 +1,10 @@
 """Dial orders from the coordinator to the demo's gateway, and their outcomes.
 
-``Workers`` runs three threads: one takes orders from the ``DialRelay``,
-claims each with ``Coordinator.start_dialing`` and hands it to the
-gateway while a customer line is free; one reports each call's outcome
-to the coordinator; one reads the coordinator's event journal into the
-tally.
+``Workers`` runs three threads. The first takes orders from the
+``DialRelay``, claims each with ``Coordinator.start_dialing`` and hands
+it to the gateway while a customer line is free. The second reports each
+call's outcome to the coordinator, and the third reads the coordinator's
+event journal into the tally.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 DIALER_NAME = "demo-gateway"
 # Callbacks in flight at once. The customers' and the agents' phone banks
-# are one pjsua2 process each, of the wheel's four calls; an INVITE beyond
+# are one pjsua2 process each, of the wheel's four calls. An INVITE beyond
 # them gets 486 or 503 from PJSUA itself, which would pass for a busy
 # customer. A call slot also stays taken for a moment after the gateway
 # reports the call ended, hence one line less than four.
