@@ -237,6 +237,13 @@ def _zone(name: str):
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of every draw.")
 @click.option(
+    "--agent-first/--customer-first",
+    default=False,
+    show_default=True,
+    help="Reserve a free agent before each callback dial, or dial first and "
+    "queue the answered customer for the next free agent.",
+)
+@click.option(
     "--threshold-s",
     default=60.0,
     show_default=True,

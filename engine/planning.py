@@ -312,8 +312,13 @@ class PromisePlanner:
     def _predicted_time(
         self, request: CallbackRequest, now: datetime, entry: datetime
     ) -> datetime:
+        # The open promises that entered earlier are places in the queue
+        # ahead of this customer that the switch no longer shows.
+        ahead = request.queue_position + self.scheduler.store.count_open_before(
+            request.queue, entry, self._replacing
+        )
         estimate = self.scheduler.predictor.estimate_wait(
-            request.queue, request.queue_position, now, priority=request.priority
+            request.queue, ahead, now, priority=request.priority
         )
         quantile = self._policy.promise.predicted_quantile
         wait_s = estimate.quantiles_s.get(quantile, estimate.mean_s)

@@ -422,7 +422,10 @@ class ContactCenterSimulation:
             return
         agent.on_duty = True
         agent.duty_since = self.now
-        if agent.busy_with is None:
+        # An agent taken for a callback dial is neither busy nor idle; the
+        # desk hands them back when the dial ends.
+        reserved = self.desk is not None and name in self.desk.reserved.values()
+        if agent.busy_with is None and not reserved:
             self.idle.append(name)
             self.dispatch()
 
@@ -446,10 +449,13 @@ class ContactCenterSimulation:
             self.dispatch()
 
     def dispatch(self) -> None:
-        """Give idle agents work: answered callbacks first, then the queue."""
+        """Give idle agents work: answered callbacks first, then due
+        agent-first callbacks, then the queue."""
         while self.idle:
             work = self.desk.next_party() if self.desk is not None else None
             if work is None:
+                if self.desk is not None and self.desk.claim_idle_agent():
+                    continue
                 if not self.waiting:
                     return
                 call = min(self.waiting.values(), key=lambda c: (c.key, c.call_id))

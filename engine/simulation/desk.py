@@ -7,19 +7,31 @@ queue entry time), calls ``due`` for dial orders with the entry time of
 the longest-waiting inbound caller, claims each order with
 ``start_dialing``, plays the dial (answer, busy, no answer, machine, drawn
 with the run's seed) and reports every outcome with ``report_outcome``,
-so retries follow the scheduler's retry policy. A customer who answered
-waits at the head of the queue, because every inbound caller still
-waiting entered later, and the next free agent takes them.
+so retries follow the scheduler's retry policy.
+
+Each order is dialed in its ``dial_mode``. ``AGENT_FIRST`` takes an idle
+agent out of the pool before the dial and connects a customer who
+answers to that agent at once; the agent goes back to the pool when the
+dial fails. Such orders are asked for whenever an agent turns idle while
+a promise is due, before the agent takes the next inbound caller, so a
+due callback gets the first free agent unless an inbound caller who
+entered earlier still waits. In ``CUSTOMER_FIRST`` a customer who
+answered waits at the head of the queue, because every inbound caller
+still waiting entered later, and the next free agent takes them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-from callsure.engine.callbacks import CallbackMode, CallbackRequest, Outcome
+from callsure.engine.callbacks import (
+    CallbackMode,
+    CallbackRequest,
+    DialMode,
+    Outcome,
+)
 from callsure.engine.customers import ContactEvent, ContactKind, CustomerBook
 from callsure.engine.exceptions import InfeasibleTimeError
 from callsure.engine.simulation.events import CLOSING_GRACE_S, Kind, utc
@@ -82,6 +94,8 @@ class CallbackDesk:
         self.not_offered_infeasible = 0
         self.not_offered_closing = 0
         self.capacity_violations = 0
+        # Agents taken for an agent-first dial, by attempt id.
+        self.reserved: dict[str, str] = {}
         self.released_overtaking = 0
         self._polls: set[float] = set()
         self._closing = 0.0
@@ -121,13 +135,19 @@ class CallbackDesk:
         if customer_state.open_callback is not None:
             return False
         now = self.scheduler.clock.now()
-        ahead = len(self.line) + sum(
+        # The switch's view: inbound callers ahead. The planner adds the
+        # open promises that entered earlier (answered customers waiting
+        # for an agent among them), and so does the offer's estimate.
+        ahead = sum(
             1
             for other in self.sim.waiting.values()
             if other.call_id != call.call_id and other.key <= call.key
         )
+        promises_ahead = self.scheduler.store.count_open_before(
+            self.queue, utc(call.arrival)
+        )
         estimate = self.scheduler.predictor.estimate_wait(
-            self.queue, ahead, now, priority=call.priority
+            self.queue, ahead + promises_ahead, now, priority=call.priority
         )
         predicted_s = estimate.quantiles_s.get(
             self.options.offer_quantile, estimate.mean_s
@@ -136,16 +156,6 @@ class CallbackDesk:
         # The repeat-caller rule may ask for an offer whatever the wait.
         unconditional = abandoned or status.offer_callback
         if not unconditional and not predicted_s > self.options.threshold_s:
-            return False
-        promise_s = estimate.quantiles_s.get(
-            self.options.promise_quantile, estimate.mean_s
-        )
-        if not math.isfinite(promise_s):
-            # No agent seen on duty lately: no time can be promised.
-            # NOTE: PromisePlanner raises OverflowError rather than
-            # InfeasibleTimeError on an infinite estimate, so it is
-            # filtered here first.
-            self.not_offered_infeasible += 1
             return False
         request = CallbackRequest(
             request_id=f"call-{call.call_id}-{'abandoned' if abandoned else 'offer'}",
@@ -221,14 +231,44 @@ class CallbackDesk:
         """Ask the scheduler for dial orders and start each dial."""
         sim = self.sim
         self._polls.discard(sim.now)
+        self._release()
+        if any(
+            state == "pending" and self.not_before[callback_id] <= sim.now
+            for callback_id, state in self.state.items()
+        ):
+            self._poll_at(sim.now + self.options.poll_s)
+
+    def claim_idle_agent(self) -> bool:
+        """Release due callbacks to the idle agents before inbound callers
+        take them; return True when an agent was taken.
+
+        Called by the simulation whenever it has an idle agent. Only
+        agent-first dials take agents here; the scheduler holds a callback
+        that entered after the longest-waiting inbound caller.
+        """
+        if not self.options.agent_first:
+            return False
+        now = self.sim.now
+        if not any(
+            state == "pending" and self.not_before[callback_id] <= now
+            for callback_id, state in self.state.items()
+        ):
+            return False
+        idle = len(self.sim.idle)
+        self._release()
+        return len(self.sim.idle) < idle
+
+    def _release(self) -> None:
+        sim = self.sim
         now = self.scheduler.clock.now()
         oldest = sim.oldest_waiting()
+        free = self.free_agents()
         orders = self.scheduler.due(
             now,
-            free_agents={self.queue: self.free_agents()},
+            free_agents={self.queue: free},
             oldest_waiting=None if oldest is None else {self.queue: utc(oldest)},
         )
-        if orders and self.scheduler.planner.release_budget(self.queue, now) < 0:
+        if len(orders) > free:
             self.capacity_violations += 1
         for order in orders:
             callback_id = order.callback_id
@@ -240,23 +280,23 @@ class CallbackDesk:
             if order.attempt_number == 1:
                 result.first_dial_at = sim.now
             self.state[callback_id] = "dialing"
+            if order.dial_mode is DialMode.AGENT_FIRST:
+                self.reserved[order.attempt_id] = sim.idle.popleft()
             self.scheduler.start_dialing(order.attempt_id, OWNER)
             outcome, delay_s = self._dial_result(order)
             sim.schedule(sim.now + delay_s, Kind.DIAL_DONE, (order, outcome))
-        if any(
-            state == "pending" and self.not_before[callback_id] <= sim.now
-            for callback_id, state in self.state.items()
-        ):
-            self._poll_at(sim.now + self.options.poll_s)
 
     def free_agents(self) -> int:
         """Count the agents that can take one more callback, for ``due``.
 
-        The agents on duty less the callbacks already dialing or waiting
-        for an agent, so each callback in flight has an agent of its own
-        to wait for. Only counts are used, no service end times, as an
-        agent pool would know them.
+        Agent-first: the idle agents, each of whom can be taken for one
+        dial. Customer-first: the agents on duty less the callbacks already
+        dialing or waiting for an agent, so each callback in flight has an
+        agent of its own to wait for. Only counts are used, no service end
+        times, as an agent pool would know them.
         """
+        if self.options.agent_first:
+            return len(self.sim.idle)
         on_duty = sum(1 for agent in self.sim.agents.values() if agent.on_duty)
         in_flight = sum(1 for state in self.state.values() if state == "dialing")
         return max(0, on_duty - in_flight)
@@ -284,8 +324,11 @@ class CallbackDesk:
         if outcome == ANSWERED and order.callback_id in self.reached:
             # The customer is talking to an agent on a call of their own.
             outcome = Outcome.BUSY
+        agent = self.reserved.pop(order.attempt_id, None)
         if outcome != ANSWERED:
             self._report(order.attempt_id, outcome)
+            if agent is not None:
+                self._free(agent)
             return
         sim = self.sim
         party = Party(
@@ -295,6 +338,11 @@ class CallbackDesk:
             entry_time=result.entry_time,
             answered_at=sim.now,
         )
+        if agent is not None:
+            # An agent whose shift ended during the dial still takes the
+            # call and leaves after it, as the simulation's agents do.
+            self.connect(party, agent)
+            return
         self.line.append(party)
         sim.schedule(
             sim.now + self.options.callback_patience_s,
@@ -302,6 +350,12 @@ class CallbackDesk:
             party,
         )
         sim.dispatch()
+
+    def _free(self, agent: str) -> None:
+        """Put a reserved agent back in the pool after a failed dial."""
+        if self.sim.agents[agent].on_duty:
+            self.sim.idle.append(agent)
+            self.sim.dispatch()
 
     def on_give_up(self, party: Party) -> None:
         if party in self.line:
@@ -317,7 +371,8 @@ class CallbackDesk:
     def connect(self, party: Party, agent: str) -> None:
         """Bridge ``party`` to ``agent`` and report the connection."""
         sim = self.sim
-        self.line.remove(party)
+        if party in self.line:
+            self.line.remove(party)
         result = self.results[party.callback_id]
         result.agent_at = sim.now
         result.overtook = sum(

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from callsure.engine.callbacks import DialMode
 from callsure.engine.calllog import CallLog
 from callsure.engine.policy import PromisePolicy, SchedulerPolicy
 from callsure.engine.prediction.erlang_a_predictor import ErlangAPredictor
@@ -227,6 +228,9 @@ def _run_with_callbacks(workload, handle, options, store) -> ContactCenterSimula
             predicted_quantile=options.promise_quantile,
             lease_s=REPLAY_LEASE_S,
             booking_horizon_s=options.booking_horizon_s,
+            dial_mode=(
+                DialMode.AGENT_FIRST if options.agent_first else DialMode.CUSTOMER_FIRST
+            ),
         )
     )
     scheduler = CallbackScheduler(store, handle.predictor, clock, policy)

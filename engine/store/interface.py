@@ -141,6 +141,13 @@ class CallbackStore(Protocol):
         ``exclude_id``."""
         ...
 
+    def count_open_before(
+        self, queue: str, entry_time: datetime, exclude_id: str = ""
+    ) -> int:
+        """Open promises (pending or dialing, any mode) of ``queue`` that
+        entered at or before ``entry_time``, other than ``exclude_id``."""
+        ...
+
     def count_released(self, queue: str, start: datetime, end: datetime) -> int:
         """Attempts of ``queue`` issued in ``[start, end)``, except those
         that ended ``NOT_DIALED`` (they took no agent)."""

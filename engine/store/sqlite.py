@@ -523,6 +523,17 @@ class SQLiteStore:
                 ) from error
         return None
 
+    def count_open_before(
+        self, queue: str, entry_time: datetime, exclude_id: str = ""
+    ) -> int:
+        (count,) = self._query(
+            "SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_promised "
+            f"WHERE queue = ? AND state IN {_OPEN_STATES_SQL} "
+            "AND entry_time <= ? AND callback_id != ?",
+            (queue, entry_time.timestamp(), exclude_id),
+        )[0]
+        return count
+
     def count_released(self, queue: str, start: datetime, end: datetime) -> int:
         (count,) = self._query(
             "SELECT COUNT(*) FROM attempts WHERE queue = ? AND issued_at >= ? "
