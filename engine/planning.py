@@ -8,9 +8,9 @@ scheduler stores the result.
 Capacity is counted per interval of ``CapacityLimits.interval_s``. The
 load of an interval is the releases issued in it (attempts that took an
 agent, of any mode) plus the timed promises booked into it that have not
-been released yet (``CallbackStore.count_booked``); a promise moves from
-the second count to the first at its first release, so each is counted
-once, at booking and at release alike.
+been released yet (``CallbackStore.count_booked``). A promise moves from
+the second count to the first at its first release, so booking and
+release count each promise once.
 
 Booking. A customer-chosen time (``AT_TIME``, ``WINDOW``) takes spare
 agent time, so it is booked only into an interval whose load is below the
@@ -160,7 +160,7 @@ class PromisePlanner:
     ) -> datetime | None:
         """Find the earliest time at or after ``when`` that is inside a window
         and whose interval has room for one more booking, within the booking
-        horizon; ``None`` when there is none.
+        horizon, or ``None`` when there is none.
 
         ``keep_place`` books a promise that keeps the customer's place in the
         queue: its interval needs room under the admin cap only, not spare

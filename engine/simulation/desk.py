@@ -93,6 +93,7 @@ class CallbackDesk:
         self.abandon_callbacks = 0
         self.not_offered_infeasible = 0
         self.not_offered_closing = 0
+        # Calls of due() that returned more orders than free agents.
         self.capacity_violations = 0
         # Agents taken for an agent-first dial, by attempt id.
         self.reserved: dict[str, str] = {}

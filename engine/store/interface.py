@@ -123,9 +123,9 @@ class CallbackStore(Protocol):
         self, queue: str, start: datetime, end: datetime, exclude_id: str = ""
     ) -> int:
         """Timed promises of ``queue`` with a promised time in ``[start, end)``
-        that still hold their reservation, other than ``exclude_id``.
+        that still keep their reservation, other than ``exclude_id``.
 
-        A promise holds it while it is pending and none of its attempts took
+        A promise keeps it while it is pending and none of its attempts took
         an agent (attempts that ended ``NOT_DIALED`` do not count). Its first
         release that takes an agent moves it to ``count_released`` of the
         interval of that release, so an interval's bookings plus its

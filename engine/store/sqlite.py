@@ -473,11 +473,11 @@ class SQLiteStore:
     def count_booked(
         self, queue: str, start: datetime, end: datetime, exclude_id: str = ""
     ) -> int:
-        # A booking holds its reservation until its first release that takes
-        # an agent; from then on the attempt counts in count_released of the
+        # A booking keeps its reservation until its first release that takes
+        # an agent. From then on the attempt counts in count_released of the
         # interval it was issued in, so the two counts never overlap. The
         # per-minute bookings table counts every open promise, released or
-        # not, so it cannot answer this; the partial index callbacks_promised
+        # not, so it cannot answer this. The partial index callbacks_promised
         # limits the scan to the open promises of the interval.
         (count,) = self._query(
             "SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_promised "
