@@ -13,7 +13,7 @@ import itertools
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -21,10 +21,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 
 from callsure.actors.errors import decode_status
+from callsure.actors.sip.backend import next_local_time
 from callsure.engine.exceptions import (
     CallsureError,
     InfeasibleTimeError,
-    InvalidTimeError,
     ValidationError,
 )
 from callsure.engine.phone import mask_number
@@ -139,22 +139,6 @@ class GrpcIvrBackend:
             return None
         start: Timestamp = callback.promised_window.start_time
         return start.ToDatetime(tzinfo=self.zone)
-
-
-def next_local_time(keyed: str, zone: ZoneInfo) -> datetime:
-    """Turn keyed ``HHMM`` into the next such naive wall-clock time in ``zone``."""
-    if len(keyed) != 4 or not keyed.isdigit():
-        raise InvalidTimeError(
-            "requested_time", keyed, "key four digits, hours then minutes"
-        )
-    hour, minute = int(keyed[:2]), int(keyed[2:])
-    if hour > 23 or minute > 59:
-        raise InvalidTimeError("requested_time", keyed, "key a time from 0000 to 2359")
-    local_now = datetime.now(zone).replace(tzinfo=None)
-    candidate = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if candidate <= local_now:
-        candidate += timedelta(days=1)
-    return candidate
 
 
 def _engine_error(error: grpc.RpcError) -> CallsureError:

@@ -71,41 +71,88 @@ class SchedulerIvrBackend:
         InfeasibleTimeError
             From the scheduler, for a time that cannot be kept.
         """
-        number = parse_e164(caller, "calling_number")
         now = self.scheduler.clock.now()
-        local_time = None
-        if mode == "at_time":
-            local_time = self._next_local_time(requested_time or "", now)
-        request = CallbackRequest(
-            request_id=f"ivr-{self._session}-{next(self._serial)}",
-            customer_id=number,
-            queue=queue,
-            phone_number=number,
-            mode=_MODES[mode],
-            entry_time=now,
+        request = ivr_callback_request(
+            f"ivr-{self._session}-{next(self._serial)}",
+            caller,
+            queue,
+            mode,
+            requested_time,
+            ivr_history,
+            now=now,
+            time_zone=self.time_zone,
             queue_position=self.queue_position(queue),
-            ivr_history=tuple(ivr_history),
-            time_zone=self.time_zone if local_time else None,
-            requested_local_time=local_time,
         )
         callback = self.scheduler.create(request)
         if mode == "asap" or callback.promised_time is None:
             return None
         return callback.promised_time.astimezone(self.zone)
 
-    def _next_local_time(self, keyed: str, now: datetime) -> datetime:
-        """Turn keyed ``HHMM`` into the next such naive local wall-clock time."""
-        if len(keyed) != 4 or not keyed.isdigit():
-            raise InvalidTimeError(
-                "requested_time", keyed, "key four digits, hours then minutes"
-            )
-        hour, minute = int(keyed[:2]), int(keyed[2:])
-        if hour > 23 or minute > 59:
-            raise InvalidTimeError(
-                "requested_time", keyed, "key a time from 0000 to 2359"
-            )
-        local_now = now.astimezone(self.zone).replace(tzinfo=None)
-        candidate = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        if candidate <= local_now:
-            candidate += timedelta(days=1)
-        return candidate
+
+def ivr_callback_request(
+    request_id: str,
+    caller: str,
+    queue: str,
+    mode: str,
+    requested_time: str | None,
+    ivr_history: tuple[str, ...],
+    *,
+    now: datetime,
+    time_zone: str,
+    queue_position: int = 0,
+) -> CallbackRequest:
+    """Build the ``CallbackRequest`` of a caller's choice in the IVR.
+
+    The calling number is the customer id as well as the number to call
+    back, because the IVR identifies the caller by nothing else.
+
+    Raises
+    ------
+    InvalidPhoneNumberError
+        When the calling number is not E.164 (anonymous or national).
+    InvalidTimeError
+        When ``requested_time`` is not ``HHMM`` of a valid time of day.
+    """
+    number = parse_e164(caller, "calling_number")
+    local_time = None
+    if mode == "at_time":
+        local_time = next_local_time(requested_time or "", ZoneInfo(time_zone), now)
+    return CallbackRequest(
+        request_id=request_id,
+        customer_id=number,
+        queue=queue,
+        phone_number=number,
+        mode=_MODES[mode],
+        entry_time=now,
+        queue_position=queue_position,
+        ivr_history=tuple(ivr_history),
+        time_zone=time_zone if local_time else None,
+        requested_local_time=local_time,
+    )
+
+
+def next_local_time(
+    keyed: str, zone: ZoneInfo, now: datetime | None = None
+) -> datetime:
+    """Turn keyed ``HHMM`` into the next such naive wall-clock time in ``zone``.
+
+    ``now`` is an aware time (default: the system clock). A time of day
+    that has passed today means tomorrow.
+
+    Raises
+    ------
+    InvalidTimeError
+        When ``keyed`` is not four digits of a time from 0000 to 2359.
+    """
+    if len(keyed) != 4 or not keyed.isdigit():
+        raise InvalidTimeError(
+            "requested_time", keyed, "key four digits, hours then minutes"
+        )
+    hour, minute = int(keyed[:2]), int(keyed[2:])
+    if hour > 23 or minute > 59:
+        raise InvalidTimeError("requested_time", keyed, "key a time from 0000 to 2359")
+    local_now = (now or datetime.now(zone)).astimezone(zone).replace(tzinfo=None)
+    candidate = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if candidate <= local_now:
+        candidate += timedelta(days=1)
+    return candidate
