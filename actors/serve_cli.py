@@ -1,11 +1,12 @@
 """``callsure serve``: Ray, the actors and the gRPC API in one process.
 
 Start-up: check the listen address, start or join Ray, create (or find)
-the actors, serve gRPC, then print one line ``callsure serving gRPC on
-HOST:PORT`` on standard output, which scripts and tests parse for the
-bound port. On SIGTERM or SIGINT the server stops accepting calls, lets
-accepted calls finish (up to ``STOP_GRACE_S``), stops Ray if it started
-it, and exits with status 0.
+the actors, start the SIP gateway when ``[sip] enabled`` is true, serve
+gRPC, then print one line ``callsure serving gRPC on HOST:PORT`` on
+standard output, which scripts and tests parse for the bound port. On
+SIGTERM or SIGINT the server stops accepting calls, lets accepted calls
+finish (up to ``STOP_GRACE_S``), stops the SIP gateway's endpoint
+processes, stops Ray if it started it, and exits with status 0.
 """
 
 from __future__ import annotations
@@ -33,18 +34,21 @@ async def run_server(config, ray_address: str | None) -> None:
     from callsure.actors.runtime import start_ray, stop_ray
     from callsure.actors.server import check_listen_address, start_server
     from callsure.actors.services import build_servicers
+    from callsure.actors.sip.serving import start_gateway, stop_gateway
 
     check_listen_address(config.server.grpc_address, config.server.allow_non_loopback)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
 
     await asyncio.to_thread(start_ray, config.ray, ray_address, config.log)
+    gateway = None
     try:
         # ray.init replaces the SIGTERM handler when it runs on the main
         # thread; it ran on a worker thread, and ours go in afterwards anyway.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _request_stop, stop_requested, signum)
         actors = await deploy_actors(config)
+        gateway = await start_gateway(config)
         running = await start_server(config.server, build_servicers(actors))
         logger.info(
             "serving gRPC on %s (TLS %s, token %s)",
@@ -59,6 +63,8 @@ async def run_server(config, ray_address: str | None) -> None:
         await running.stop(STOP_GRACE_S)
         await actors.close()
     finally:
+        # The endpoint processes outlive Ray unless the gateway stops them.
+        await stop_gateway(gateway)
         await asyncio.to_thread(stop_ray)
     logger.info("stopped")
 

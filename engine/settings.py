@@ -227,6 +227,13 @@ _add(
         "The SIP call gateway: pjsua2 endpoint processes, trunk and call flow.",
         (
             Setting(
+                "enabled",
+                bool,
+                False,
+                "Start the gateway in callsure serve: it dials due callbacks "
+                "and answers inbound calls with the IVR.",
+            ),
+            Setting(
                 "bind_address",
                 str,
                 "127.0.0.1",

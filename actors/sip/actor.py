@@ -3,13 +3,20 @@
 The actor implements ``callsure.actors.gateway_api.Dialer``:
 
 - ``start()`` starts the endpoint processes and registers the actor with
-  the coordinator under its name (again after a restart of the actor);
+  the coordinator under its name (again after a restart of the actor).
+  It then pings the coordinator every ``REGISTER_CHECK_INTERVAL_S`` and
+  registers again when the coordinator's process changed, because a
+  restarted coordinator has no dialers;
 - ``dial(order)`` returns ``False`` when no endpoint has a free line,
   ``True`` for an order whose idempotency key it has seen, and otherwise
   claims the attempt with ``coordinator.start_dialing`` (not dialing when
   that raises ``LeaseError``) and hands the order to the gateway;
 - each outcome goes back with ``coordinator.report_outcome``, and the
   leases of calls in progress are renewed every ``RENEW_INTERVAL_S``.
+
+With ``inbound_ivr`` the gateway answers inbound calls with the surge
+IVR, served by a ``CoordinatorIvrBackend`` over the coordinator and the
+customer shards; without it inbound calls get 503.
 
 What it owns: the endpoint processes and the calls on them. What survives
 a restart: nothing in memory. Ray re-runs the constructor, the caller runs
@@ -33,12 +40,17 @@ import ray
 
 from callsure.actors.gateway_api import Dialer
 from callsure.actors.sip.callflow import CallReport
+from callsure.actors.sip.coordinator_backend import (
+    CoordinatorIvrBackend,
+    EngineActors,
+)
 from callsure.actors.sip.gateway import CallGateway, GatewaySettings
 from callsure.engine.exceptions import LeaseError
 
 logger = logging.getLogger(__name__)
 
 RENEW_INTERVAL_S = 30.0
+REGISTER_CHECK_INTERVAL_S = 5.0
 
 
 @ray.remote(max_restarts=-1)
@@ -55,15 +67,29 @@ class CallGatewayActor(Dialer):
         owner of the attempts it dials.
     coordinator_name : str, optional
         Named actor of the coordinator.
+    inbound_ivr : bool
+        Answer inbound calls with the IVR; needs the customer shards that
+        ``callsure serve`` deploys (``ray.customer_shards`` of them).
     """
 
-    def __init__(self, config, name: str = "gateway-1", coordinator_name=None):
+    def __init__(
+        self,
+        config,
+        name: str = "gateway-1",
+        coordinator_name=None,
+        inbound_ivr: bool = False,
+    ):
         from callsure.actors.coordinator import COORDINATOR_NAME
 
         self.name = name
         self.settings = GatewaySettings.from_config(config)
         self.namespace = config.ray.namespace
         self.coordinator_name = coordinator_name or COORDINATOR_NAME
+        self.inbound_ivr = inbound_ivr
+        self.customer_shards = config.ray.customer_shards
+        self.time_zone = config.prediction.zone
+        self.coordinator_pid: int | None = None
+        self._watcher: asyncio.Task | None = None
         self.gateway: CallGateway | None = None
         self.coordinator = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -78,19 +104,73 @@ class CallGatewayActor(Dialer):
             self.coordinator_name, namespace=self.namespace
         )
         if self.gateway is None:
-            self.gateway = CallGateway(self.settings, self._on_outcome)
+            backend = self._ivr_backend() if self.inbound_ivr else None
+            self.gateway = CallGateway(
+                self.settings, self._on_outcome, ivr_backend=backend
+            )
             await asyncio.to_thread(self.gateway.start)
-        handle = ray.get_runtime_context().current_actor
-        await self.coordinator.register_dialer.remote(self.name, handle)
+            logger.info(
+                "gateway %s: SIP on %s, endpoint processes %s, inbound IVR %s",
+                self.name,
+                ", ".join(self.gateway.sip_addresses),
+                [e.pid for e in self.gateway.endpoints],
+                "on" if backend else "off",
+            )
+        await self._register()
         if self._renewer is None:
             self._renewer = asyncio.create_task(self._renew_leases())
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._keep_registered())
         return self.gateway.sip_addresses
 
+    def _ivr_backend(self) -> CoordinatorIvrBackend:
+        from callsure.actors.deploy import SHARD_NAME
+
+        shards = [
+            ray.get_actor(SHARD_NAME.format(index=index), namespace=self.namespace)
+            for index in range(self.customer_shards)
+        ]
+        actors = EngineActors(self.coordinator, shards)
+        return CoordinatorIvrBackend(actors, self.loop, self.time_zone)
+
+    async def _register(self) -> None:
+        self.coordinator_pid = await self.coordinator.ping.remote()
+        handle = ray.get_runtime_context().current_actor
+        await self.coordinator.register_dialer.remote(self.name, handle)
+
+    async def _keep_registered(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTER_CHECK_INTERVAL_S * random.uniform(0.9, 1.1))
+            try:
+                pid = await self.coordinator.ping.remote()
+                if pid != self.coordinator_pid:
+                    logger.warning(
+                        "gateway %s: coordinator restarted (process %s, was %s); "
+                        "registering again",
+                        self.name,
+                        pid,
+                        self.coordinator_pid,
+                    )
+                    await self._register()
+            except Exception:  # noqa: BLE001 - check again next time
+                logger.exception("gateway %s: coordinator check failed", self.name)
+
+    async def endpoint_pids(self) -> list[int]:
+        """Return the process ids of the running endpoint processes."""
+        if self.gateway is None:
+            return []
+        return [e.pid for e in self.gateway.endpoints if e.pid is not None]
+
     async def stop(self) -> None:
+        """Unregister from the coordinator and stop the endpoint processes."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
         if self.coordinator is not None:
             await self.coordinator.unregister_dialer.remote(self.name)
         if self._renewer is not None:
             self._renewer.cancel()
+            self._renewer = None
         if self.gateway is not None:
             await asyncio.to_thread(self.gateway.stop)
             self.gateway = None

@@ -82,6 +82,8 @@ class GatewaySettings:
     def from_config(cls, config) -> GatewaySettings:
         """Build from a loaded ``Config`` (its ``sip`` section)."""
         values = dict(config.sip)
+        # Whether `callsure serve` starts a gateway is not a gateway setting.
+        values.pop("enabled", None)
         values["trunk_sources"] = tuple(values["trunk_sources"])
         values["codecs"] = tuple(values["codecs"])
         return cls(**values)
