@@ -8,7 +8,9 @@ each class to a canonical status code)::
     ├── ConfigError               invalid configuration key or value
     ├── ValidationError           invalid input; also a ValueError
     │   ├── InvalidPhoneNumberError   not an E.164 number
-    │   └── InvalidTimeError          past, ambiguous or out-of-window time
+    │   ├── InvalidTimeError          past, ambiguous or out-of-window time
+    │   └── ScenarioError             invalid IVR scenario document (defined
+    │                                 in callsure.actors.sip.scenario)
     ├── NotFoundError             unknown id; also a KeyError
     ├── InfeasibleTimeError       a requested time that cannot be kept
     ├── InvalidStateError         a transition the lifecycle does not allow
