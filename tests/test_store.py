@@ -172,6 +172,16 @@ def test_open_promises_counted_by_entry(db, clock):
         scheduler.create(request(f"c{i}", entry_time=entry))
         for i, entry in enumerate(entries)
     ]
+    chosen = T0 + timedelta(hours=2)
+    scheduler.create(
+        request(
+            "c8",
+            mode=CallbackMode.AT_TIME,
+            requested_time=chosen,
+            entry_time=entries[0],
+        )
+    )
+    # A customer-chosen time is not a place in the queue.
     assert store.count_open_before("billing", entries[1]) == 2
     assert store.count_open_before("billing", entries[2]) == 3
     assert store.count_open_before("sales", entries[2]) == 0

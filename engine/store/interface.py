@@ -144,8 +144,10 @@ class CallbackStore(Protocol):
     def count_open_before(
         self, queue: str, entry_time: datetime, exclude_id: str = ""
     ) -> int:
-        """Open promises (pending or dialing, any mode) of ``queue`` that
-        entered at or before ``entry_time``, other than ``exclude_id``."""
+        """Open ``PREDICTED`` and ``ASAP`` promises (pending or dialing) of
+        ``queue`` that entered at or before ``entry_time``, other than
+        ``exclude_id``: the places in the queue that the switch no longer
+        shows. Customer-chosen times are not places in the queue."""
         ...
 
     def count_released(self, queue: str, start: datetime, end: datetime) -> int:

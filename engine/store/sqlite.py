@@ -38,6 +38,9 @@ _OPEN_STATES = (CallbackState.PENDING.value, CallbackState.DIALING.value)
 # Written out in queries on the partial index callbacks_promised: SQLite uses
 # a partial index only when the query's WHERE names its condition literally.
 _OPEN_STATES_SQL = str(_OPEN_STATES)  # "('pending', 'dialing')"
+# Modes whose promises are places in the queue, on the partial index
+# callbacks_place.
+_PLACE_MODES_SQL = str((CallbackMode.PREDICTED.value, CallbackMode.ASAP.value))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS callbacks (
@@ -62,6 +65,10 @@ CREATE INDEX IF NOT EXISTS callbacks_promised
     ON callbacks (queue, promised_time) WHERE state IN ('pending', 'dialing');
 CREATE INDEX IF NOT EXISTS callbacks_expiry
     ON callbacks (state, expires_at);
+-- Places in the queue: open promises without a customer-chosen time.
+CREATE INDEX IF NOT EXISTS callbacks_place
+    ON callbacks (queue, entry_time, state, mode)
+    WHERE state IN ('pending', 'dialing') AND mode IN ('predicted', 'asap');
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id TEXT PRIMARY KEY,
     callback_id TEXT NOT NULL,
@@ -526,12 +533,24 @@ class SQLiteStore:
     def count_open_before(
         self, queue: str, entry_time: datetime, exclude_id: str = ""
     ) -> int:
-        (count,) = self._query(
-            "SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_promised "
+        # Counted on the partial index alone; the excluded promise is
+        # subtracted after, because its id is not in the index.
+        where = (
             f"WHERE queue = ? AND state IN {_OPEN_STATES_SQL} "
-            "AND entry_time <= ? AND callback_id != ?",
-            (queue, entry_time.timestamp(), exclude_id),
+            f"AND mode IN {_PLACE_MODES_SQL} AND entry_time <= ?"
+        )
+        params = (queue, entry_time.timestamp())
+        (count,) = self._query(
+            f"SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_place {where}",
+            params,
         )[0]
+        if exclude_id:
+            count -= len(
+                self._query(
+                    f"SELECT 1 FROM callbacks {where} AND callback_id = ?",
+                    (*params, exclude_id),
+                )
+            )
         return count
 
     def count_released(self, queue: str, start: datetime, end: datetime) -> int:
