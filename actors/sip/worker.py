@@ -44,6 +44,7 @@ import resource
 import socket
 import sys
 import time
+import wave
 
 import numpy as np
 import pjsua2 as pj
@@ -75,6 +76,9 @@ IDLE_PUMP_MS = 100
 # the last tick. Ticks of 40 ms saved no CPU in bench/sip_capacity.py,
 # because the per-frame tap callback dominates, so verdicts stay prompt.
 TICK_MS = FRAME_MS
+# Folder where each tapped call's analysed audio is written as a WAV file
+# (16-bit mono, 8 kHz) when the call ends; unset, nothing is kept.
+TAP_DUMP_ENV = "CALLSURE_SIP_TAP_DUMP_DIR"
 # Calls requested from PJSUA before probing how many it really allows.
 REQUESTED_MAX_CALLS = 512
 # Conference ports besides the calls' own and their taps: players,
@@ -187,6 +191,7 @@ class _CallRecord:
         "provisional",
         "queued_files",
         "sub_index",
+        "dumped",
     )
 
     def __init__(self, call: _Call, direction: str):
@@ -206,6 +211,8 @@ class _CallRecord:
         self.provisional = False
         self.queued_files: list[str] = []
         self.sub_index = 0
+        # Analysed frames, kept only when TAP_DUMP_ENV names a folder.
+        self.dumped: list[np.ndarray] | None = None
 
 
 def _status_reason(info) -> tuple[int, str]:
@@ -236,7 +243,12 @@ class EndpointWorker:
         Socket to the gateway.
     spec : dict
         Endpoint settings sent by the gateway as the first message; see
-        ``CallGateway._endpoint_spec``.
+        ``CallGateway._endpoint_spec``. Two keys have defaults here:
+        ``tap_frame_ms`` (``TAP_FRAME_MS``) and ``plc`` (False: G.711
+        packet loss concealment off, so the analyser hears what arrived).
+        With the environment variable ``CALLSURE_SIP_TAP_DUMP_DIR`` set,
+        each tapped call's analysed audio is written there as
+        ``<call key>.wav`` when the call ends.
     """
 
     def __init__(self, channel: MessageChannel, spec: dict):
@@ -261,6 +273,7 @@ class EndpointWorker:
         self.batch: np.ndarray | None = None
         self.present: np.ndarray | None = None
         self.free_slots: list[int] = []
+        self.dump_dir = os.environ.get(TAP_DUMP_ENV, "")
 
     # ----------------------------------------------------------------- start
 
@@ -327,6 +340,20 @@ class EndpointWorker:
             base = codec_id.rsplit("/", 1)[0] if codec_id.count("/") > 1 else codec_id
             priority = priorities.get(base.lower(), 0)
             self.endpoint.codecSetPriority(codec_id, 128 + priority if priority else 0)
+            if priority and not self.spec.get("plc", False):
+                self._disable_plc(codec_id)
+
+    def _disable_plc(self, codec_id: str) -> None:
+        # PJSIP 2.15 conceals G.711 loss with WSOLA, which delays every
+        # received sample by 5 ms (40 samples at 8 kHz) and fills a late
+        # or lost packet with a repeat of the audio before it, fading out.
+        # The delay moves the audio against the analyser's 10 ms blocks and
+        # the repeats lengthen greetings, so a person near max_greeting_ms
+        # was judged MACHINE (LONG_GREETING). Without concealment a missing
+        # frame is silence.
+        parameters = self.endpoint.codecGetParam(codec_id)
+        parameters.setting.plc = False
+        self.endpoint.codecSetParam(codec_id, parameters)
 
     def _create_account(self, proxies: bool) -> _Account:
         config = pj.AccountConfig()
@@ -688,6 +715,8 @@ class EndpointWorker:
         record.slot = slot
         record.read_count = tap.count
         record.sub_index = 0
+        if self.dump_dir:
+            record.dumped = []
 
     def _reject_pending(self) -> None:
         while self._to_reject:
@@ -715,6 +744,8 @@ class EndpointWorker:
         record.read_count = record.tap.count
         record.sub_index = 0
         record.verdict_sent = False
+        if record.dumped is not None:
+            record.dumped = []
 
     def tick(self, now: float) -> None:
         """Feed the frames received since the last tick to the analyser."""
@@ -743,6 +774,8 @@ class EndpointWorker:
                     index, record.slot, start : start + SAMPLES_PER_FRAME
                 ]
                 self.present[record.slot] = True
+                if record.dumped is not None:
+                    record.dumped.append(self.batch[record.slot].copy())
                 record.sub_index += 1
                 if record.sub_index == self.sub_frames:
                     record.sub_index = 0
@@ -804,6 +837,8 @@ class EndpointWorker:
         record = self.calls.pop(key, None)
         if record is None:
             return
+        if record.dumped is not None:
+            self._write_dump(key, record.dumped)
         if record.tap is not None:
             if self.analyser is not None:
                 self.analyser.close(record.slot)
@@ -821,6 +856,25 @@ class EndpointWorker:
         # returns. pjsua2's ~Call clears the user data of its call id and
         # hangs up that id if a call is active on it, so an object that
         # outlived the reuse of its id by a new call would end the new call.
+
+    def _write_dump(self, key: str, frames: list[np.ndarray]) -> None:
+        # A debugging aid: the audio exactly as the analyser received it,
+        # to compare with what the far end played.
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+        path = os.path.join(self.dump_dir, f"{name}.wav")
+        samples = np.concatenate(frames) if frames else np.zeros(0, np.int16)
+        try:
+            # Renamed when complete, so a reader never sees half a file.
+            with wave.open(f"{path}.part", "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(SAMPLE_RATE_HZ)
+                out.writeframes(samples.astype("<i2").tobytes())
+            os.replace(f"{path}.part", path)
+        except OSError as error:
+            logger.warning("%s: writing %s failed: %s", self.name, path, error)
+            return
+        self.emit({"ev": "tap_dump", "call": key, "path": path})
 
     def _collect(self) -> None:
         # Drop pjsua2 objects on the main thread, outside their callbacks.
