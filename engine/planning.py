@@ -15,15 +15,19 @@ release count each promise once.
 Booking. A customer-chosen time (``AT_TIME``, ``WINDOW``) takes spare
 agent time, so it is booked only into an interval whose load is below the
 predictor's ``CapacitySlot.callbacks`` (under the admin cap). A
-``PREDICTED`` promise is the customer's own place in the queue: its time
-is the predicted wait quantile for the callers ahead of them, and the
-inbound call it replaces has left the queue, so it is booked at that time
-under the admin cap only (``predicted_keeps_place``). Booking predicted
-promises against the Erlang A spare capacity as well was measured on the
-replay of the real call log and rejected: with the inbound
-service-level target the spare capacity of an overloaded evening interval
-is 0, so promises moved hours past the customer's place (see the replay
-section of bench/RESULTS.md for both runs).
+``PREDICTED`` promise is the customer's own place in the queue. Its time
+is the predicted wait quantile for the callers ahead of them, counting
+the open ``PREDICTED`` and ``ASAP`` promises that entered earlier, which
+the switch no longer shows. The inbound call it replaces has left the
+queue, so it is booked at that time under the admin cap only
+(``predicted_keeps_place``). Booking predicted promises into the
+Erlang A spare capacity as well was measured on the replay of the real
+call log and rejected. With the inbound service-level target that spare
+capacity is 0 in overloaded evening intervals, so promises moved past
+the customer's place: on 17 February 1999 (seed 7) 69.5 % were dialed
+within 60 s of their time against 92.2 %, and request to service was
+5.6 times shorter than redial to service against 8.1 times (the replay
+section of bench/RESULTS.md has both days measured).
 
 Releasing. A booked promise has its capacity reserved: the scheduler
 releases a due timed promise whatever the recomputed capacity, limited
