@@ -3,6 +3,7 @@
 The coordinator (``callsure.actors.coordinator``) releases a promise and
 offers it to the registered ``CallGatewayActor``, which claims the lease,
 dials a pjsua2 test phone, classifies the answer and reports the outcome.
+After Ray restarts the coordinator, the gateway registers with it again.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 import uuid
 
 import pytest
@@ -136,3 +138,29 @@ def test_busy_reported_to_coordinator(stack):
     )
     assert attempt_outcomes(events) == [Outcome.BUSY.value]
     assert callback.state is CallbackState.PENDING
+
+
+def test_registered_again_after_coordinator_restart(stack):
+    coordinator, _ = stack
+    first_pid = ray.get(coordinator.ping.remote(), timeout=30)
+
+    ray.kill(coordinator, no_restart=False)
+    restarted_pid(coordinator, first_pid)
+    callback, events = run_callback(coordinator, "+15553000001", "callback.completed")
+
+    assert callback.state is CallbackState.COMPLETED
+    assert attempt_outcomes(events) == [Outcome.CONNECTED.value]
+
+
+def restarted_pid(coordinator, first_pid: int) -> int:
+    """Wait until the coordinator replies from a new process; return its pid."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            pid = ray.get(coordinator.ping.remote(), timeout=30)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            pid = first_pid
+        if pid != first_pid:
+            return pid
+        time.sleep(0.5)
+    raise TimeoutError(f"coordinator not restarted within {WAIT_S:g} s")

@@ -167,7 +167,10 @@ class CallGatewayActor(Dialer):
             self._watcher.cancel()
             self._watcher = None
         if self.coordinator is not None:
-            await self.coordinator.unregister_dialer.remote(self.name)
+            try:
+                await self.coordinator.unregister_dialer.remote(self.name)
+            except Exception:  # noqa: BLE001 - the endpoints must stop anyway
+                logger.exception("gateway %s: unregistering failed", self.name)
         if self._renewer is not None:
             self._renewer.cancel()
             self._renewer = None
