@@ -32,6 +32,9 @@ from callsure.engine.phone import mask_number, parse_e164
 
 logger = logging.getLogger(__name__)
 
+# NOTE: the gateway's dispatcher thread waits for the actors, so every call
+# flow of the gateway stalls while the coordinator does not reply, for up
+# to this long (a coordinator restart takes a few seconds).
 ACTOR_TIMEOUT_S = 10.0
 # The grade the coordinator's grade rules give a caller it cannot look up.
 DEFAULT_GRADE = "regular"
