@@ -104,8 +104,10 @@ CREATE TABLE IF NOT EXISTS settings (
     value BLOB NOT NULL
 );
 -- Open timed promises per queue and minute of their promised time, kept by
--- triggers in the same transaction as the callbacks rows, so counting the
--- bookings of an interval reads one row per minute instead of every promise.
+-- triggers in the same transaction as the callbacks rows.
+-- NOTE: count_booked no longer reads this table, because a booking stops
+-- counting at its first release while the promise is still open; the table
+-- stays so that stores created earlier keep the same schema.
 CREATE TABLE IF NOT EXISTS bookings (
     queue TEXT NOT NULL,
     minute INTEGER NOT NULL,
@@ -486,6 +488,8 @@ class SQLiteStore:
         # per-minute bookings table counts every open promise, released or
         # not, so it cannot answer this. The partial index callbacks_promised
         # limits the scan to the open promises of the interval.
+        # NOTE: one scan per interval, so a window request that walks many
+        # full intervals is slower (bench/RESULTS.md, "Callback promises").
         (count,) = self._query(
             "SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_promised "
             f"WHERE queue = ? AND state IN {_OPEN_STATES_SQL} "
