@@ -168,7 +168,7 @@ def test_open_promises_counted_by_entry(db, clock):
     scheduler = make_scheduler(db, clock)
     store = scheduler.store
     entries = [T0 - timedelta(minutes=m) for m in (9, 6, 3)]
-    made = [
+    created = [
         scheduler.create(request(f"c{i}", entry_time=entry))
         for i, entry in enumerate(entries)
     ]
@@ -186,8 +186,8 @@ def test_open_promises_counted_by_entry(db, clock):
     assert store.count_open_before("billing", entries[2]) == 3
     assert store.count_open_before("sales", entries[2]) == 0
     excluded = store.count_open_before(
-        "billing", entries[2], exclude_id=made[0].callback_id
+        "billing", entries[2], exclude_id=created[0].callback_id
     )
     assert excluded == 2
-    scheduler.cancel(made[0].callback_id)
+    scheduler.cancel(created[0].callback_id)
     assert store.count_open_before("billing", entries[2]) == 2
