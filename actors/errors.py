@@ -10,6 +10,7 @@ and the clients of other languages read them:
 engine error                status code          detail
 ==========================  ===================  ==========================
 ValidationError             INVALID_ARGUMENT     BadRequest field violation
+RequestIdReusedError        INVALID_ARGUMENT     BadRequest on request_id
 ConfigError                 INVALID_ARGUMENT     BadRequest field violation
 NotFoundError               NOT_FOUND            ResourceInfo
 InfeasibleTimeError         FAILED_PRECONDITION  ErrorInfo TIME_INFEASIBLE

@@ -9,6 +9,7 @@ each class to a canonical status code)::
     ├── ValidationError           invalid input; also a ValueError
     │   ├── InvalidPhoneNumberError   not an E.164 number
     │   ├── InvalidTimeError          past, ambiguous or out-of-window time
+    │   ├── RequestIdReusedError      a request id replayed with another body
     │   └── ScenarioError             invalid IVR scenario document (defined
     │                                 in callsure.actors.sip.scenario)
     ├── NotFoundError             unknown id; also a KeyError
@@ -77,6 +78,23 @@ class InvalidPhoneNumberError(ValidationError):
 
 class InvalidTimeError(ValidationError):
     """A time is in the past, ambiguous, or outside every allowed window."""
+
+
+class RequestIdReusedError(ValidationError):
+    """A request id already stored for a request with other fields.
+
+    A replay returns the first result only when it asks for the same
+    callback; a different request under the same id would otherwise be
+    dropped without a word.
+    """
+
+    def __init__(self, request_id: str):
+        super().__init__(
+            "request_id",
+            request_id,
+            "this id was already used for a different callback request; "
+            "send a new request id for a new request",
+        )
 
 
 class NotFoundError(CallsureError, KeyError):

@@ -17,7 +17,8 @@ only after the block.
 Requests and queries:
 
 * ``create(request) -> Callback``. Idempotent by ``request.request_id``:
-  a replayed id returns the promise the first call stored. A second
+  a replayed id returns the promise the first call stored; the same id
+  with other identifying fields raises ``RequestIdReusedError``. A second
   request of the same customer for the same queue updates the open
   promise (same callback id, earliest entry time kept) instead of adding
   one. Raises ``ValidationError`` (bad field, ``InvalidPhoneNumberError``,
@@ -87,6 +88,8 @@ store's unique index keeps one attempt in flight per promise.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import secrets
@@ -117,10 +120,11 @@ from callsure.engine.exceptions import (
     InvalidStateError,
     LeaseError,
     NotFoundError,
+    RequestIdReusedError,
     ValidationError,
 )
 from callsure.engine.outcomes import OutcomeHandler
-from callsure.engine.phone import mask_number
+from callsure.engine.phone import mask_number, parse_e164
 from callsure.engine.planning import PromisePlanner
 from callsure.engine.store import journal
 from callsure.engine.store.interface import CallbackStore, Change
@@ -187,6 +191,11 @@ class CallbackScheduler(SchedulerAdministration):
         """Store a promise durably and return it; see the module docstring."""
         existing_id = self.store.callback_for_request(request.request_id or "")
         if existing_id is not None:
+            stored = self.store.get_setting(_fingerprint_name(request.request_id))
+            # Ids stored before fingerprints existed have none and replay as
+            # before.
+            if stored is not None and stored != _request_fingerprint(request):
+                raise RequestIdReusedError(request.request_id)
             return self.get(existing_id)
         now = self.clock.now()
         open_callback = self.store.open_callback_for(request.customer_id, request.queue)
@@ -285,6 +294,12 @@ class CallbackScheduler(SchedulerAdministration):
         return updated
 
     def _commit_create(self, change: Change, request: CallbackRequest) -> None:
+        # The fingerprint goes into the settings table in the same
+        # transaction as the request id, so a replay can tell a retry from
+        # a different request without a change of the store schema.
+        change.settings[_fingerprint_name(request.request_id)] = _request_fingerprint(
+            request
+        )
         try:
             self.store.commit(change)
         except LeaseError:
@@ -791,3 +806,40 @@ def interval_start(when: datetime, interval_s: float) -> datetime:
     """Start of the capacity interval containing ``when``, aligned to the epoch."""
     seconds = math.floor(when.timestamp() / interval_s) * interval_s
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _fingerprint_name(request_id: str) -> str:
+    return f"request_fingerprint:{request_id}"
+
+
+def _request_fingerprint(request: CallbackRequest) -> bytes:
+    """Digest of the fields that say which callback a request asks for.
+
+    A digest rather than the fields keeps the phone number out of the
+    settings table in clear.
+    """
+    try:
+        phone = parse_e164(request.phone_number)
+    except ValidationError:
+        phone = str(request.phone_number)
+
+    def instant(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.isoformat()
+        return value.astimezone(UTC).isoformat()
+
+    mode = getattr(request.mode, "value", request.mode)
+    fields = [
+        request.customer_id,
+        phone,
+        request.queue,
+        str(mode),
+        instant(request.requested_time),
+        instant(request.requested_local_time),
+        request.time_zone,
+        request.window_date.isoformat() if request.window_date else None,
+        request.window_period,
+    ]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest().encode()

@@ -17,6 +17,7 @@ from callsure.engine.exceptions import (
     InvalidStateError,
     InvalidTimeError,
     NotFoundError,
+    RequestIdReusedError,
     ValidationError,
 )
 from callsure.engine.policy import RetryPolicy, RetryRule
@@ -57,11 +58,45 @@ def test_create_journals_created_event(scheduler):
 
 
 def test_replayed_request_returns_first_result(scheduler, clock):
-    first = scheduler.create(request("c1", request_id="r-1"))
+    first = scheduler.create(request("c1", request_id="r-1", phone="+14155550199"))
     clock.advance(30)
-    replay = scheduler.create(request("c1", request_id="r-1", phone="+14155550199"))
+    # The same number written with separators is the same request.
+    replay = scheduler.create(request("c1", request_id="r-1", phone="+1 415-555-0199"))
     assert replay == first
     assert kinds(scheduler) == ["callback.created"]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"phone": "+14155550188"},
+        {"queue": "sales"},
+        {"mode": CallbackMode.AT_TIME, "requested_time": T0 + timedelta(hours=1)},
+    ],
+)
+def test_reused_request_id_rejected(scheduler, db, changed):
+    fields = {"request_id": "r-1", "phone": "+14155550199"}
+    first = scheduler.create(request("c1", **fields))
+    with pytest.raises(RequestIdReusedError) as caught:
+        scheduler.create(request("c1", **{**fields, **changed}))
+    assert caught.value.field == "request_id"
+    assert "r-1" in str(caught.value)
+    assert "new request id" in str(caught.value)
+    # Nothing changed, and a replay read from the file still returns it.
+    assert kinds(scheduler) == ["callback.created"]
+    reopened = make_scheduler(db, scheduler.clock)
+    assert reopened.create(request("c1", **fields)) == first
+
+
+def test_merged_request_replay_returns_promise(scheduler, clock):
+    scheduler.create(request("c1", request_id="r-1", phone="+14155550199"))
+    clock.advance(30)
+    second = scheduler.create(request("c1", request_id="r-2", phone="+14155550177"))
+    clock.advance(30)
+    replay = scheduler.create(request("c1", request_id="r-2", phone="+14155550177"))
+    assert replay == second
+    with pytest.raises(RequestIdReusedError):
+        scheduler.create(request("c1", request_id="r-2", phone="+14155550166"))
 
 
 def test_second_request_updates_pending_promise(scheduler, clock):

@@ -131,12 +131,22 @@ def test_replayed_request_id_returns_first(channel):
     stub = callback_pb2_grpc.CallbackServiceStub(channel)
     request_id = uuid.uuid4().hex
     first = create(stub, new_callback("customer-replay"), request_id)
-    second = create(
-        stub, new_callback("customer-replay", phone="+14155550199"), request_id
-    )
+    second = create(stub, new_callback("customer-replay"), request_id)
     assert second.replayed
     assert second.callback.name == first.callback.name
     assert second.callback.phone_number == "+14155550100"
+
+
+def test_reused_request_id_rejected(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    request_id = uuid.uuid4().hex
+    create(stub, new_callback("customer-reuse"), request_id)
+    with pytest.raises(grpc.RpcError) as raised:
+        create(stub, new_callback("customer-reuse", phone="+14155550199"), request_id)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(raised.value)
+    assert violations[0][0] == "request_id"
+    assert "new request id" in violations[0][1]
 
 
 def test_phone_number_invalid_names_field(channel):

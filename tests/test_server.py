@@ -29,6 +29,7 @@ from callsure.engine.exceptions import (
     InfeasibleTimeError,
     InvalidPhoneNumberError,
     NotFoundError,
+    RequestIdReusedError,
     ValidationError,
 )
 from callsure.v1 import callback_pb2
@@ -59,6 +60,17 @@ def test_validation_error_invalid_argument():
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert bad_request.field_violations[0].field == "phone_number"
     assert "'+1'" in bad_request.field_violations[0].description
+
+
+def test_reused_request_id_invalid_argument():
+    error = to_rpc_error(
+        cloudpickle.loads(cloudpickle.dumps(RequestIdReusedError("r-1")))
+    )
+    _, bad_request = unpack(error, error_details_pb2.BadRequest)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request.field_violations[0].field == "request_id"
+    assert "'r-1'" in bad_request.field_violations[0].description
+    assert "new request id" in error.message
 
 
 def test_infeasible_time_names_nearest():
