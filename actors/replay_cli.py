@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from callsure.engine.calllog import read_call_log
-from callsure.engine.exceptions import ValidationError
+from callsure.engine.exceptions import CallsureError, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -58,22 +58,28 @@ def parse_days(text: str, count: int) -> list[int]:
     text = text.strip().lower()
     if text == "all":
         return list(range(1, count + 1))
-    numbers: list[int] = []
-    try:
-        for part in text.split(","):
-            first, sep, last = part.partition("-")
+    numbers: set[int] = set()
+    for part in text.split(","):
+        first, sep, last = part.partition("-")
+        try:
             low, high = int(first), int(last if sep else first)
-            numbers.extend(range(low, high + 1))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a day list: use all, FIRST-LAST (1-7) or 3,5,9"
-        ) from None
-    bad = [n for n in numbers if not 1 <= n <= count]
-    if bad or not numbers:
-        raise click.BadParameter(
-            f"day {bad[0] if bad else text} is outside the log: use 1 to {count}"
-        )
-    return sorted(set(numbers))
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r} is not a day list: use all, FIRST-LAST (1-7) or 3,5,9"
+            ) from None
+        if low > high:
+            raise click.BadParameter(
+                f"day range {part.strip()} is reversed: write it as {high}-{low}"
+            )
+        # The bounds are checked before the range is expanded, so a huge
+        # range fails at once instead of filling memory.
+        for number in (low, high):
+            if not 1 <= number <= count:
+                raise click.BadParameter(
+                    f"day {number} is outside the log: use 1 to {count}"
+                )
+        numbers.update(range(low, high + 1))
+    return sorted(numbers)
 
 
 def _percent(value) -> str:
@@ -322,7 +328,19 @@ def _zone(name: str):
     type=click.Path(file_okay=False),
     help="Folder of the SQLite stores; default: a temporary folder in /dev/shm.",
 )
-def replay(
+def replay(**arguments):
+    """Replay days of LOG.tsv (default: the demo's log) with and without
+    callbacks, and print what changed."""
+    # Errors of the engine reach the user as one line, not a traceback.
+    try:
+        _replay(**arguments)
+    except ValidationError as error:
+        raise click.UsageError(str(error)) from None
+    except CallsureError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _replay(
     log_path,
     days,
     json_path,
@@ -333,8 +351,6 @@ def replay(
     store_dir,
     **option_values,
 ):
-    """Replay days of LOG.tsv (default: the demo's log) with and without
-    callbacks, and print what changed."""
     from callsure.engine.simulation import ReplayOptions, log_days, replay_days
 
     if predictor == "learned" and model_path is None:

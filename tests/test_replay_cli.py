@@ -93,3 +93,34 @@ def test_replay_rejects_bad_probability(bank_log):
     )
     assert result.exit_code != 0
     assert "accept_probability" in result.output
+
+
+def test_parse_days_checks_bounds_before_expanding():
+    # A range of a billion days would fill memory if it were expanded first.
+    with pytest.raises(click.BadParameter, match="day 999999999 is outside"):
+        parse_days("1-999999999", 21)
+
+
+def test_parse_days_names_a_reversed_range():
+    with pytest.raises(click.BadParameter, match="5-3 is reversed.*3-5"):
+        parse_days("5-3", 21)
+
+
+def test_replay_reports_a_bad_log_in_one_line(tmp_path):
+    log = tmp_path / "calls.tsv"
+    log.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    result = CliRunner().invoke(cli, ["replay", str(log), "--days", "1"])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert "not a tab-separated text log" in result.output
+
+
+def test_replay_reports_an_unusable_store_in_one_line(bank_log, tmp_path):
+    # A folder where the day's SQLite store should be: SQLite cannot open it.
+    (tmp_path / "callbacks-1999-02-06.db").mkdir()
+    result = CliRunner().invoke(
+        cli, ["replay", str(bank_log), "--days", SATURDAY, "--store-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "cannot open the store" in result.output
