@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 from datetime import date, timedelta
+from pathlib import Path
 
 import click
 
 from callsure.engine.calllog import read_call_log
-from callsure.engine.exceptions import ValidationError
+from callsure.engine.exceptions import CallsureError, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,33 @@ def _day_range(text: str) -> tuple[int, int]:
             f"{text!r} is not a day range: days count from 1 and LAST >= FIRST"
         )
     return bounds
+
+
+def _json_safe(value):
+    """Return ``value`` with NaN and infinities replaced by None, which JSON
+    allows (it has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _check_output_folder(out_path: str) -> None:
+    # Checked before fitting, which takes minutes, rather than at the write.
+    folder = Path(out_path).absolute().parent
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"folder {folder} does not exist: create it or choose another file",
+            param_hint="--out",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(
+            f"folder {folder} is not writable: choose another file",
+            param_hint="--out",
+        )
 
 
 def _dates(first_date: date, bounds: tuple[int, int]) -> tuple[date, date]:
@@ -98,23 +128,34 @@ def fit_command(log_path, out_path, fit_days, country, zone, seed):
     """Fit the wait model on LOG.tsv and write it to --out."""
     from callsure.engine.prediction.model import WaitModel
 
+    _check_output_folder(out_path)
     try:
         callers, first_date = _load_callers(log_path, country, zone)
         first, last = _dates(first_date, fit_days)
         wait_model = WaitModel.fit(callers, callers.on_dates(first, last), seed=seed)
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from None
-    wait_model.save(out_path)
+    except CallsureError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        wait_model.save(out_path)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write {out_path} ({exc.strerror}): choose another --out"
+        ) from None
     click.echo(
         json.dumps(
-            {
-                "model": str(out_path),
-                "fit_dates": [first.isoformat(), last.isoformat()],
-                "rates": wait_model.rates.as_dict(),
-                "p90_factors_by_ahead": wait_model.factors.tolist(),
-                "baseline": wait_model.baseline,
-            },
+            _json_safe(
+                {
+                    "model": str(out_path),
+                    "fit_dates": [first.isoformat(), last.isoformat()],
+                    "rates": wait_model.rates.as_dict(),
+                    "p90_factors_by_ahead": wait_model.factors.tolist(),
+                    "baseline": wait_model.baseline,
+                }
+            ),
             indent=2,
+            allow_nan=False,
         )
     )
 
@@ -145,6 +186,8 @@ def score_command(model_path, log_path, score_days):
         )
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from None
+    except CallsureError as exc:
+        raise click.ClickException(str(exc)) from None
     first, last = _dates(first_date, score_days)
     mask = callers.on_dates(first, last)
     if not (mask & callers.served).any():
@@ -153,4 +196,6 @@ def score_command(model_path, log_path, score_days):
         )
     result = score(wait_model, callers, mask)
     result["score_dates"] = [first.isoformat(), last.isoformat()]
-    click.echo(json.dumps(result, indent=2))
+    # A metric without data (no caller in a group) is NaN, which is not
+    # JSON; it is written as null.
+    click.echo(json.dumps(_json_safe(result), indent=2, allow_nan=False))

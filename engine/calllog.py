@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callsure.engine.exceptions import ValidationError
 
@@ -154,6 +154,15 @@ class CallLog:
 
 class _Skip(Exception):
     """A row to drop, with the reason counted in ``CallLog.dropped``."""
+
+
+def _zone_info(zone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            "zone", zone, "use an IANA time zone name such as Asia/Jerusalem"
+        ) from None
 
 
 def _shape_error(path: Path, line: int, value: object, fix: str) -> ValidationError:
@@ -297,30 +306,42 @@ def read_call_log(path: str | Path, zone: str = LOCAL_ZONE) -> CallLog:
     Raises
     ------
     ValidationError
-        When the header, a column count or a value does not fit the format;
-        the message names the line.
+        When the header, a column count or a value does not fit the format,
+        or when the file is not UTF-8 text. The message names the line.
+        Also when ``zone`` is not a known IANA time zone.
     """
     path = Path(path)
-    parser = _RowParser(path, ZoneInfo(zone))
+    parser = _RowParser(path, _zone_info(zone))
     log = CallLog(path=path)
-    with path.open(encoding="utf-8", newline="") as handle:
-        header = handle.readline().rstrip("\r\n").split("\t")
-        if tuple(header) != COLUMNS:
-            raise _shape_error(
-                path,
-                1,
-                "\t".join(header)[:80],
-                "expected the header " + " ".join(COLUMNS),
-            )
-        for line, text in enumerate(handle, start=2):
-            text = text.rstrip("\r\n")
-            if not text:
-                continue
-            log.rows_read += 1
-            try:
-                log.records.append(parser.parse(line, text.split("\t")))
-            except _Skip as skip:
-                log.dropped[str(skip)] += 1
+    line = 0  # the last line read whole
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            header = handle.readline().rstrip("\r\n").split("\t")
+            if tuple(header) != COLUMNS:
+                raise _shape_error(
+                    path,
+                    1,
+                    "\t".join(header)[:80],
+                    "expected the header " + " ".join(COLUMNS),
+                )
+            line = 1
+            for line, text in enumerate(handle, start=2):
+                text = text.rstrip("\r\n")
+                if not text:
+                    continue
+                log.rows_read += 1
+                try:
+                    log.records.append(parser.parse(line, text.split("\t")))
+                except _Skip as skip:
+                    log.dropped[str(skip)] += 1
+    except UnicodeDecodeError as error:
+        # Text is decoded a block at a time, so the failing line is the
+        # one after the last line read, or a few lines later.
+        raise ValidationError(
+            f"{path} near line {line + 1}",
+            error.object[error.start : error.start + 8],
+            "not a tab-separated text log: pass the call log as UTF-8 .tsv",
+        ) from None
     log.records.sort(key=lambda record: (record.vru_entry, record.line))
     logger.info("%s", log.summary())
     return log

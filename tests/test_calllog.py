@@ -85,3 +85,22 @@ def test_bad_time_names_its_line(tmp_path):
     path = write_log(tmp_path, SERVED.replace("23:59:30\t34", "23:5x:30\t34"))
     with pytest.raises(ValidationError, match="line 2.*H:MM:SS"):
         read_call_log(path)
+
+
+def test_binary_file_is_not_a_text_log(tmp_path):
+    path = tmp_path / "calls.tsv"
+    path.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(ValidationError, match="calls.tsv near line 1.*not a tab"):
+        read_call_log(path)
+
+
+def test_undecodable_row_rejected(tmp_path):
+    path = write_log(tmp_path, SERVED)
+    path.write_bytes(path.read_bytes() + b"\xff\xfe broken\n")
+    with pytest.raises(ValidationError, match="not a tab-separated text log"):
+        read_call_log(path)
+
+
+def test_unknown_zone_is_named(tmp_path):
+    with pytest.raises(ValidationError, match="zone 'Mars/Base'.*IANA"):
+        read_call_log(write_log(tmp_path, SERVED), zone="Mars/Base")

@@ -109,3 +109,36 @@ def test_fit_rejects_too_few_days(bank_log, tmp_path):
     )
     assert result.exit_code == 2
     assert "fit days" in result.output
+
+
+def test_score_rejects_empty_file_without_allow_pickle(bank_log, tmp_path):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["model", "score", str(empty), str(bank_log)])
+    assert result.exit_code == 2
+    assert "not a model file written by `callsure model fit`" in result.output
+    assert "allow_pickle" not in result.output
+
+
+def test_fit_checks_output_folder_before_fitting(bank_log, tmp_path):
+    out = tmp_path / "missing" / "wait.npz"
+    result = CliRunner().invoke(cli, ["model", "fit", str(bank_log), "--out", str(out)])
+    assert result.exit_code == 2
+    assert f"folder {out.parent} does not exist" in result.output
+
+
+def test_fit_rejects_unknown_zone(bank_log, tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        ["model", "fit", str(bank_log), "--out", str(tmp_path / "m"), "--zone", "X/Y"],
+    )
+    assert result.exit_code == 2
+    assert "zone 'X/Y'" in result.output
+
+
+def test_json_has_null_for_non_finite_figures():
+    from callsure.actors.model_cli import _json_safe
+
+    figures = {"rmse_s": float("nan"), "by_ahead": [1.5, float("inf")], "n": 3}
+    text = json.dumps(_json_safe(figures), allow_nan=False)
+    assert json.loads(text) == {"rmse_s": None, "by_ahead": [1.5, None], "n": 3}

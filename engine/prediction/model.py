@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -285,31 +286,41 @@ class WaitModel:
     def load(cls, path: str | Path) -> WaitModel:
         """Read a model written by ``save``."""
         path = Path(path)
+        not_a_model = ValidationError(
+            "model",
+            str(path),
+            "not a model file written by `callsure model fit`: pass one, or "
+            "fit one with `callsure model fit LOG.tsv --out FILE.npz`",
+        )
+        # NumPy raises EOFError on an empty file, BadZipFile on a damaged
+        # archive and ValueError on other content. Its own messages suggest
+        # allow_pickle, which must stay off for files from elsewhere.
+        unreadable = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
         try:
             arrays = np.load(path, allow_pickle=False)
             metadata = json.loads(arrays["metadata"].tobytes().decode())
-        except (OSError, ValueError, KeyError) as exc:
-            raise ValidationError(
-                "model",
-                str(path),
-                f"pass a file written by `callsure model fit` ({exc})",
-            ) from None
+        except unreadable:
+            raise not_a_model from None
+        if not isinstance(metadata, dict):
+            raise not_a_model
         if metadata.get("format_version") != FORMAT_VERSION or metadata.get(
             "features"
         ) != list(FEATURE_NAMES):
             raise ValidationError(
                 "model", str(path), "refit it: it was written by another version"
             )
-        rates = Rates(**metadata["rates"])
-        return cls(
-            rates=rates,
-            mean=BoostedTrees.from_arrays(arrays, "mean_"),
-            quantiles={
-                float(p): BoostedTrees.from_arrays(arrays, f"q{float(p)}_")
-                for p in metadata["quantiles"]
-            },
-            factors=np.asarray(metadata["factors"]),
-            baseline=metadata["baseline"],
-            country=metadata["country"],
-            zone=metadata["zone"],
-        )
+        try:
+            return cls(
+                rates=Rates(**metadata["rates"]),
+                mean=BoostedTrees.from_arrays(arrays, "mean_"),
+                quantiles={
+                    float(p): BoostedTrees.from_arrays(arrays, f"q{float(p)}_")
+                    for p in metadata["quantiles"]
+                },
+                factors=np.asarray(metadata["factors"]),
+                baseline=metadata["baseline"],
+                country=metadata["country"],
+                zone=metadata["zone"],
+            )
+        except (*unreadable, TypeError):
+            raise not_a_model from None
