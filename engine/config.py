@@ -274,6 +274,16 @@ def load_config(path: str | os.PathLike | None = None, env=None) -> Config:
             raise ConfigError("--config", str(file), "an existing TOML file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(file), f"valid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                "--config",
+                str(file),
+                f"a valid UTF-8 TOML file (invalid byte at offset {exc.start})",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                "--config", str(file), f"a readable TOML file ({exc.strerror})"
+            ) from None
     overrides = {k: v for k, v in environ.items() if k != "CALLSURE_CONFIG"}
     return _validate(raw, str(path) if path else None, overrides)
 

@@ -8,6 +8,7 @@ loads and validates against it.
 from __future__ import annotations
 
 import ipaddress
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,15 @@ def ip_address(value: str) -> str | None:
         ipaddress.ip_address(value)
     except ValueError:
         return "an IP address, such as 127.0.0.1"
+    return None
+
+
+def iana_zone(value: str) -> str | None:
+    expected = "an IANA time zone such as Asia/Jerusalem"
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return expected
     return None
 
 
@@ -195,6 +205,9 @@ _add(
                 str,
                 "./callsure.db",
                 "SQLite database file; created when missing.",
+                lambda value: (
+                    None if value.strip() else "a file path, such as ./callsure.db"
+                ),
             ),
         ),
     )
@@ -511,6 +524,7 @@ _add(
                 str,
                 "Asia/Jerusalem",
                 "IANA time zone in which days and hours of the profiles are counted.",
+                iana_zone,
             ),
             Setting(
                 "service_level_target",

@@ -96,3 +96,23 @@ def test_rendered_defaults_load_back(tmp_path):
     path = tmp_path / "defaults.toml"
     path.write_text(render_defaults())
     assert load_config(path, env={}).as_dict() == load_config(env={}).as_dict()
+
+
+def test_non_utf8_file_rejected(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b'[log]\nlevel = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="valid UTF-8 TOML") as caught:
+        load_config(path, env={})
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("zone", ["Mars/Base", "../etc/passwd", ""])
+def test_unknown_prediction_zone_rejected(zone):
+    with pytest.raises(ConfigError, match="IANA time zone") as caught:
+        load_config(env={"CALLSURE_PREDICTION__ZONE": zone})
+    assert "prediction.zone" in str(caught.value)
+
+
+def test_empty_storage_path_rejected():
+    with pytest.raises(ConfigError, match="storage.path"):
+        load_config(env={"CALLSURE_STORAGE__PATH": "  "})
