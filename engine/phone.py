@@ -18,17 +18,35 @@ def mask_number(number: str) -> str:
     Logs and error messages use this form only, so a log file never holds a
     full phone number.
 
+    A ``+`` is shown only when ``number`` starts with one, so a national
+    number does not read as a country code.
+
     >>> mask_number("+972501234567")
-    '+97*******67'
+    '+97********67'
+    >>> mask_number("4155550102")
+    '41******02'
     """
     if not number:
         return "<empty>"
+    plus = "+" if number.startswith("+") else ""
     digits = number.lstrip("+")
     keep_head, keep_tail = 2, 2
     if len(digits) <= keep_head + keep_tail:
-        return "+" + "*" * len(digits)
+        return plus + "*" * len(digits)
     hidden = "*" * (len(digits) - keep_head - keep_tail)
-    return "+" + digits[:keep_head] + hidden + digits[-keep_tail:]
+    return plus + digits[:keep_head] + hidden + digits[-keep_tail:]
+
+
+def _shown(compact: str) -> str:
+    """Return the rejected value as an error may show it.
+
+    Any value with a digit may be a phone number, so only its digits are
+    shown, masked, and the rest is dropped.
+    """
+    digits = "".join(character for character in compact if character.isdigit())
+    if not digits:
+        return compact[:24]
+    return mask_number(("+" if compact.startswith("+") else "") + digits)
 
 
 def parse_e164(value: str, field: str = "phone_number") -> str:
@@ -50,7 +68,7 @@ def parse_e164(value: str, field: str = "phone_number") -> str:
     if not _E164.fullmatch(compact):
         raise InvalidPhoneNumberError(
             field,
-            mask_number(compact) if compact.lstrip("+").isdigit() else compact[:24],
+            _shown(compact),
             "send a number in E.164 form: '+', the country code and the "
             "subscriber number, 7 to 15 digits in all, such as +14155550100",
         )

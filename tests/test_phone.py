@@ -32,3 +32,31 @@ def test_rejection_does_not_leak_number():
 
 def test_mask_keeps_only_edges():
     assert mask_number("+972501234567") == "+97********67"
+
+
+def test_mask_adds_no_plus():
+    assert mask_number("4155550102") == "41******02"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown", "digits"),
+    [
+        ("4155550102", "41******02", "4155550102"),
+        ("+14155550107;ext=1", "+14********71", "14155550107"),
+        ("+1abc5550199", "+15****99", "5550199"),
+    ],
+)
+def test_rejection_masks_digits(raw, shown, digits):
+    with pytest.raises(InvalidPhoneNumberError) as info:
+        parse_e164(raw)
+    assert info.value.value == shown
+    assert repr(shown) in str(info.value)
+    assert digits not in str(info.value)
+    assert "ext=" not in str(info.value)
+
+
+def test_rejection_without_digits_shown():
+    # Separators are removed before the check, as for a valid number.
+    with pytest.raises(InvalidPhoneNumberError) as info:
+        parse_e164("CALL-ME")
+    assert "'CALLME'" in str(info.value)
