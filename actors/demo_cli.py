@@ -206,6 +206,10 @@ def _remove_ray_folder(folder: Path) -> None:
 
 
 def _interrupt(signum, frame):
+    # A second SIGTERM must not cut short the orderly stop that this one
+    # starts. The finally block of ``demo`` puts the previous handler back.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logger.warning("demo: received SIGTERM, stopping every process it started")
     raise KeyboardInterrupt
 
 

@@ -97,9 +97,14 @@ def run_demo(
         ahead = desk_holder["desk"].position(number)
         return call.customer_id, call.group, call.customer_id in vip, ahead
 
+    # Threads started so far. They are stopped before the stack closes, also
+    # when a signal ends the run, because otherwise they keep using the
+    # phones and the gRPC channel that the stack is closing.
+    started: list = []
     try:
         stack.start_server()
         cti = CtiSender(stack.channel)
+        started.append(cti)
         _configure_server(stack, workload, options.speed)
         stack.register_relay(DIALER_NAME)
 
@@ -158,6 +163,7 @@ def run_demo(
 
         workers = Workers(stack, gateway, outcomes, tally)
         workers_holder["workers"] = workers
+        started.extend((workers, desk))
         workers.start()
         for agent_id in desk.agents:
             cti.agent_state(agent_id, busy=False)
@@ -173,6 +179,12 @@ def run_demo(
         )
     finally:
         view.stop()
+        # Desk, workers, CTI: the order of the normal stop above.
+        for part in reversed(started):
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001 - the stack must still close
+                logger.exception("demo: stopping %s failed", type(part).__name__)
         stack.close()
     return report
 

@@ -62,7 +62,7 @@ class DemoStack:
 
         self.ray_started = True
         try:
-            with children_ignore_sigint():
+            with children_ignore_sigint(), keep_sigterm_handler():
                 start_ray(self.config.ray)
         except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception
             raise CallsureError(
@@ -188,6 +188,23 @@ def children_ignore_sigint():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def keep_sigterm_handler():
+    """Put this process's SIGTERM handler back after the body replaced it.
+
+    ``ray.init`` on the main thread installs a handler that exits at once,
+    without the demo's orderly stop, which left Ray's agents running. Call
+    from the main thread only.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        # getsignal returns None for a handler not installed from Python.
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _quietly(what: str, function) -> None:
