@@ -1,6 +1,7 @@
 """``callsure serve``: Ray, the actors and the gRPC API in one process.
 
-Start-up: check the listen address, start or join Ray, create (or find)
+Start-up: check the listen address and the storage path, start or join
+Ray, create (or find)
 the actors, start the SIP gateway when ``[sip] enabled`` is true, serve
 gRPC, then print one line ``callsure serving gRPC on HOST:PORT`` on
 standard output, which scripts and tests parse for the bound port. On
@@ -13,14 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sqlite3
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
+from callsure.actors.errors import unwrap
 from callsure.actors.logsetup import configure_logging
 from callsure.engine.config import load_config
-from callsure.engine.exceptions import ConfigError
+from callsure.engine.exceptions import CallsureError, ConfigError, StorageError
+from callsure.engine.settings import is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,8 @@ async def run_server(config, ray_address: str | None) -> None:
     from callsure.actors.sip.serving import start_gateway, stop_gateway
 
     check_listen_address(config.server.grpc_address, config.server.allow_non_loopback)
+    check_bind_addresses(config)
+    check_storage_path(config.storage.path)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
 
@@ -67,6 +76,72 @@ async def run_server(config, ray_address: str | None) -> None:
         await stop_gateway(gateway)
         await asyncio.to_thread(stop_ray)
     logger.info("stopped")
+
+
+def check_bind_addresses(config) -> None:
+    """Raise ``ConfigError`` for a non-loopback Ray or SIP address not allowed.
+
+    The same rule as for the gRPC address: listening beyond this machine
+    needs ``server.allow_non_loopback = true``.
+    """
+    if config.server.allow_non_loopback:
+        return
+    addresses = [("ray.node_ip_address", config.ray.node_ip_address)]
+    if config.sip.enabled:
+        addresses.append(("sip.bind_address", config.sip.bind_address))
+    for key, address in addresses:
+        if not is_loopback(address):
+            raise ConfigError(
+                key,
+                address,
+                "a loopback address such as 127.0.0.1, or set "
+                "server.allow_non_loopback = true to listen beyond this machine",
+            )
+
+
+def check_storage_path(path: str) -> None:
+    """Check before Ray starts that the store at ``path`` can be opened.
+
+    The folder must be creatable and writable, and a file already there
+    must open as SQLite. Without this check the coordinator actor fails
+    inside Ray with a long traceback instead of one line naming the path.
+
+    Raises
+    ------
+    StorageError
+        Naming the path and what to change.
+    """
+    store = Path(path).expanduser().resolve()
+    fix = "set storage.path (CALLSURE_STORAGE__PATH) to a file in a writable folder"
+    try:
+        # The same folder creation as the deployment does afterwards.
+        store.parent.mkdir(parents=True, exist_ok=True)
+        # A real file rather than os.access, because os.access returns true
+        # for root even on read-only file systems such as /proc.
+        with tempfile.TemporaryFile(dir=store.parent):
+            pass
+    except OSError as error:
+        raise StorageError(
+            f"cannot create a file in the store folder {store.parent} "
+            f"({error.strerror}); {fix}"
+        ) from None
+    if not store.exists():
+        return
+    if not store.is_file():
+        raise StorageError(f"store path {store} is not a file; {fix}")
+    if not os.access(store, os.R_OK | os.W_OK):
+        raise StorageError(f"cannot read and write the store {store}; {fix}")
+    try:
+        db = sqlite3.connect(f"file:{store}?mode=rw", uri=True)
+        try:
+            db.execute("PRAGMA user_version").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        raise StorageError(
+            f"cannot open the store {store}: {error}; move the file away or "
+            "set storage.path to a callsure SQLite database"
+        ) from None
 
 
 def _request_stop(event: asyncio.Event, signum: int) -> None:
@@ -100,4 +175,12 @@ def serve(config, config_path, ray_address):
     except ConfigError as exc:
         logger.error("%s", exc)
         raise click.UsageError(str(exc)) from None
+    except Exception as exc:
+        # A store or gateway failure arrives wrapped in a Ray error. Ray is
+        # stopped already (run_server's finally), so one line is enough.
+        cause = unwrap(exc)
+        if not isinstance(cause, CallsureError):
+            raise
+        click.echo(f"Error: {cause}", err=True)
+        sys.exit(1)
     sys.exit(0)

@@ -58,3 +58,64 @@ def test_installed_command_runs():
     )
     assert result.returncode == 0
     assert "Commands:" in result.stdout
+
+
+def test_serve_corrupt_store_one_line(tmp_path):
+    store = tmp_path / "corrupt.db"
+    store.write_bytes(b"not a database " * 100)
+    result = CliRunner().invoke(
+        cli, ["serve"], env={"CALLSURE_STORAGE__PATH": str(store)}
+    )
+    assert result.exit_code == 1
+    assert str(store) in result.output
+    assert "not a database" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_unwritable_store_folder_one_line(tmp_path):
+    # A file where the folder should be fails even for root, unlike a
+    # folder without write permission.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    result = CliRunner().invoke(
+        cli, ["serve"], env={"CALLSURE_STORAGE__PATH": str(blocker / "cs.db")}
+    )
+    assert result.exit_code == 1
+    assert str(blocker) in result.output
+    assert "CALLSURE_STORAGE__PATH" in result.output
+
+
+def test_empty_storage_path_rejected():
+    result = CliRunner().invoke(
+        cli, ["config", "show"], env={"CALLSURE_STORAGE__PATH": ""}
+    )
+    assert result.exit_code != 0
+    assert "storage.path" in result.output
+
+
+def test_serve_non_loopback_ray_address_rejected(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        ["serve"],
+        env={
+            "CALLSURE_RAY__NODE_IP_ADDRESS": "10.0.0.1",
+            "CALLSURE_STORAGE__PATH": str(tmp_path / "cs.db"),
+        },
+    )
+    assert result.exit_code == 2
+    assert "ray.node_ip_address" in result.output
+    assert "allow_non_loopback" in result.output
+
+
+def test_serve_non_loopback_sip_address_rejected(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        ["serve"],
+        env={
+            "CALLSURE_SIP__ENABLED": "true",
+            "CALLSURE_SIP__BIND_ADDRESS": "10.0.0.1",
+            "CALLSURE_STORAGE__PATH": str(tmp_path / "cs.db"),
+        },
+    )
+    assert result.exit_code == 2
+    assert "sip.bind_address" in result.output
