@@ -5,7 +5,12 @@ Starts callsure (Ray, the actors, the gRPC API) in this process on
 agents. It replays an hour of the Anonymous Bank log in five minutes,
 shows a live view, and prints a report at the end (``--json`` writes it
 too).
-Every process it started is stopped on exit and on Ctrl-C.
+Every process it started is stopped on exit, on Ctrl-C and on SIGTERM.
+
+NOTE: after SIGKILL of the demo, Ray's dashboard and runtime-env agents
+keep running under PID 1 and the /tmp/callsure-demo-* and
+/tmp/callsure-ray-* folders stay, as nothing can stop them; a new run
+starts its own Ray and folders regardless.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from callsure.engine.config import load_config
 
 
 def test_sigterm_handler_survives_ray_start():
-    # Without the handler, SIGTERM ran Ray's exit instead of the demo's
-    # orderly stop, and Ray's agents were left running.
+    # Without keep_sigterm_handler, SIGTERM ran Ray's exit instead of the
+    # demo's orderly stop, and Ray's agents were left running.
     folder = private_folder()
     config = load_config(None).replace(
         ray={"temp_dir": str(folder / "ray"), "num_cpus": 1}
