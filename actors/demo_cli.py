@@ -8,9 +8,9 @@ too).
 Every process it started is stopped on exit, on Ctrl-C and on SIGTERM.
 
 NOTE: after SIGKILL of the demo, Ray's dashboard and runtime-env agents
-keep running under PID 1 and the /tmp/callsure-demo-* and
-/tmp/callsure-ray-* folders stay, as nothing can stop them; a new run
-starts its own Ray and folders regardless.
+keep running under PID 1, and the /tmp/callsure-demo-* and
+/tmp/callsure-ray-* folders stay. Nothing is left to stop them, but a new
+run is not affected, because it starts its own Ray and folders.
 """
 
 from __future__ import annotations
