@@ -132,6 +132,13 @@ def test_workload_reads_plain_log(bank_log, quick):
     assert [c.line for c in plain.calls] == [c.line for c in quick.calls]
 
 
+def test_workload_rejects_broken_gzip_log(tmp_path):
+    broken = tmp_path / "calls.tsv.gz"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(ValidationError, match="calls.tsv.gz.*not a readable gzip"):
+        build(log=broken)
+
+
 def test_recordings_without_labels_rejected(tmp_path):
     shutil.copy(DEFAULT_RECORDINGS / "dev-0001.wav", tmp_path)
     with pytest.raises(ValidationError, match="labels.csv"):

@@ -324,8 +324,14 @@ def _read_log_cached(name: str, modified_ns: int) -> tuple:
     # to a temporary file first.
     with tempfile.TemporaryDirectory(prefix="callsure-log-") as folder:
         plain = Path(folder) / path.stem
-        with gzip.open(path, "rb") as source, plain.open("wb") as target:
-            shutil.copyfileobj(source, target)
+        try:
+            with gzip.open(path, "rb") as source, plain.open("wb") as target:
+                shutil.copyfileobj(source, target)
+        except (OSError, EOFError):
+            # BadGzipFile is an OSError, and a cut-off file raises EOFError.
+            raise ValidationError(
+                "log", str(path), "not a readable gzip file: pass a .tsv or .tsv.gz log"
+            ) from None
         return tuple(read_call_log(plain).records)
 
 
