@@ -61,17 +61,6 @@ DEFAULT_FORECAST = StaticForecast(
 MAX_QUEUES = 10_000
 
 
-class DefaultForecastPredictor(ErlangAPredictor):
-    """An ``ErlangAPredictor`` that uses ``default`` for unconfigured queues."""
-
-    def __init__(self, forecasts, default: StaticForecast, **options):
-        super().__init__(forecasts, **options)
-        self.default = default
-
-    def forecast(self, queue: str):
-        return self.forecasts.get(queue, self.default)
-
-
 class PriorForecast:
     """The ``Forecast`` of one queue: learned where known, else the prior.
 

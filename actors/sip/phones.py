@@ -272,7 +272,12 @@ def _run_phones(fd: int) -> int:
     endpoint.audDevManager().setNullDev()
     for codec in endpoint.codecEnum2():
         name = codec.codecId.lower()
-        priority = 255 if name.startswith("pcmu/") else 200 if "pcma/" in name else 0
+        if name.startswith("pcmu/"):
+            priority = 255
+        elif name.startswith("pcma/"):
+            priority = 200
+        else:
+            priority = 0
         endpoint.codecSetPriority(codec.codecId, priority)
 
     state = {"running": True, "timers": [], "calls": {}, "recorders": []}
