@@ -1,7 +1,7 @@
 import pytest
 
 from callsure.engine.exceptions import InvalidPhoneNumberError
-from callsure.engine.phone import mask_number, parse_e164
+from callsure.engine.phone import country_code, mask_number, parse_e164
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,50 @@ def test_rejection_without_digits_shown():
     with pytest.raises(InvalidPhoneNumberError) as info:
         parse_e164("CALL-ME")
     assert "'CALLME'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+2801234567",  # 28x: spare
+        "+2591234567",  # 259: spare
+        "+3841234567",  # 384: spare
+        "+6711234567",  # 671: spare since Guam moved to +1
+        "+8751234567",  # 875: reserved for maritime services
+        "+9991234567",  # 999: reserved
+    ],
+)
+def test_parse_e164_rejects_unassigned_country_code(raw):
+    with pytest.raises(InvalidPhoneNumberError, match="country calling code"):
+        parse_e164(raw)
+
+
+def test_unassigned_country_code_message_masks_number():
+    with pytest.raises(InvalidPhoneNumberError) as info:
+        parse_e164("+280 123 4567")
+    assert info.value.field == "phone_number"
+    assert info.value.value == "+28******67"
+    assert "2801234567" not in str(info.value)
+    assert "E.164 form" in info.value.fix
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("+14155550100", 1),
+        ("+74951234567", 7),
+        ("+442079460958", 44),
+        ("+211912345678", 211),
+        ("+38344123456", 383),
+        ("+80012345678", 800),
+        ("+882161234567", 882),
+        ("+972501234567", 972),
+    ],
+)
+def test_assigned_country_codes_accepted(raw, code):
+    assert parse_e164(raw) == raw
+    assert country_code(raw) == code
+
+
+def test_country_code_of_unassigned_prefix_is_none():
+    assert country_code("+2801234567") is None
