@@ -24,6 +24,28 @@ import functools
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 
+from callsure.engine.exceptions import ValidationError
+
+# Length limits of the text fields a request stores, in characters. Every
+# request and promise row carries these fields, so an unbounded value would
+# grow the store, the journal and each event sent to clients. The limits
+# leave room above the values in use: ids are UUIDs (36 characters) or CRM
+# keys, queue names are agent-group names, and an IVR history is the menu
+# path of one call.
+MAX_ID_LENGTH = 128
+"""Maximum length of ``request_id``, ``customer_id`` and agent ids."""
+MAX_QUEUE_LENGTH = 128
+"""Maximum length of a queue (agent group) name."""
+# NOTE: the SIP IVR passes its whole history, so a caller who loops through
+# more than MAX_IVR_STEPS menu steps hears the callback refused.
+MAX_IVR_STEPS = 64
+"""Maximum number of steps in an IVR history."""
+MAX_IVR_STEP_LENGTH = 128
+"""Maximum length of one IVR history step, such as ``menu=2``."""
+MAX_LANGUAGE_LENGTH = 64
+"""Maximum length of a language tag. BCP 47 tags in use, such as ``pt-BR``,
+are much shorter."""
+
 
 class CallbackMode(enum.Enum):
     """When the customer is called back."""
@@ -135,7 +157,8 @@ class CallbackRequest:
         Callers ahead of the customer when they asked (for ``PREDICTED``).
     ivr_history : tuple of str
         Menu choices and prompts the customer went through, passed on to
-        the agent.
+        the agent. At most ``MAX_IVR_STEPS`` steps of at most
+        ``MAX_IVR_STEP_LENGTH`` characters each.
     language : str
         Language tag of the customer, for the SMS template.
     grade : str
@@ -149,6 +172,15 @@ class CallbackRequest:
     requested_local_time : datetime or None
         For ``AT_TIME``: the chosen time as naive local wall-clock time in
         ``time_zone``, instead of ``requested_time``.
+
+    Raises
+    ------
+    ValidationError
+        When ``request_id``, ``customer_id`` or ``dedicated_agent_id`` is
+        longer than ``MAX_ID_LENGTH``, ``queue`` longer than
+        ``MAX_QUEUE_LENGTH``, ``language`` longer than
+        ``MAX_LANGUAGE_LENGTH``, or ``ivr_history`` over its limits. The
+        scheduler checks the other fields when it plans the promise.
     """
 
     request_id: str
@@ -168,6 +200,61 @@ class CallbackRequest:
     dedicated_agent_id: str | None = None
     time_zone: str | None = None
     requested_local_time: datetime | None = None
+
+    def __post_init__(self):
+        check_length("request_id", self.request_id, MAX_ID_LENGTH)
+        check_length("customer_id", self.customer_id, MAX_ID_LENGTH)
+        check_length("queue", self.queue, MAX_QUEUE_LENGTH)
+        check_length("dedicated_agent_id", self.dedicated_agent_id, MAX_ID_LENGTH)
+        check_length("language", self.language, MAX_LANGUAGE_LENGTH)
+        check_ivr_history(self.ivr_history)
+
+
+def check_length(field: str, value: object, limit: int) -> None:
+    """Raise ``ValidationError`` when the text ``value`` is over ``limit``.
+
+    Values that are not text pass, so that the check that needs a type can
+    name it. The error shows only the first 16 characters of the value.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        raise ValidationError(
+            field,
+            value[:16] + "...",
+            f"send at most {limit} characters; this value has {len(value)}",
+        )
+
+
+def check_ivr_history(history) -> None:
+    """Raise ``ValidationError`` when an IVR history is over its limits.
+
+    The error names the step and its length but not its text, because a
+    step can contain digits the caller typed, such as an account number.
+    """
+    if isinstance(history, str) or not hasattr(history, "__len__"):
+        raise ValidationError(
+            "ivr_history", type(history).__name__, "send a list of steps as text"
+        )
+    if len(history) > MAX_IVR_STEPS:
+        raise ValidationError(
+            "ivr_history",
+            f"<{len(history)} steps>",
+            f"send at most {MAX_IVR_STEPS} steps; this history has "
+            f"{len(history)}, so keep its last {MAX_IVR_STEPS}",
+        )
+    for index, step in enumerate(history):
+        if not isinstance(step, str):
+            raise ValidationError(
+                "ivr_history",
+                f"<step {index}: {type(step).__name__}>",
+                "send each step as text",
+            )
+        if len(step) > MAX_IVR_STEP_LENGTH:
+            raise ValidationError(
+                "ivr_history",
+                f"<step {index}: {len(step)} characters>",
+                f"send steps of at most {MAX_IVR_STEP_LENGTH} characters; "
+                f"step {index} has {len(step)}",
+            )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from callsure.engine.callbacks import from_epoch, to_epoch
+from callsure.engine.callbacks import (
+    MAX_ID_LENGTH,
+    MAX_QUEUE_LENGTH,
+    check_length,
+    from_epoch,
+    to_epoch,
+)
 from callsure.engine.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
@@ -183,9 +189,14 @@ class CustomerBook:
         return len(self._customers)
 
     def customer(self, customer_id: str) -> Customer:
-        """Return the record of ``customer_id``, created empty on first use."""
+        """Return the record of ``customer_id``, created empty on first use.
+
+        Raises ``ValidationError`` for an empty id or one longer than
+        ``MAX_ID_LENGTH`` characters.
+        """
         if not customer_id:
             raise ValidationError("customer_id", customer_id, "send a non-empty id")
+        check_length("customer_id", customer_id, MAX_ID_LENGTH)
         record = self._customers.get(customer_id)
         if record is None:
             record = self._customers[customer_id] = Customer(customer_id)
@@ -206,6 +217,9 @@ class CustomerBook:
             raise ValidationError(
                 "time", event.time.isoformat(), "send a timezone-aware time"
             )
+        check_length("queue", event.queue, MAX_QUEUE_LENGTH)
+        check_length("agent_id", event.agent_id, MAX_ID_LENGTH)
+        check_length("call_id", event.call_id, MAX_ID_LENGTH)
         record = self.customer(event.customer_id)
         if event.kind is ContactKind.ARRIVED:
             self._insert_arrival(record, event.time)
@@ -239,6 +253,7 @@ class CustomerBook:
         replace: bool = False,
     ) -> None:
         """Store CRM attributes (merged, or replacing all with ``replace``)."""
+        check_length("dedicated_agent_id", dedicated_agent_id, MAX_ID_LENGTH)
         record = self.customer(customer_id)
         if replace:
             record.attributes = dict(attributes)

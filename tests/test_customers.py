@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from callsure.engine.agents import AgentRoster, AgentState
+from callsure.engine.callbacks import MAX_ID_LENGTH
 from callsure.engine.customers import (
     ContactEvent,
     ContactKind,
@@ -239,3 +240,38 @@ def test_roster_state_round_trip():
     restored = AgentRoster.from_state(state)
     assert restored == roster
     assert pickle.loads(pickle.dumps(restored)) == roster
+
+
+def test_customer_id_over_limit_rejected():
+    book = CustomerBook()
+    with pytest.raises(ValidationError) as info:
+        arrive(book, "c" * (MAX_ID_LENGTH + 1), T0)
+    assert info.value.field == "customer_id"
+    assert f"at most {MAX_ID_LENGTH} characters" in info.value.fix
+    assert str(MAX_ID_LENGTH + 1) in info.value.fix
+    assert len(book) == 0
+
+
+def test_customer_id_at_limit_accepted():
+    book = CustomerBook()
+    arrive(book, "c" * MAX_ID_LENGTH, T0)
+    assert len(book) == 1
+
+
+def test_contact_queue_over_limit_rejected():
+    book = CustomerBook()
+    event = ContactEvent("c1", ContactKind.ANSWERED, T0, "q" * 1_000_000)
+    with pytest.raises(ValidationError) as info:
+        book.record(event)
+    assert info.value.field == "queue"
+    assert "1000000" in info.value.fix
+    assert len(str(info.value)) < 200
+    assert len(book) == 0
+
+
+def test_dedicated_agent_id_over_limit_rejected():
+    book = CustomerBook()
+    with pytest.raises(ValidationError) as info:
+        book.set_attributes("c1", {}, dedicated_agent_id="a" * (MAX_ID_LENGTH + 1))
+    assert info.value.field == "dedicated_agent_id"
+    assert len(book) == 0
