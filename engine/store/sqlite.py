@@ -4,6 +4,11 @@ One database file in WAL mode with ``synchronous=FULL``: a commit returns
 only after the write-ahead log is synced to disk, so an acknowledged
 promise survives a crash of the process or of the machine. Each row keeps
 the indexed columns beside the whole row encoded with msgpack.
+
+The database contains customers' phone numbers, so the store creates it
+with mode 0600 (owner only), and SQLite gives its ``-wal``, ``-shm`` and
+``-journal`` files the mode of the database. Opening a store made by an
+earlier release with a wider mode narrows its files to 0600.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from callsure.engine.callbacks import (
     from_epoch,
 )
 from callsure.engine.exceptions import LeaseError, StorageError
+from callsure.engine.store.files import create_private
 from callsure.engine.store.interface import Change
 from callsure.engine.store.journal import decode_payload, encode_payload, rebuild_rows
 
@@ -151,8 +157,8 @@ class SQLiteStore:
     Parameters
     ----------
     path : str or Path
-        Database file, created when missing; ``":memory:"`` for a
-        throw-away store.
+        Database file, created with mode 0600 when missing; ``":memory:"``
+        for a throw-away store.
     synchronous : str
         ``FULL`` (default) syncs every commit; ``NORMAL`` may lose the last
         commits on power loss and is meant only for bulk loads in benchmarks.
@@ -166,6 +172,14 @@ class SQLiteStore:
         self.path = str(path)
         self._lock = threading.Lock()
         self._in_batch = False
+        if self.path != ":memory:":
+            try:
+                create_private(self.path)
+            except OSError as error:
+                raise StorageError(
+                    f"cannot create the store {self.path}: {error.strerror}; "
+                    "check that the folder exists and is writable"
+                ) from None
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False
