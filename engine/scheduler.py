@@ -235,7 +235,7 @@ class CallbackScheduler(SchedulerAdministration):
             now, journal.CALLBACK_CREATED, callback_id, callback=callback.to_row()
         )
         self._commit_create(change, request)
-        logger.info(
+        logger.debug(
             "callback %s: created for %s in queue %s, mode %s, due %s",
             callback_id,
             mask_number(callback.phone_number),
