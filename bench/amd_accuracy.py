@@ -309,12 +309,14 @@ def speech_blocks(samples: np.ndarray, rate: int, encoding: str) -> np.ndarray:
 
 
 def replay_pauses(speech: np.ndarray, machine_block: int):
-    """Yield (block, greeting_ms, pause_ms) as the kernel's word tracker computes them.
+    """Yield (block, greeting_ms, pause_ms, speech_share) as track_speech has them.
 
     Follows track_speech with min_word_ms = 60, up to the block at which
-    the call is a MACHINE anyway (beep or a 2.5 s greeting).
+    the call is a MACHINE anyway (beep or a 2.5 s greeting). speech_share
+    is the share of the greeting's blocks, first to last word, that are
+    speech.
     """
-    speech_run = silence_run = 0
+    speech_run = silence_run = speech_count = 0
     onset = last_speech = -1
     for block, is_speech in enumerate(speech[:machine_block]):
         if is_speech:
@@ -322,18 +324,25 @@ def replay_pauses(speech: np.ndarray, machine_block: int):
             if speech_run >= 6 or onset >= 0:
                 if onset < 0:
                     onset = block - speech_run + 1
+                    speech_count = speech_run - 1
                 last_speech = block
+                speech_count += 1
         else:
             speech_run, silence_run = 0, silence_run + 1
         if onset >= 0:
-            greeting_ms = (last_speech - onset + 1) * 10
-            if greeting_ms >= 2500:
+            greeting_blocks = last_speech - onset + 1
+            if greeting_blocks * 10 >= 2500:
                 return
-            yield block, greeting_ms, silence_run * 10
+            yield (
+                block,
+                greeting_blocks * 10,
+                silence_run * 10,
+                speech_count / greeting_blocks,
+            )
 
 
-def timing_bounds(rows: list, audio: dict, verdicts: list) -> None:
-    """Print the lowest HUMAN latency a pause rule with a final verdict reaches."""
+def pause_tracks(rows: list, audio: dict, verdicts: list) -> list:
+    """Return (row, replay_pauses steps) for every person and machine."""
     tracks = []
     for row, verdict in zip(rows, verdicts, strict=True):
         if row["label"] not in ("HUMAN", "MACHINE"):
@@ -343,25 +352,35 @@ def timing_bounds(rows: list, audio: dict, verdicts: list) -> None:
             machine_ms = min(machine_ms, verdict[2] + 80)
         speech = speech_blocks(*audio[row["file"]])
         tracks.append((row, list(replay_pauses(speech, machine_ms // 10))))
+    return tracks
 
+
+def timing_bounds(tracks: list) -> None:
+    """Print the lowest HUMAN latency a pause rule with a final verdict reaches."""
     # The maximum pause of any machine at each greeting length (10 ms steps).
     longest = defaultdict(int)
     for row, steps in tracks:
         if row["label"] == "MACHINE":
-            for _, greeting_ms, pause_ms in steps:
+            for _, greeting_ms, pause_ms, _ in steps:
                 longest[greeting_ms] = max(longest[greeting_ms], pause_ms)
 
     defaults = AnalysisParams()
 
-    def deployed(greeting_ms, pause_ms):
+    def deployed(greeting_ms, pause_ms, speech_share):
         # The default rule: the pause required rises from human_silence_ms
-        # at short_greeting_ms to long_pause_ms at max_greeting_ms.
+        # at short_greeting_ms to long_pause_ms at max_greeting_ms, and a
+        # compact greeting needs only compact_pause_ms.
         share = (greeting_ms - defaults.short_greeting_ms) / (
             defaults.max_greeting_ms - defaults.short_greeting_ms
         )
         required = defaults.human_silence_ms + max(share, 0.0) * (
             defaults.long_pause_ms - defaults.human_silence_ms
         )
+        if (
+            greeting_ms <= defaults.compact_greeting_ms
+            and speech_share >= defaults.compact_speech_share
+        ):
+            required = min(required, defaults.compact_pause_ms)
         return pause_ms >= required
 
     def oracle(greeting_ms, pause_ms):
@@ -374,13 +393,13 @@ def timing_bounds(rows: list, audio: dict, verdicts: list) -> None:
         (
             "oracle: the default rule, or a pause longer than every machine's "
             "pause at a greeting within 100 ms of this one",
-            lambda g, p: deployed(g, p) or oracle(g, p),
+            lambda g, p, s: deployed(g, p, s) or oracle(g, p),
         ),
     ]
     for name, rule in rules:
         latencies, machines = [], 0
         for row, steps in tracks:
-            decided = next((b for b, g, p in steps if rule(g, p)), None)
+            decided = next((b for b, g, p, s in steps if rule(g, p, s)), None)
             if decided is None:
                 continue
             if row["label"] == "HUMAN":
@@ -393,6 +412,115 @@ def timing_bounds(rows: list, audio: dict, verdicts: list) -> None:
             f"to HUMAN {statistics.median(latencies):.0f} ms, machines taken for "
             f"persons {machines}/{len(tracks) - persons}"
         )
+
+
+def speech_share_study(tracks: list) -> None:
+    """Print the speech share of greetings where the compact rule could fire.
+
+    For persons, at their first pause of compact_pause_ms after at most
+    compact_greeting_ms of greeting; for machines, at every such pause
+    before they are found to be machines.
+    """
+    defaults = AnalysisParams()
+    persons, machines = [], []
+    for row, steps in tracks:
+        shares = [
+            (s, row["file"])
+            for _, g, p, s in steps
+            if p == defaults.compact_pause_ms and g <= defaults.compact_greeting_ms
+        ]
+        if row["label"] == "HUMAN":
+            persons += shares[:1]
+        else:
+            machines += shares
+    values = np.array([s for s, _ in persons])
+    print("\n### Speech share of greetings at a compact pause\n")
+    print(
+        f"At a pause of {defaults.compact_pause_ms:.0f} ms after at most "
+        f"{defaults.compact_greeting_ms:.0f} ms of greeting: {len(persons)} persons "
+        "(their first such pause), speech share min "
+        + ", ".join(
+            f"{name} {np.percentile(values, q):.2f}"
+            for name, q in [("0 %", 0), ("5 %", 5), ("10 %", 10), ("median", 50)]
+        )
+    )
+    print(
+        f"{len(machines)} such pauses of machines, speech shares (highest first): "
+        + ", ".join(f"{s:.2f} ({name})" for s, name in sorted(machines, reverse=True))
+    )
+
+
+def compact_study(rows: list, audio: dict) -> None:
+    """Print the compact-greeting rule over a grid, and cross-validate it.
+
+    Folds: even-numbered files against odd ones both ways, and one source
+    family left out at a time. Each fold takes, on its training files, the
+    fewest connect errors, then the lowest median first word to HUMAN,
+    and on ties the safer values (longer pause, higher share, shorter
+    greeting).
+    """
+    grid = list(
+        itertools.product(
+            [200, 225, 250, 275, 300],
+            [800, 900, 1000, 1100, 1200],
+            [0, 0.65, 0.72, 0.8],
+        )
+    )
+    verdicts = {}
+    for key in grid:
+        params = AnalysisParams(
+            compact_pause_ms=key[0],
+            compact_greeting_ms=key[1],
+            compact_speech_share=key[2],
+        )
+        verdicts[key] = [callsure_amd(*audio[row["file"]], params) for row in rows]
+
+    def summary(key, indices):
+        return timing_summary(
+            [rows[i] for i in indices], [verdicts[key][i] for i in indices]
+        )
+
+    def rank(key, indices):
+        errors, _, median_ms, _ = summary(key, indices)
+        return errors, median_ms or 0, -key[0], -key[2], key[1]
+
+    everything = list(range(len(rows)))
+    print("\n### Compact greeting rule (pause, greeting, speech share)\n")
+    print(
+        "| pause ms | greeting ms | speech share | connect errors | persons HUMAN "
+        "| median ms | mean ms |"
+    )
+    print("| --- " * 7 + "|")
+    for key in grid:
+        if key[1] in (900, 1000, 1100) and key[2] in (0, 0.72):
+            cells = " | ".join(map(str, summary(key, everything)))
+            print(f"| {key[0]} | {key[1]} | {key[2]} | {cells} |")
+
+    number = [int(row["file"].split("-")[1].split(".")[0]) for row in rows]
+    even = [i for i in everything if number[i] % 2 == 0]
+    odd = [i for i in everything if number[i] % 2 == 1]
+    folds = [("even", even, odd), ("odd", odd, even)]
+    for held in sorted({source_family(row) for row in rows}):
+        train = [i for i in everything if source_family(rows[i]) != held]
+        test = [i for i in everything if source_family(rows[i]) == held]
+        folds.append((f"all but {held}", train, test))
+    print("\n#### Cross-validation of the compact greeting rule\n")
+    print(
+        "| tuned on | tested on | chosen (pause, greeting, share) | connect errors "
+        "| persons HUMAN | median ms | mean ms |"
+    )
+    print("| --- " * 7 + "|")
+    held_out = [None] * len(rows)
+    for name, train, test in folds:
+        chosen = min(grid, key=lambda key, train=train: rank(key, train))
+        tested_on = {"even": "odd", "odd": "even"}.get(name, name[len("all but ") :])
+        cells = " | ".join(map(str, summary(chosen, test)))
+        print(f"| {name} | {tested_on} | {chosen} | {cells} |")
+        if name in ("even", "odd"):
+            for i in test:
+                held_out[i] = verdicts[chosen][i]
+    cells = " | ".join(map(str, timing_summary(rows, held_out)))
+    print(f"| even, odd | both, pooled | | {cells} |")
 
 
 def main() -> None:
@@ -418,7 +546,10 @@ def main() -> None:
             wav = read_wav(corpus / row["file"])
             audio[row["file"]] = (wav.samples, wav.sample_rate_hz, wav.encoding)
         cross_validate(rows, audio)
-        timing_bounds(rows, audio, ours)
+        tracks = pause_tracks(rows, audio, ours)
+        timing_bounds(tracks)
+        speech_share_study(tracks)
+        compact_study(rows, audio)
         provisional_study(rows, audio)
 
 

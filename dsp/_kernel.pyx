@@ -61,6 +61,9 @@ PARAM_INDEX = {
     "structured_voicing": P_STRUCTURED_VOICING,
     "structured_purity": P_STRUCTURED_PURITY,
     "provisional_pause_ms": P_PROVISIONAL_PAUSE_MS,
+    "compact_pause_ms": P_COMPACT_PAUSE_MS,
+    "compact_greeting_ms": P_COMPACT_GREETING_MS,
+    "compact_speech_share": P_COMPACT_SPEECH_SHARE,
 }
 EVENT_CODES = {
     "SPEECH_START": EV_SPEECH_START,

@@ -58,7 +58,10 @@ cdef enum:
     P_STRUCTURED_VOICING = 22
     P_STRUCTURED_PURITY = 23
     P_PROVISIONAL_PAUSE_MS = 24
-    N_PARAMS = 25
+    P_COMPACT_PAUSE_MS = 25
+    P_COMPACT_GREETING_MS = 26
+    P_COMPACT_SPEECH_SHARE = 27
+    N_PARAMS = 28
 
 # Event kinds.
 cdef enum:
@@ -208,6 +211,7 @@ cdef struct Stream:
     int64_t onset
     int64_t utterance_start
     int64_t last_speech
+    int64_t greeting_speech_blocks  # speech blocks from onset to last_speech
     int in_utterance
     int speech_run
     int silence_run

@@ -94,6 +94,19 @@ class AnalysisParams:
         a VERDICT event, and a stream that ends before either keeps the
         provisional verdict. Off by default because a consumer that acts
         on the first verdict alone would connect the machines it revises.
+    compact_pause_ms : float
+        Pause that makes a compact greeting HUMAN (a final verdict, cause
+        SHORT_GREETING), or 0 to turn this rule off. A greeting is compact
+        when it lasts at most ``compact_greeting_ms`` and speech fills at
+        least ``compact_speech_share`` of it: a person's "hello?". Other
+        greetings need ``human_silence_ms`` or more.
+    compact_greeting_ms : float
+        Maximum length of a compact greeting, from its first word to its last.
+    compact_speech_share : float
+        Smallest share of the greeting's 10 ms blocks, first to last word,
+        judged speech for it to be compact. A machine that reads out
+        digits or words one by one leaves more gaps than a person's one
+        or two words.
     """
 
     speech_margin_db: float = 10.0
@@ -121,6 +134,9 @@ class AnalysisParams:
     structured_voicing: float = 0.15
     structured_purity: float = 1.3
     provisional_pause_ms: float = 0.0
+    compact_pause_ms: float = 250.0
+    compact_greeting_ms: float = 1000.0
+    compact_speech_share: float = 0.72
 
     def __post_init__(self):
         for field in fields(self):
@@ -136,6 +152,16 @@ class AnalysisParams:
             raise ValueError(
                 "provisional_pause_ms must be 0 (no provisional verdict) or a "
                 f"pause in ms, got {self.provisional_pause_ms}"
+            )
+        if self.compact_pause_ms < 0 or self.compact_greeting_ms < 0:
+            raise ValueError(
+                "compact_pause_ms and compact_greeting_ms must be at least 0 ms, "
+                f"got {self.compact_pause_ms} and {self.compact_greeting_ms}"
+            )
+        if not 0 <= self.compact_speech_share <= 1:
+            raise ValueError(
+                "compact_speech_share must be a share from 0 to 1, got "
+                f"{self.compact_speech_share}"
             )
 
     def as_array(self) -> np.ndarray:

@@ -130,6 +130,19 @@ def test_params_reject_negative_provisional_pause():
         AnalysisParams(provisional_pause_ms=-1)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("compact_pause_ms", -1),
+        ("compact_greeting_ms", -1),
+        ("compact_speech_share", 1.5),
+    ],
+)
+def test_params_reject_bad_compact_greeting(field, value):
+    with pytest.raises(ValueError, match=f"{field} .*got .*{value}"):
+        AnalysisParams(**{field: value})
+
+
 def test_batch_rejects_bad_frames():
     batch = BatchAnalyzer(2)
     batch.open()
