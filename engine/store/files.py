@@ -1,17 +1,33 @@
-"""Files of a SQLite store on disk: private modes.
+"""Files of a SQLite store on disk: private modes and the writer lock.
 
 A callback store contains customers' phone numbers, so its database file
 and the files SQLite keeps beside it (``-wal``, ``-shm``, ``-journal``)
 are readable by their owner only (mode 0600).
+
+One process writes a store at a time. SQLite would let two processes
+commit to the same file in turn, but the scheduler keeps policies,
+calendars and capacity counts in memory, so it would not see the other
+writer's changes. A store therefore takes an exclusive ``flock`` on
+``<db>.lock`` for as long as it is open. The kernel drops the lock when
+the holding process exits, even by SIGKILL, so a restart after a crash
+finds it free. Stores opened more than once in the same process share
+that process's lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import stat
+import threading
+from dataclasses import dataclass
+
+from callsure.engine.exceptions import StorageError
 
 logger = logging.getLogger(__name__)
+
+LOCK_SUFFIX = ".lock"
 
 PRIVATE_MODE = 0o600
 # Files SQLite creates beside the database, named by a suffix of its path.
@@ -66,3 +82,107 @@ def _narrow(path: str) -> None:
     logger.info(
         "store file %s: mode %o narrowed to %o", path, mode, mode & PRIVATE_MODE
     )
+
+
+@dataclass
+class _ProcessLock:
+    descriptor: int
+    users: int
+
+
+# Locks this process holds, by the real path of the lock file. flock
+# conflicts between two descriptors of the same file even in one process,
+# so a second store on the same database reuses the first one's lock.
+_locks_in_process: dict[str, _ProcessLock] = {}
+_locks_guard = threading.Lock()
+
+
+class WriterLock:
+    """An exclusive ``flock`` on ``<db>.lock``, held by one process at a time.
+
+    The lock file contains the process id of the holder, so the error of a
+    second process names it.
+
+    NOTE: a child forked without ``exec`` shares the lock's open file, so
+    the lock lasts until that child exits as well.
+
+    Parameters
+    ----------
+    db_path : str
+        Path of the database file; the lock file is this path plus
+        ``.lock``, created with mode 0600.
+
+    Raises
+    ------
+    StorageError
+        When another process holds the lock, naming the database, the lock
+        file and the holder's process id; or when the lock file cannot be
+        created.
+    """
+
+    def __init__(self, db_path: str):
+        self.db_path = db_path
+        self.path = db_path + LOCK_SUFFIX
+        self._key = os.path.realpath(self.path)
+        self._released = False
+        with _locks_guard:
+            entry = _locks_in_process.get(self._key)
+            if entry is not None:
+                entry.users += 1
+                return
+            _locks_in_process[self._key] = _ProcessLock(self._acquire(), 1)
+
+    def _acquire(self) -> int:
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        except OSError as error:
+            raise StorageError(
+                f"cannot create the lock file {self.path} of the store "
+                f"{self.db_path}: {error.strerror}; check that the folder is "
+                "writable"
+            ) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(descriptor)
+            os.close(descriptor)
+            raise StorageError(
+                f"the store {self.db_path} is in use by {holder} (lock file "
+                f"{self.path}); stop that process, or give this one another "
+                "storage path"
+            ) from None
+        except OSError as error:
+            os.close(descriptor)
+            raise StorageError(
+                f"cannot lock {self.path} of the store {self.db_path}: "
+                f"{error.strerror}; put the store on a local file system"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        return descriptor
+
+    def release(self) -> None:
+        """Release this store's use of the lock; the last use unlocks it."""
+        with _locks_guard:
+            if self._released:
+                return
+            self._released = True
+            entry = _locks_in_process.get(self._key)
+            if entry is None:
+                return
+            entry.users -= 1
+            if entry.users > 0:
+                return
+            del _locks_in_process[self._key]
+            # The file stays: removing it would let a process that opened
+            # the old file and a process that creates a new one both lock.
+            os.ftruncate(entry.descriptor, 0)
+            os.close(entry.descriptor)
+
+
+def _read_holder(descriptor: int) -> str:
+    text = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+    if text.isdigit():
+        return f"process {text}"
+    # The holder locked the file but has not written its id yet.
+    return "another process"

@@ -15,7 +15,9 @@ stored attempt is in the expected state. A failed guard raises
 ``LeaseError`` and writes nothing. A partial unique index allows at most
 one attempt that is not final per callback.
 
-The SQLite backend has one writer (the coordinator). A PostgreSQL backend
+The SQLite backend has one writer (the coordinator), and it enforces
+that with an exclusive lock on ``<db>.lock`` that a second process fails
+to take (``callsure.engine.store.files.WriterLock``). A PostgreSQL backend
 with several coordinators must, in ``due_callbacks``, lock the rows it
 returns with ``SELECT ... FOR UPDATE SKIP LOCKED`` inside the transaction
 that later commits the issued attempts, so two coordinators never release

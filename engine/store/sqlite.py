@@ -32,7 +32,7 @@ from callsure.engine.callbacks import (
     from_epoch,
 )
 from callsure.engine.exceptions import LeaseError, StorageError
-from callsure.engine.store.files import create_private
+from callsure.engine.store.files import WriterLock, create_private
 from callsure.engine.store.interface import Change
 from callsure.engine.store.journal import decode_payload, encode_payload, rebuild_rows
 
@@ -162,6 +162,18 @@ class SQLiteStore:
     synchronous : str
         ``FULL`` (default) syncs every commit; ``NORMAL`` may lose the last
         commits on power loss and is meant only for bulk loads in benchmarks.
+
+    Raises
+    ------
+    StorageError
+        When another process has the store open (its lock file
+        ``<path>.lock`` names the process id), or when the file cannot be
+        created or is not a callsure database of a readable schema.
+
+    Notes
+    -----
+    The store holds an exclusive ``flock`` on ``<path>.lock`` until
+    ``close`` or the end of the process; see ``callsure.engine.store.files``.
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
@@ -172,6 +184,20 @@ class SQLiteStore:
         self.path = str(path)
         self._lock = threading.Lock()
         self._in_batch = False
+        self._writer_lock = None
+        if self.path != ":memory:":
+            # Locked before anything is created or migrated, so a second
+            # process stops without touching the files.
+            self._writer_lock = WriterLock(self.path)
+        try:
+            self._open(synchronous)
+        except BaseException:
+            if self._writer_lock is not None:
+                self._writer_lock.release()
+            raise
+        logger.info("store %s: opened (synchronous=%s)", self.path, synchronous)
+
+    def _open(self, synchronous: str) -> None:
         if self.path != ":memory:":
             try:
                 create_private(self.path)
@@ -194,7 +220,6 @@ class SQLiteStore:
                 f"cannot open the store {self.path}: {error}; check that the "
                 "path is writable and the file is a callsure SQLite database"
             ) from error
-        logger.info("store %s: opened (synchronous=%s)", self.path, synchronous)
 
     def _check_schema_version(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -669,8 +694,11 @@ class SQLiteStore:
         return len(callbacks)
 
     def close(self) -> None:
+        """Close the database and release the writer lock."""
         with self._lock:
             self._db.close()
+            if self._writer_lock is not None:
+                self._writer_lock.release()
 
 
 def _event(row: tuple) -> Event:

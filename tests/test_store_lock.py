@@ -1,0 +1,176 @@
+"""One process writes a store at a time: the flock on ``<db>.lock``.
+
+Other processes are real Python subprocesses that open the same SQLite
+file; the kernel drops their lock when they exit, SIGKILL included.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from serve_support import ServeProcess, private_folder
+
+from callsure.engine.exceptions import StorageError
+from callsure.engine.store import SQLiteStore
+
+PROCESS_TIMEOUT_S = 60.0
+
+# Opens the store, reports the outcome on stdout, and keeps the store open
+# until its stdin closes.
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from callsure.engine.exceptions import StorageError
+    from callsure.engine.store import SQLiteStore
+
+    try:
+        store = SQLiteStore(sys.argv[1])
+    except StorageError as error:
+        print("FAILED", error, flush=True)
+        sys.exit(0)
+    print("OPENED", flush=True)
+    sys.stdin.read()
+    store.close()
+    """
+)
+
+
+def start_holder(db) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, process.stdout.readline().strip()
+
+
+def stop_holder(process: subprocess.Popen) -> None:
+    process.stdin.close()
+    process.wait(PROCESS_TIMEOUT_S)
+
+
+def open_elsewhere(db) -> str:
+    """Open the store in another process and return its first output line."""
+    process, line = start_holder(db)
+    stop_holder(process)
+    return line
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "promises.db"
+
+
+@pytest.fixture
+def holder(db):
+    process, line = start_holder(db)
+    assert line == "OPENED", process.stderr.read()
+    yield process
+    if process.poll() is None:
+        stop_holder(process)
+
+
+def test_second_process_rejected_naming_holder(db, holder):
+    with pytest.raises(StorageError) as info:
+        SQLiteStore(db)
+    assert str(db) in str(info.value)
+    assert f"{db}.lock" in str(info.value)
+    assert f"process {holder.pid}" in str(info.value)
+
+
+def test_rejected_open_changes_nothing(db, holder):
+    files = sorted(os.listdir(db.parent))
+    with pytest.raises(StorageError):
+        SQLiteStore(db)
+    assert sorted(os.listdir(db.parent)) == files
+
+
+def test_lock_free_after_holder_closes(db, holder):
+    stop_holder(holder)
+    store = SQLiteStore(db)
+    assert store.count_callbacks() == 0
+    store.close()
+
+
+def test_lock_free_after_holder_sigkill(db, holder):
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(PROCESS_TIMEOUT_S)
+    assert holder.returncode == -signal.SIGKILL
+    store = SQLiteStore(db)
+    assert store.count_callbacks() == 0
+    store.close()
+
+
+def test_lock_file_names_pid_owner_only(db):
+    store = SQLiteStore(db)
+    lock = db.parent / "promises.db.lock"
+    assert lock.read_text() == f"{os.getpid()}\n"
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    store.close()
+
+
+def test_same_process_stores_share_lock(db):
+    first = SQLiteStore(db)
+    second = SQLiteStore(db)
+    first.close()
+    assert open_elsewhere(db).startswith("FAILED")
+    assert second.count_callbacks() == 0
+    second.close()
+    assert open_elsewhere(db) == "OPENED"
+
+
+def test_close_twice_releases_once(db):
+    first = SQLiteStore(db)
+    second = SQLiteStore(db)
+    first.close()
+    first.close()
+    assert open_elsewhere(db).startswith("FAILED")
+    second.close()
+
+
+def test_failed_open_releases_lock(db):
+    SQLiteStore(db).close()
+    raw = sqlite3.connect(db)
+    raw.execute("PRAGMA user_version=99")
+    raw.close()
+    with pytest.raises(StorageError, match="schema version 99"):
+        SQLiteStore(db)
+    # The other process gets past the lock to the same schema check.
+    line = open_elsewhere(db)
+    assert "schema version 99" in line
+    assert "in use" not in line
+
+
+def test_memory_store_takes_no_lock(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = SQLiteStore(":memory:")
+    second = SQLiteStore(":memory:")
+    assert os.listdir(tmp_path) == []
+    first.close()
+    second.close()
+
+
+@pytest.mark.slow
+def test_second_serve_on_store_fails():
+    first_folder, second_folder = private_folder(), private_folder()
+    db = first_folder / "callsure.db"
+    first = ServeProcess(first_folder)
+    try:
+        with pytest.raises(RuntimeError) as info:
+            ServeProcess(second_folder, extra_env={"CALLSURE_STORAGE__PATH": str(db)})
+    finally:
+        first.kill()
+        shutil.rmtree(first_folder, ignore_errors=True)
+        shutil.rmtree(second_folder, ignore_errors=True)
+    # The holder is the first server's coordinator, a Ray worker process.
+    assert f"the store {db} is in use by process " in str(info.value)
