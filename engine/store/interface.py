@@ -46,17 +46,24 @@ class Change:
     attempts : list of tuple (Attempt, AttemptState or None)
         The new row and the state the stored row must have (``None``
         inserts a new attempt).
-    requests : list of tuple (str, str)
-        ``(request_id, callback_id)`` pairs to record.
+    requests : list of tuple (str, str) or (str, str, bytes)
+        ``(request_id, callback_id)`` pairs to record, or
+        ``(request_id, callback_id, fingerprint)`` with the digest of the
+        request's fields that tells a retry from a different request.
+        Recording a pair again keeps the stored fingerprint.
     events : list of tuple (datetime, str, str, dict)
         ``(time, kind, callback_id, payload)`` to append in order.
     settings : dict[str, bytes]
-        Named settings (admin policies) to replace.
+        Named settings (admin policies) to replace. A name
+        ``request_fingerprint:<request_id>`` sets the fingerprint of that
+        request instead, when the request is recorded.
     """
 
     callbacks: list[Callback] = field(default_factory=list)
     attempts: list[tuple[Attempt, AttemptState | None]] = field(default_factory=list)
-    requests: list[tuple[str, str]] = field(default_factory=list)
+    requests: list[tuple[str, str] | tuple[str, str, bytes]] = field(
+        default_factory=list
+    )
     events: list[tuple[datetime, str, str, dict]] = field(default_factory=list)
     settings: dict[str, bytes] = field(default_factory=dict)
 
@@ -82,6 +89,11 @@ class CallbackStore(Protocol):
 
     def callback_for_request(self, request_id: str) -> str | None:
         """The callback id a request id created or updated, if any."""
+        ...
+
+    def request_fingerprint(self, request_id: str) -> bytes | None:
+        """Return the fingerprint recorded with ``request_id``, or ``None``
+        when the id is unknown or was recorded without one."""
         ...
 
     def open_callback_for(self, customer_id: str, queue: str) -> Callback | None:
@@ -177,7 +189,11 @@ class CallbackStore(Protocol):
         """Iterate over every journal event, in order."""
         ...
 
-    def get_setting(self, name: str) -> bytes | None: ...
+    def get_setting(self, name: str) -> bytes | None:
+        """Return the named setting, or ``None``. The name
+        ``request_fingerprint:<request_id>`` reads
+        ``request_fingerprint(request_id)``."""
+        ...
 
     def rebuild_state(self) -> int:
         """Recreate the current-state tables from the journal; return the

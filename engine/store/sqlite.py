@@ -35,10 +35,12 @@ from callsure.engine.exceptions import LeaseError, StorageError
 from callsure.engine.store.files import WriterLock, create_private
 from callsure.engine.store.interface import Change
 from callsure.engine.store.journal import decode_payload, encode_payload, rebuild_rows
+from callsure.engine.store.migrations import FINGERPRINT_SETTING_PREFIX, migrate
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# Versions and their migrations: callsure.engine.store.migrations.
+SCHEMA_VERSION = 2
 
 _OPEN_STATES = (CallbackState.PENDING.value, CallbackState.DIALING.value)
 # Written out in queries on the partial index callbacks_promised: SQLite uses
@@ -94,9 +96,12 @@ CREATE INDEX IF NOT EXISTS attempts_lease
     ON attempts (state, lease_expires_at);
 CREATE INDEX IF NOT EXISTS attempts_released
     ON attempts (queue, issued_at);
+-- fingerprint: digest of the request's fields, NULL for requests stored
+-- before schema version 2 without one.
 CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY,
-    callback_id TEXT NOT NULL
+    callback_id TEXT NOT NULL,
+    fingerprint BLOB
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -172,8 +177,9 @@ class SQLiteStore:
 
     Notes
     -----
-    The store holds an exclusive ``flock`` on ``<path>.lock`` until
-    ``close`` or the end of the process; see ``callsure.engine.store.files``.
+    The store takes an exclusive ``flock`` on ``<path>.lock`` and keeps it
+    until ``close`` or the end of the process; see
+    ``callsure.engine.store.files``.
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
@@ -224,12 +230,16 @@ class SQLiteStore:
     def _check_schema_version(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version == 0:
+            # A new database: _SCHEMA has just created the current tables.
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        elif version != SCHEMA_VERSION:
+        elif version > SCHEMA_VERSION:
             raise StorageError(
                 f"store {self.path} has schema version {version}, this release "
-                f"reads version {SCHEMA_VERSION}"
+                f"reads versions up to {SCHEMA_VERSION}; open it with a newer "
+                "callsure release"
             )
+        elif version < SCHEMA_VERSION:
+            migrate(self._db, self.path, version, SCHEMA_VERSION)
 
     # Writing
 
@@ -312,13 +322,28 @@ class SQLiteStore:
             self._write_callback(callback)
         for attempt, expected in change.attempts:
             self._write_attempt(attempt, expected)
-        for request_id, callback_id in change.requests:
+        for request in change.requests:
+            request_id, callback_id, *rest = request
+            # A request recorded without a fingerprint keeps the stored one.
             db.execute(
-                "INSERT OR REPLACE INTO requests (request_id, callback_id) "
-                "VALUES (?, ?)",
-                (request_id, callback_id),
+                "INSERT INTO requests (request_id, callback_id, fingerprint) "
+                "VALUES (?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET "
+                "callback_id = excluded.callback_id, "
+                "fingerprint = coalesce(excluded.fingerprint, fingerprint)",
+                (request_id, callback_id, rest[0] if rest else None),
             )
         for name, value in change.settings.items():
+            # The scheduler passes a fingerprint as a setting named as in
+            # schema version 1. It goes to the column of its request when
+            # that request is stored.
+            if name.startswith(FINGERPRINT_SETTING_PREFIX):
+                request_id = name.removeprefix(FINGERPRINT_SETTING_PREFIX)
+                cursor = db.execute(
+                    "UPDATE requests SET fingerprint = ? WHERE request_id = ?",
+                    (value, request_id),
+                )
+                if cursor.rowcount:
+                    continue
             db.execute(
                 "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)",
                 (name, value),
@@ -450,6 +475,12 @@ class SQLiteStore:
     def callback_for_request(self, request_id: str) -> str | None:
         rows = self._query(
             "SELECT callback_id FROM requests WHERE request_id = ?", (request_id,)
+        )
+        return rows[0][0] if rows else None
+
+    def request_fingerprint(self, request_id: str) -> bytes | None:
+        rows = self._query(
+            "SELECT fingerprint FROM requests WHERE request_id = ?", (request_id,)
         )
         return rows[0][0] if rows else None
 
@@ -653,6 +684,14 @@ class SQLiteStore:
             after = events[-1].seq
 
     def get_setting(self, name: str) -> bytes | None:
+        # Fingerprints are read from their requests' column under the
+        # setting names of schema version 1 as well.
+        if name.startswith(FINGERPRINT_SETTING_PREFIX):
+            fingerprint = self.request_fingerprint(
+                name.removeprefix(FINGERPRINT_SETTING_PREFIX)
+            )
+            if fingerprint is not None:
+                return fingerprint
         rows = self._query("SELECT value FROM settings WHERE name = ?", (name,))
         return rows[0][0] if rows else None
 
