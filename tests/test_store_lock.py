@@ -151,6 +151,13 @@ def test_failed_open_releases_lock(db):
     assert "in use" not in line
 
 
+def test_link_to_store_takes_same_lock(db, holder):
+    link = db.parent / "link.db"
+    link.symlink_to(db)
+    with pytest.raises(StorageError, match=f"process {holder.pid}"):
+        SQLiteStore(link)
+
+
 def test_memory_store_takes_no_lock(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = SQLiteStore(":memory:")

@@ -1,5 +1,9 @@
 """Durable storage of callback promises: the interface, SQLite, the journal.
 
+``files`` keeps the database private (mode 0600) and takes the lock that
+lets one process at a time write it, and ``migrations`` moves the files of
+earlier releases to the current schema.
+
 ``open_store(path)`` returns the default backend (SQLite). Other backends
 implement ``CallbackStore``; see ``callsure.engine.store.interface`` for
 the concurrency contract a PostgreSQL backend must keep.

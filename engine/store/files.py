@@ -90,7 +90,7 @@ class _ProcessLock:
     users: int
 
 
-# Locks this process holds, by the real path of the lock file. flock
+# Locks taken by this process, by the real path of the lock file. flock
 # conflicts between two descriptors of the same file even in one process,
 # so a second store on the same database reuses the first one's lock.
 _locks_in_process: dict[str, _ProcessLock] = {}
@@ -109,8 +109,9 @@ class WriterLock:
     Parameters
     ----------
     db_path : str
-        Path of the database file; the lock file is this path plus
-        ``.lock``, created with mode 0600.
+        Path of the database file. The lock file is its real path (symbolic
+        links resolved) plus ``.lock``, created with mode 0600, so two
+        links to one database take the same lock.
 
     Raises
     ------
@@ -122,8 +123,8 @@ class WriterLock:
 
     def __init__(self, db_path: str):
         self.db_path = db_path
-        self.path = db_path + LOCK_SUFFIX
-        self._key = os.path.realpath(self.path)
+        self.path = os.path.realpath(db_path) + LOCK_SUFFIX
+        self._key = self.path
         self._released = False
         with _locks_guard:
             entry = _locks_in_process.get(self._key)
