@@ -438,10 +438,10 @@ def speech_share_study(tracks: list) -> None:
     print(
         f"At a pause of {defaults.compact_pause_ms:.0f} ms after at most "
         f"{defaults.compact_greeting_ms:.0f} ms of greeting: {len(persons)} persons "
-        "(their first such pause), speech share min "
+        "(their first such pause), speech share "
         + ", ".join(
             f"{name} {np.percentile(values, q):.2f}"
-            for name, q in [("0 %", 0), ("5 %", 5), ("10 %", 10), ("median", 50)]
+            for name, q in [("minimum", 0), ("5th percentile", 5), ("median", 50)]
         )
     )
     print(

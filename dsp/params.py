@@ -31,8 +31,9 @@ class AnalysisParams:
         Level below which a block is silence whatever the floor (30 dB is
         an RMS of 32, -60 dBFS).
     human_silence_ms : float
-        Pause after a short greeting that makes the call HUMAN. It also
-        ends an utterance (SPEECH_END) and reports a SILENCE event.
+        Pause after a short greeting that makes the call HUMAN, unless the
+        greeting is compact (see ``compact_pause_ms``). It also ends an
+        utterance (SPEECH_END) and reports a SILENCE event.
     max_greeting_ms : float
         Greeting length (first word to last word so far, pauses included)
         at which the call is a MACHINE.
