@@ -87,7 +87,7 @@ def test_corpus_guards_current_accuracy(corpus_results):
     assert m["human"] >= 0.98
     # Compact greetings need a 250 ms pause, others 500 ms or more (the
     # mean was 1.69 s with 500 ms for every greeting up to 1.2 s).
-    assert m["mean_latency"] <= 1450
+    assert m["mean_latency"] <= 1500
 
 
 def test_corpus_connect_target(corpus_results):
