@@ -96,25 +96,36 @@ class CustomerShard:
         return self._book.status(customer_id, now)
 
     async def prepare_callbacks(self, hints: list, now) -> list:
-        """Apply the grade hints of new callbacks; return each customer's status.
+        """Apply the grade hints of new callbacks; return each customer's grading.
 
         ``hints`` contains ``(customer_id, grade, open_complaint)`` tuples. A
         grade is stored as the CRM attribute ``grade``, which decides the
         grade when the grade rules match that attribute; an open complaint
         is recorded as a complaint at ``now``. The result holds, per hint,
-        the ``CustomerStatus`` or the ``ValidationError`` raised for it.
+        a ``(grade, priority, dedicated_agent_id)`` tuple from the
+        customer's ``CustomerStatus``, or the ``ValidationError`` raised
+        for it. Plain tuples, because Ray pickles the reply of every batch
+        of CreateCallback and a tuple of three values costs a fraction of
+        a dataclass holding an enum.
         """
         results = []
+        changed = False
         for customer_id, grade, open_complaint in hints:
             try:
                 if grade:
                     self._book.set_attributes(customer_id, {"grade": grade})
+                    changed = True
                 if open_complaint:
                     self._book.record_complaint(customer_id, now)
-                results.append(self._book.status(customer_id, now))
+                    changed = True
+                status = self._book.status(customer_id, now)
             except ValidationError as exc:
                 results.append(exc)
-        if any(grade or complaint for _, grade, complaint in hints):
+                continue
+            results.append(
+                (status.grade.value, status.priority, status.dedicated_agent_id)
+            )
+        if changed:
             self._changed()
         return results
 

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from callsure.actors.auth import BearerTokenInterceptor
+from callsure.actors.services.callbacks import add_callback_service
 from callsure.engine.exceptions import ConfigError
 from callsure.engine.settings import is_loopback
 from callsure.v1 import (
@@ -24,7 +25,6 @@ from callsure.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     callback_pb2,
-    callback_pb2_grpc,
     contact_pb2,
     contact_pb2_grpc,
     event_pb2,
@@ -123,7 +123,7 @@ async def start_server(server_config, servicers) -> RunningServer:
         ],
     )
 
-    callback_pb2_grpc.add_CallbackServiceServicer_to_server(servicers.callback, server)
+    add_callback_service(servicers.callback, server)
     prediction_pb2_grpc.add_PredictionServiceServicer_to_server(
         servicers.prediction, server
     )
