@@ -10,21 +10,24 @@ sends events (call states, DTMF digits, call-progress verdicts, ...).
 Threading model
 ---------------
 Every pjsua2 call happens on the main thread. The endpoint is created with
-``threadCnt = 0`` and ``mainThreadOnly = True``, and the main loop pumps
-``libHandleEvents`` in slices of ``PUMP_MS``, reading commands from the
-socket between slices. One thread is enough for signalling, and it removes
-the failure mode where pjlib is called from a thread it does not know
-(which aborts the whole process).
+``threadCnt = 0`` and ``mainThreadOnly = True``, which removes the failure
+mode where pjlib is called from a thread it does not know (which aborts
+the whole process). By default the RTP sockets also join the SIP ioqueue
+(``hasIoqueue = False``, no media thread): the main thread sleeps in
+``select()`` on the command socket and the SIP socket, so commands and SIP
+messages are handled at once, and reads every RTP socket each ``POLL_MS``.
+With ``"media_thread": True`` in the spec, pjmedia's own ioqueue thread
+receives RTP and the main loop pumps ``libHandleEvents`` in slices of
+``PUMP_MS`` instead.
 
-Two PJSIP threads remain: the media ioqueue thread (RTP receive) and the
-conference bridge clock thread. The clock thread calls
-``_Tap.onFrameReceived`` for every tapped call every tap frame (100 ms
-by default), holding the GIL. That callback only copies the frame into a
-ring in a numpy array, reading the ``std::vector`` data pointer with ctypes (about
-1 microsecond), because ``bytes(frame.buf)`` walks the vector element by
-element (300-520 microseconds a frame) and 50 such taps fall behind real
-time. The main thread then runs the call-progress batch analyser once per
-tick for all calls of the process.
+The conference bridge clock thread calls ``_Tap.onFrameReceived`` for
+every tapped call every tap frame (100 ms by default), holding the GIL.
+That callback only copies the frame into a ring in a numpy array, reading
+the ``std::vector`` data pointer with ctypes (about 1 microsecond),
+because ``bytes(frame.buf)`` walks the vector element by element (300-520
+microseconds a frame) and 50 such taps fall behind real time. The main
+thread runs the call-progress batch analyser once per tap frame over the
+frames of all calls of the process.
 
 Lifetime: a pjsua2 object still referenced when the library is destroyed
 aborts the process, so every call, tap and player lives in registries
@@ -41,6 +44,7 @@ import gc
 import logging
 import os
 import resource
+import select
 import socket
 import sys
 import time
@@ -56,26 +60,27 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE_HZ = 8000
 FRAME_MS = 20
 SAMPLES_PER_FRAME = SAMPLE_RATE_HZ * FRAME_MS // 1000
-# Frames kept per call between two analyser ticks; a power of two so the
-# write index is a mask. 16 frames = 320 ms of slack for a late tick.
+# Tap frames kept per call between two analyser ticks; a power of two so
+# the write index is a mask. 16 frames of 100 ms = 1.6 s of slack.
 RING_FRAMES = 16
 # Default length of a tap's frame: the conference bridge hands a port
 # frames of its own length, so a 100 ms tap costs one Python callback per
 # 5 analyser frames. Verdicts come up to 80 ms later than with 20 ms taps.
 TAP_FRAME_MS = 100
-# Slice of libHandleEvents between two looks at the command socket. It
-# bounds command latency; libHandleEvents returns early on SIP events.
+# Slice of libHandleEvents between two looks at the command socket when
+# pjmedia's thread receives RTP. It bounds command latency, and
+# libHandleEvents returns early on SIP events.
 PUMP_MS = 20
 # Without calls the loop wakes less often, because a gateway keeps dozens of
 # endpoints idle: with bench/sip_capacity.py's fleet (10 processes) an idle
 # endpoint cost 8.3 ms of CPU per second at 20 ms slices and 3.8 ms at
-# 100 ms. A dial sent to an idle endpoint waits up to this long; an INVITE
-# wakes the loop at once.
+# 100 ms. With pjmedia's thread a dial sent to an idle endpoint waits up
+# to this long. An INVITE wakes the loop at once either way.
 IDLE_PUMP_MS = 100
-# The analyser runs once per frame time over every frame received since
-# the last tick. Ticks of 40 ms saved no CPU in bench/sip_capacity.py,
-# because the per-frame tap callback dominates, so verdicts stay prompt.
-TICK_MS = FRAME_MS
+# RTP sockets are read every POLL_MS when the main thread polls media (the
+# default): often enough for the jitter buffer, which the conference bridge
+# drains every 20 ms.
+POLL_MS = 20
 # Folder where each tapped call's analysed audio is written as a WAV file
 # (16-bit mono, 8 kHz) when the call ends; unset, nothing is kept.
 TAP_DUMP_ENV = "CALLSURE_SIP_TAP_DUMP_DIR"
@@ -187,10 +192,10 @@ class _CallRecord:
         "player",
         "peer",
         "media_active",
+        "media_index",
         "lost_frames",
         "provisional",
         "queued_files",
-        "sub_index",
         "dumped",
     )
 
@@ -207,10 +212,10 @@ class _CallRecord:
         self.player: _Player | None = None
         self.peer: str | None = None
         self.media_active = False
+        self.media_index = 0
         self.lost_frames = 0
         self.provisional = False
         self.queued_files: list[str] = []
-        self.sub_index = 0
         # Analysed frames, kept only when TAP_DUMP_ENV names a folder.
         self.dumped: list[np.ndarray] | None = None
 
@@ -243,9 +248,13 @@ class EndpointWorker:
         Socket to the gateway.
     spec : dict
         Endpoint settings sent by the gateway as the first message; see
-        ``CallGateway._endpoint_spec``. Two keys have defaults here:
-        ``tap_frame_ms`` (``TAP_FRAME_MS``) and ``plc`` (False: G.711
-        packet loss concealment off, so the analyser hears what arrived).
+        ``CallGateway._endpoint_spec``. These keys have defaults here:
+        ``tap_frame_ms`` (``TAP_FRAME_MS``), ``plc`` (False: G.711 packet
+        loss concealment off, so the analyser hears what arrived),
+        ``media_thread`` (False: the main thread reads RTP every
+        ``poll_ms``, default ``POLL_MS``), ``tx_vad`` (False: no silence
+        suppression on sent audio), ``ptime_ms`` and ``bridge_frame_ms``
+        (20) and ``jb_min_prefetch_ms`` (PJSIP's default, 60).
         With the environment variable ``CALLSURE_SIP_TAP_DUMP_DIR`` set,
         each tapped call's analysed audio is written there as
         ``<call key>.wav`` when the call ends.
@@ -270,10 +279,12 @@ class EndpointWorker:
         self.frames_lost = 0
         self.analyser = None
         self.ring: np.ndarray | None = None
-        self.batch: np.ndarray | None = None
         self.present: np.ndarray | None = None
+        self.stage: np.ndarray | None = None
         self.free_slots: list[int] = []
         self.dump_dir = os.environ.get(TAP_DUMP_ENV, "")
+        self.media_on_main_thread = False
+        self._sip_socket: socket.socket | None = None
 
     # ----------------------------------------------------------------- start
 
@@ -289,12 +300,28 @@ class EndpointWorker:
         config.medConfig.maxMediaPorts = 2 * REQUESTED_MAX_CALLS + SPARE_MEDIA_PORTS
         config.medConfig.clockRate = SAMPLE_RATE_HZ
         config.medConfig.sndClockRate = SAMPLE_RATE_HZ
-        config.medConfig.audioFramePtime = FRAME_MS
-        config.medConfig.ptime = FRAME_MS
-        # No echo canceller and no silence suppression: the far end is a
-        # phone line, and the analyser needs every frame, silence included.
+        # The conference bridge's clock: one tick per frame_ms for every port.
+        config.medConfig.audioFramePtime = int(
+            self.spec.get("bridge_frame_ms", FRAME_MS)
+        )
+        # RTP packet time offered in the SDP (a=ptime); the far end may
+        # send what it likes, and the jitter buffer splits its packets.
+        config.medConfig.ptime = int(self.spec.get("ptime_ms", FRAME_MS))
+        # No echo canceller, because the far end is a phone line. Silence
+        # suppression (``tx_vad``) only changes what this endpoint sends:
+        # the far end's packets are all analysed, silence included.
         config.medConfig.ecTailLen = 0
-        config.medConfig.noVad = True
+        config.medConfig.noVad = not self.spec.get("tx_vad", False)
+        # Least jitter-buffer delay in ms (PJSIP's default is 60 ms).
+        if self.spec.get("jb_min_prefetch_ms"):
+            config.medConfig.jbMinPre = int(self.spec["jb_min_prefetch_ms"])
+        # RTP sockets join the SIP ioqueue, which only the main thread polls
+        # (see run); pjmedia's own ioqueue thread woke once per packet.
+        self.media_on_main_thread = not self.spec.get("media_thread", False)
+        self.poll_ms = int(self.spec.get("poll_ms", POLL_MS))
+        if self.media_on_main_thread:
+            config.medConfig.hasIoqueue = False
+            config.medConfig.threadCnt = 0
         config.logConfig.level = int(self.spec.get("pjsip_log_level", 0))
         config.logConfig.consoleLevel = int(self.spec.get("pjsip_log_level", 0))
         self.endpoint.libInit(config)
@@ -306,6 +333,7 @@ class EndpointWorker:
             pj.PJSIP_TRANSPORT_UDP, transport
         )
         self.sip_port = self.endpoint.transportGetInfo(self.transport_id).localName
+        self._sip_socket = _find_udp_socket(self.sip_port)
         self.endpoint.libStart()
         self.endpoint.audDevManager().setNullDev()
         self._set_codec_priorities(self.spec.get("codecs", ["PCMU/8000"]))
@@ -425,8 +453,8 @@ class EndpointWorker:
             (RING_FRAMES, max(max_streams, 1), SAMPLES_PER_FRAME * self.sub_frames),
             dtype=np.int16,
         )
-        self.batch = np.zeros((max(max_streams, 1), SAMPLES_PER_FRAME), np.int16)
         self.present = np.zeros(max(max_streams, 1), dtype=bool)
+        self.stage = np.zeros(self.ring.shape[1:], dtype=np.int16)
         try:
             from callsure.dsp import BatchAnalyzer
         except ImportError:
@@ -444,24 +472,56 @@ class EndpointWorker:
 
     def run(self) -> None:
         """Pump events and commands until ``shutdown`` or the gateway leaves."""
+        if self.media_on_main_thread:
+            self._run_polling()
+            return
         next_tick = time.monotonic()
         while self.running:
             self.endpoint.libHandleEvents(PUMP_MS if self.calls else IDLE_PUMP_MS)
-            if self._to_reject:
-                self._reject_pending()
-            messages = self.channel.poll()
-            if messages is None:
-                logger.info("%s: gateway closed the socket", self.name)
-                break
-            for message in messages:
-                self.guard(self.handle, message)
-            now = time.monotonic()
-            if now >= next_tick:
-                self.guard(self.tick, now)
-                next_tick = now + TICK_MS / 1000
-            self._finish_players()
-            self._collect()
+            next_tick = self._after_events(next_tick)
         self.shutdown()
+
+    def _run_polling(self) -> None:
+        # The thread sleeps in select() on the command socket and the SIP
+        # socket, so commands and SIP messages are handled at once; RTP
+        # sockets are read every poll_ms. pjmedia's UDP transport reads all
+        # queued packets of a socket in one event, and the jitter buffer
+        # absorbs the batches.
+        watched = [self.channel.sock]
+        if self._sip_socket is not None:
+            watched.append(self._sip_socket)
+        poll_s = self.poll_ms / 1000
+        next_poll = next_tick = time.monotonic()
+        while self.running:
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = max(next_poll + poll_s, now)
+            timeout = next_poll - now if self.calls else IDLE_PUMP_MS / 1000
+            select.select(watched, (), (), timeout)
+            self.endpoint.libHandleEvents(0)
+            next_tick = self._after_events(next_tick)
+        self.shutdown()
+
+    def _after_events(self, next_tick: float) -> float:
+        """Handle commands, the analyser tick and dropped objects; next tick."""
+        if self._to_reject:
+            self._reject_pending()
+        messages = self.channel.poll()
+        if messages is None:
+            logger.info("%s: gateway closed the socket", self.name)
+            self.running = False
+            return next_tick
+        for message in messages:
+            self.guard(self.handle, message)
+        now = time.monotonic()
+        if now >= next_tick:
+            self.guard(self.tick, now)
+            # One tick per tap frame: every tap has delivered about one
+            # frame since the last, and all are analysed as one batch.
+            next_tick = now + self.tap_frame_ms / 1000
+        self._finish_players()
+        self._collect()
+        return next_tick
 
     def guard(self, function, *args) -> None:
         """Run a callback body; log and report an error instead of raising.
@@ -591,8 +651,39 @@ class EndpointWorker:
                 "cpu_s": usage.ru_utime + usage.ru_stime,
                 "max_rss_kb": usage.ru_maxrss,
                 "rejected_sources": dict(self._rejected_sources),
+                "media": self._media_totals(),
             }
         )
+
+    def _media_totals(self) -> dict:
+        """RTP packets and jitter-buffer counters summed over the live calls."""
+        totals = dict.fromkeys(
+            (
+                "calls",
+                "rtp_rx",
+                "rtp_tx",
+                "rx_loss",
+                "jb_empty",
+                "jb_lost",
+                "jb_discard",
+            ),
+            0,
+        )
+        for record in self.calls.values():
+            if not record.media_active:
+                continue
+            try:
+                stat = record.call.getStreamStat(record.media_index)
+            except pj.Error:
+                continue
+            totals["calls"] += 1
+            totals["rtp_rx"] += stat.rtcp.rxStat.pkt
+            totals["rtp_tx"] += stat.rtcp.txStat.pkt
+            totals["rx_loss"] += stat.rtcp.rxStat.loss
+            totals["jb_empty"] += stat.jbuf.empty
+            totals["jb_lost"] += stat.jbuf.lost
+            totals["jb_discard"] += stat.jbuf.discard
+        return totals
 
     def op_shutdown(self, message: dict) -> None:
         self.running = False
@@ -681,6 +772,7 @@ class EndpointWorker:
                 and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE
             ):
                 record.media_active = True
+                record.media_index = index
                 self._attach_tap(record, call.getAudioMedia(index))
                 self.emit(
                     {"ev": "media", "call": call.key, "early": not record.answered}
@@ -714,7 +806,6 @@ class EndpointWorker:
         record.tap = tap
         record.slot = slot
         record.read_count = tap.count
-        record.sub_index = 0
         if self.dump_dir:
             record.dumped = []
 
@@ -742,20 +833,28 @@ class EndpointWorker:
         record.slot = self.analyser.open(answered=True)
         record.tap.retarget(self.ring, record.slot)
         record.read_count = record.tap.count
-        record.sub_index = 0
         record.verdict_sent = False
         if record.dumped is not None:
             record.dumped = []
 
     def tick(self, now: float) -> None:
-        """Feed the frames received since the last tick to the analyser."""
+        """Feed the tap frames received since the last tick to the analyser.
+
+        Each pass takes the oldest unread tap frame of every call into one
+        staging block and analyses it as ``sub_frames`` batches of 20 ms,
+        so the Python cost per tick does not grow with the frames per tap.
+        """
         self._check_ring_timers(now)
         tapped = [r for r in self.calls.values() if r.tap is not None]
         if not tapped:
             return
+        ring = self.ring
+        stage = self.stage
+        present = self.present
+        analysed = []
         while True:
-            self.present[:] = False
-            present = 0
+            present[:] = False
+            batch = []
             for record in tapped:
                 written = record.tap.count
                 pending = written - record.read_count
@@ -766,28 +865,24 @@ class EndpointWorker:
                     record.lost_frames += lost
                     self.frames_lost += lost
                     record.read_count = written - RING_FRAMES
-                    record.sub_index = 0
-                # One analyser frame of the oldest unread tap frame.
-                index = record.read_count & (RING_FRAMES - 1)
-                start = record.sub_index * SAMPLES_PER_FRAME
-                self.batch[record.slot] = self.ring[
-                    index, record.slot, start : start + SAMPLES_PER_FRAME
-                ]
-                self.present[record.slot] = True
+                slot = record.slot
+                stage[slot] = ring[record.read_count & (RING_FRAMES - 1), slot]
+                present[slot] = True
                 if record.dumped is not None:
-                    record.dumped.append(self.batch[record.slot].copy())
-                record.sub_index += 1
-                if record.sub_index == self.sub_frames:
-                    record.sub_index = 0
-                    record.read_count += 1
-                present += 1
-            if not present:
+                    record.dumped.append(stage[slot].copy())
+                record.read_count += 1
+                batch.append(record)
+            if not batch:
                 break
-            self.frames_analysed += present
+            analysed.extend(batch)
+            self.frames_analysed += len(batch) * self.sub_frames
             if self.analyser is not None:
-                self.analyser.process(self.batch, self.present)
+                for start in range(0, stage.shape[1], SAMPLES_PER_FRAME):
+                    self.analyser.process(
+                        stage[:, start : start + SAMPLES_PER_FRAME], present
+                    )
         if self.analyser is not None:
-            for record in tapped:
+            for record in dict.fromkeys(analysed):
                 self._report_analysis(record)
 
     def _report_analysis(self, record: _CallRecord) -> None:
@@ -906,6 +1001,38 @@ class EndpointWorker:
         self.endpoint.libDestroy()
         del self.endpoint
         self.channel.close()
+        if self._sip_socket is not None:
+            self._sip_socket.close()
+
+
+def _find_udp_socket(address: str) -> socket.socket | None:
+    """Return a duplicate of this process's UDP socket bound to ``address``.
+
+    pjsua2 does not expose the SIP transport's descriptor; the main loop
+    needs it to wake up when a SIP message arrives.
+    """
+    host, _, port = address.rpartition(":")
+    expected = (host.strip("[]"), int(port))
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            descriptor = os.dup(int(name))
+        except OSError:
+            continue
+        try:
+            candidate = socket.socket(fileno=descriptor)
+        except OSError:
+            os.close(descriptor)
+            continue
+        try:
+            if (
+                candidate.type == socket.SOCK_DGRAM
+                and candidate.getsockname()[:2] == expected
+            ):
+                return candidate
+        except OSError:
+            pass
+        candidate.close()
+    return None
 
 
 def _plain(value) -> dict:
