@@ -47,6 +47,33 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BARESIP_SIP_PORT = 5090
 
+# Endpoint layouts compared with --setups, each adding one change to the
+# one before: settings added to every endpoint process's spec, the packet
+# time baresip sends at (0: its default, 20 ms), and the tap frame length
+# when the setup needs one (else --tap-ms).
+SETUPS = {
+    # pjmedia's own ioqueue thread receives RTP (the layout before polling).
+    "thread": {"spec": {"media_thread": True}, "far_ptime_ms": 0},
+    # The main thread reads RTP every 20 ms (the default).
+    "polled": {"spec": {}, "far_ptime_ms": 0},
+    # As "polled", and the endpoints send no RTP while nothing is played
+    # into a call (silence suppression), so baresip receives almost none.
+    "polled-vad": {"spec": {"tx_vad": True}, "far_ptime_ms": 0},
+    # As "polled-vad" with 40 ms RTP packets both ways, a 40 ms bridge
+    # clock, RTP read every 40 ms and a jitter buffer of at least 80 ms.
+    "polled-vad-ptime40": {
+        "spec": {
+            "tx_vad": True,
+            "ptime_ms": 40,
+            "bridge_frame_ms": 40,
+            "poll_ms": 40,
+            "jb_min_prefetch_ms": 80,
+        },
+        "far_ptime_ms": 40,
+        "tap_frame_ms": 120,
+    },
+}
+
 
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -69,7 +96,9 @@ def proc_memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def start_baresip(folder: Path, source_wav: Path, max_calls: int) -> subprocess.Popen:
+def start_baresip(
+    folder: Path, source_wav: Path, max_calls: int, ptime_ms: int = 0
+) -> subprocess.Popen:
     config = folder / "baresip"
     config.mkdir(exist_ok=True)
     (config / "config").write_text(
@@ -89,8 +118,10 @@ def start_baresip(folder: Path, source_wav: Path, max_calls: int) -> subprocess.
             ]
         )
     )
+    # ptime: the packet time baresip sends at (its default is 20 ms).
+    ptime = f";ptime={ptime_ms}" if ptime_ms else ""
     (config / "accounts").write_text(
-        f"<sip:load@127.0.0.1:{BARESIP_SIP_PORT}>;regint=0;answermode=auto\n"
+        f"<sip:load@127.0.0.1:{BARESIP_SIP_PORT}>;regint=0;answermode=auto{ptime}\n"
     )
     return subprocess.Popen(
         ["baresip", "-f", str(config)],
@@ -103,7 +134,13 @@ def start_baresip(folder: Path, source_wav: Path, max_calls: int) -> subprocess.
 class Fleet:
     """Endpoint processes and the state of the calls placed on them."""
 
-    def __init__(self, processes: int, tap: bool = True, tap_frame_ms: int = 100):
+    def __init__(
+        self,
+        processes: int,
+        tap: bool = True,
+        tap_frame_ms: int = 100,
+        extra_spec: dict | None = None,
+    ):
         from callsure.actors.sip.endpoints import EndpointProcess
 
         self.lock = threading.Lock()
@@ -120,6 +157,7 @@ class Fleet:
                     "codecs": ["PCMU/8000"],
                     "tap": tap,
                     "tap_frame_ms": tap_frame_ms,
+                    **(extra_spec or {}),
                 },
                 self.on_event,
             )
@@ -152,7 +190,12 @@ class Fleet:
         with self.lock:
             stats = dict(self.stats)
         memory = [proc_memory_kb(e.pid) for e in self.endpoints]
+        media: dict[str, int] = {}
+        for event in stats.values():
+            for name, value in event.get("media", {}).items():
+                media[name] = media.get(name, 0) + value
         return {
+            "media": media,
             "time": time.monotonic(),
             "frames": sum(s["frames_analysed"] for s in stats.values()),
             "lost": sum(s["frames_lost"] for s in stats.values()),
@@ -167,11 +210,16 @@ class Fleet:
 
 
 def measure(
-    calls: int, hold_s: float, baresip_pid: int, tap: bool, tap_frame_ms: int
+    calls: int,
+    hold_s: float,
+    baresip_pid: int,
+    tap: bool,
+    tap_frame_ms: int,
+    setup: str = "polled",
 ) -> dict:
     processes = -(-calls // 4)
     started = time.monotonic()
-    fleet = Fleet(processes, tap, tap_frame_ms)
+    fleet = Fleet(processes, tap, tap_frame_ms, SETUPS[setup]["spec"])
     start_s = time.monotonic() - started
     idle = fleet.sample()
     try:
@@ -213,7 +261,12 @@ def measure(
     window = last["time"] - first["time"]
     live = max(still_up, 1)
     cpu_cores = (last["cpu_s"] - first["cpu_s"]) / window
+
+    def media(name: str) -> int:
+        return last["media"].get(name, 0) - first["media"].get(name, 0)
+
     return {
+        "setup": setup,
         "calls": calls,
         "tap_frame_ms": tap_frame_ms if tap else 0,
         "processes": processes,
@@ -226,6 +279,11 @@ def measure(
             (last["frames"] - first["frames"]) / window / live, 1
         ),
         "frames_lost": last["lost"] - first["lost"],
+        # RTP packets received per call per second (50 at ptime 20), and
+        # frames the jitter buffer had to fill because a packet was missing
+        # or late, per call per second.
+        "rtp_rx_per_call_s": round(media("rtp_rx") / window / live, 1),
+        "jb_lost_per_call_s": round(media("jb_lost") / window / live, 3),
         "endpoint_cpu_cores": round(cpu_cores, 2),
         "endpoint_cpu_ms_per_call_s": round(1000 * cpu_cores / live, 2),
         "baresip_cpu_cores": round((bare_last - bare_first) / window, 2),
@@ -286,26 +344,29 @@ def run_inside(arguments) -> None:
     folder = Path(tempfile.mkdtemp(prefix="sip-capacity-"))
     source = pad_wav(corpus / "dev-0003.wav", folder / "source.wav", 120.0)
     sizes = [int(n) for n in arguments.calls.split(",")]
-    baresip = start_baresip(folder, source, max(sizes) + 16)
-    time.sleep(1.0)
     results = []
-    try:
-        for tap_frame_ms in [int(ms) for ms in arguments.tap_ms.split(",")]:
-            for calls in sizes:
-                result = measure(
-                    calls, arguments.hold_s, baresip.pid, not arguments.no_tap,
-                    tap_frame_ms,
-                )  # fmt: skip
-                print(json.dumps(result), flush=True)
-                results.append(result)
-                time.sleep(2.0)
-    finally:
-        baresip.terminate()
+    for setup in arguments.setups.split(","):
+        far_ptime_ms = SETUPS[setup]["far_ptime_ms"]
+        baresip = start_baresip(folder, source, max(sizes) + 16, far_ptime_ms)
+        time.sleep(1.0)
         try:
-            baresip.wait(10)
-        except subprocess.TimeoutExpired:
-            baresip.kill()
-            baresip.wait()
+            for tap_ms in arguments.tap_ms.split(","):
+                tap_frame_ms = SETUPS[setup].get("tap_frame_ms", int(tap_ms))
+                for calls in sizes:
+                    result = measure(
+                        calls, arguments.hold_s, baresip.pid, not arguments.no_tap,
+                        tap_frame_ms, setup,
+                    )  # fmt: skip
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
+                    time.sleep(2.0)
+        finally:
+            baresip.terminate()
+            try:
+                baresip.wait(10)
+            except subprocess.TimeoutExpired:
+                baresip.kill()
+                baresip.wait()
     extra = measure_ray_actor() if arguments.ray else {}
     if extra:
         print(json.dumps(extra), flush=True)
@@ -316,18 +377,20 @@ def print_table(results: list[dict], extra: dict, arguments) -> None:
     print()
     print(f"Machine: {os.cpu_count()} cores, {platform.processor() or 'x86_64'}, "
           f"load average before the run {os.getloadavg()[0]:.2f}")  # fmt: skip
-    print("| tap ms | calls | processes | answered | up at end | endpoints crashed "
-          "| setup calls/s | frames/call/s | frames lost | endpoint CPU cores "
-          "| CPU ms per call-second | baresip CPU cores | PSS MB per call "
-          "| RSS MB per call |")  # fmt: skip
-    print("| --- " * 14 + "|")
+    print("| setup | tap ms | calls | processes | answered | up at end "
+          "| endpoints crashed | setup calls/s | frames/call/s | frames lost "
+          "| RTP packets/call/s | jitter-buffer lost frames/call/s "
+          "| endpoint CPU cores | CPU ms per call-second | baresip CPU cores "
+          "| PSS MB per call | RSS MB per call |")  # fmt: skip
+    print("| --- " * 17 + "|")
     for r in results:
         print(
-            f"| {r['tap_frame_ms']} | {r['calls']} | {r['processes']} "
+            f"| {r['setup']} | {r['tap_frame_ms']} | {r['calls']} | {r['processes']} "
             f"| {r['answered']} "
             f"| {r['up_at_end']} | {r['endpoints_crashed']} "
             f"| {r['setup_calls_per_s']} | {r['frames_per_call_s']} "
-            f"| {r['frames_lost']} | {r['endpoint_cpu_cores']} "
+            f"| {r['frames_lost']} | {r['rtp_rx_per_call_s']} "
+            f"| {r['jb_lost_per_call_s']} | {r['endpoint_cpu_cores']} "
             f"| {r['endpoint_cpu_ms_per_call_s']} | {r['baresip_cpu_cores']} "
             f"| {r['pss_mb_per_call']} | {r['rss_mb_per_call']} |"
         )
@@ -356,12 +419,20 @@ def main() -> int:
         "--tap-ms", default="100", help="tap frame lengths to compare, such as 20,100"
     )
     parser.add_argument(
+        "--setups",
+        default="polled",
+        help=f"endpoint layouts to compare, from {','.join(SETUPS)}",
+    )
+    parser.add_argument(
         "--corpus",
         default=os.environ.get("CALLSURE_SHARED", str(REPO.parent / "shared"))
         + "/corpus/amd",
     )
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    unknown = set(arguments.setups.split(",")) - set(SETUPS)
+    if unknown:
+        parser.error(f"unknown setups {sorted(unknown)}; known: {sorted(SETUPS)}")
     if arguments.inside:
         run_inside(arguments)
         return 0
@@ -377,6 +448,7 @@ def main() -> int:
             f"--calls {arguments.calls}",
             f"--hold-s {arguments.hold_s}",
             f"--tap-ms {arguments.tap_ms}",
+            f"--setups {arguments.setups}",
             f"--corpus {arguments.corpus}",
             "--ray" if arguments.ray else "",
             "--no-tap" if arguments.no_tap else "",
