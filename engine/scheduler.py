@@ -191,7 +191,7 @@ class CallbackScheduler(SchedulerAdministration):
         """Store a promise durably and return it; see the module docstring."""
         existing_id = self.store.callback_for_request(request.request_id or "")
         if existing_id is not None:
-            stored = self.store.get_setting(_fingerprint_name(request.request_id))
+            stored = self.store.request_fingerprint(request.request_id)
             # Ids stored before fingerprints existed have none and replay as
             # before.
             if stored is not None and stored != _request_fingerprint(request):
@@ -229,7 +229,8 @@ class CallbackScheduler(SchedulerAdministration):
             updated_at=now,
         )
         change = Change(
-            callbacks=[callback], requests=[(request.request_id, callback_id)]
+            callbacks=[callback],
+            requests=[(request.request_id, callback_id, _request_fingerprint(request))],
         )
         change.event(
             now, journal.CALLBACK_CREATED, callback_id, callback=callback.to_row()
@@ -249,7 +250,10 @@ class CallbackScheduler(SchedulerAdministration):
         self, callback: Callback, request: CallbackRequest, plan, now: datetime
     ) -> Callback:
         """Apply a second request of the same customer and queue."""
-        change = Change(requests=[(request.request_id, callback.callback_id)])
+        fingerprint = _request_fingerprint(request)
+        change = Change(
+            requests=[(request.request_id, callback.callback_id, fingerprint)]
+        )
         if callback.state is CallbackState.DIALING:
             # The dial in flight keeps its promise, so the request gets the
             # current promise back rather than changing a call in progress.
@@ -294,12 +298,6 @@ class CallbackScheduler(SchedulerAdministration):
         return updated
 
     def _commit_create(self, change: Change, request: CallbackRequest) -> None:
-        # The fingerprint goes into the settings table in the same
-        # transaction as the request id, so a replay can tell a retry from
-        # a different request without a change of the store schema.
-        change.settings[_fingerprint_name(request.request_id)] = _request_fingerprint(
-            request
-        )
         try:
             self.store.commit(change)
         except LeaseError:
@@ -808,15 +806,13 @@ def interval_start(when: datetime, interval_s: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _fingerprint_name(request_id: str) -> str:
-    return f"request_fingerprint:{request_id}"
-
-
 def _request_fingerprint(request: CallbackRequest) -> bytes:
     """Digest of the fields that say which callback a request asks for.
 
-    A digest rather than the fields keeps the phone number out of the
-    settings table in clear.
+    The store records it with the request id in the same transaction, so
+    a replay can tell a retry from a different request. A digest rather
+    than the fields keeps the phone number out of the requests table in
+    clear.
     """
     try:
         phone = parse_e164(request.phone_number)

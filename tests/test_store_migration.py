@@ -186,11 +186,24 @@ def test_change_records_fingerprint_tuple(db):
     store.close()
 
 
-def test_fingerprint_setting_for_unknown_request_kept(db):
-    # Without a request row the fingerprint has no column to go to, so it
-    # stays a setting rather than being lost.
+def test_merged_request_fingerprint_in_column(db, clock):
+    scheduler = make_scheduler(db, clock)
+    first = scheduler.create(request("c1", request_id="r-1"))
+    merged = scheduler.create(request("c1", request_id="r-2"))
+
+    assert merged.callback_id == first.callback_id
+    assert scheduler.store.request_fingerprint("r-2") is not None
+    assert fingerprint_settings(db) == 0
+
+
+def test_version_1_setting_name_is_plain_setting(db):
+    # Since version 2 only the requests column contains fingerprints, so a
+    # setting under the version-1 name changes no request.
     store = SQLiteStore(db)
-    name = FINGERPRINT_SETTING_PREFIX + "r-unknown"
-    store.commit(Change(settings={name: b"digest"}))
-    assert store.get_setting(name) == b"digest"
+    store.commit(Change(requests=[("r-1", "cb-1", b"digest")]))
+    name = FINGERPRINT_SETTING_PREFIX + "r-1"
+    store.commit(Change(settings={name: b"other"}))
+
+    assert store.request_fingerprint("r-1") == b"digest"
+    assert store.get_setting(name) == b"other"
     store.close()

@@ -54,9 +54,7 @@ class Change:
     events : list of tuple (datetime, str, str, dict)
         ``(time, kind, callback_id, payload)`` to append in order.
     settings : dict[str, bytes]
-        Named settings (admin policies) to replace. A name
-        ``request_fingerprint:<request_id>`` sets the fingerprint of that
-        request instead, when the request is recorded.
+        Named settings (admin policies) to replace.
     """
 
     callbacks: list[Callback] = field(default_factory=list)
@@ -190,9 +188,7 @@ class CallbackStore(Protocol):
         ...
 
     def get_setting(self, name: str) -> bytes | None:
-        """Return the named setting, or ``None``. The name
-        ``request_fingerprint:<request_id>`` reads
-        ``request_fingerprint(request_id)``."""
+        """Return the named setting, or ``None``."""
         ...
 
     def rebuild_state(self) -> int:

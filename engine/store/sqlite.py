@@ -35,7 +35,7 @@ from callsure.engine.exceptions import LeaseError, StorageError
 from callsure.engine.store.files import WriterLock, create_private
 from callsure.engine.store.interface import Change
 from callsure.engine.store.journal import decode_payload, encode_payload, rebuild_rows
-from callsure.engine.store.migrations import FINGERPRINT_SETTING_PREFIX, migrate
+from callsure.engine.store.migrations import migrate
 
 logger = logging.getLogger(__name__)
 
@@ -333,17 +333,6 @@ class SQLiteStore:
                 (request_id, callback_id, rest[0] if rest else None),
             )
         for name, value in change.settings.items():
-            # The scheduler passes a fingerprint as a setting named as in
-            # schema version 1. It goes to the column of its request when
-            # that request is stored.
-            if name.startswith(FINGERPRINT_SETTING_PREFIX):
-                request_id = name.removeprefix(FINGERPRINT_SETTING_PREFIX)
-                cursor = db.execute(
-                    "UPDATE requests SET fingerprint = ? WHERE request_id = ?",
-                    (value, request_id),
-                )
-                if cursor.rowcount:
-                    continue
             db.execute(
                 "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)",
                 (name, value),
@@ -684,14 +673,6 @@ class SQLiteStore:
             after = events[-1].seq
 
     def get_setting(self, name: str) -> bytes | None:
-        # Fingerprints are read from their requests' column under the
-        # setting names of schema version 1 as well.
-        if name.startswith(FINGERPRINT_SETTING_PREFIX):
-            fingerprint = self.request_fingerprint(
-                name.removeprefix(FINGERPRINT_SETTING_PREFIX)
-            )
-            if fingerprint is not None:
-                return fingerprint
         rows = self._query("SELECT value FROM settings WHERE name = ?", (name,))
         return rows[0][0] if rows else None
 
