@@ -28,6 +28,7 @@ from callsure.actors.logsetup import configure_logging
 from callsure.engine.config import load_config
 from callsure.engine.exceptions import CallsureError, ConfigError, StorageError
 from callsure.engine.settings import is_loopback
+from callsure.engine.store.files import WriterLock
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,11 @@ async def run_server(config, ray_address: str | None) -> None:
 
     check_listen_address(config.server.grpc_address, config.server.allow_non_loopback)
     check_bind_addresses(config)
-    check_storage_path(config.storage.path)
+    # A server that joins a cluster (ray.address, --ray-address, or
+    # RAY_ADDRESS, which ray.init reads) may find the detached coordinator
+    # running and owning the store's lock, which is no conflict.
+    joining = bool(ray_address or config.ray.address or os.environ.get("RAY_ADDRESS"))
+    check_storage_path(config.storage.path, check_lock=not joining)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
 
@@ -99,17 +104,28 @@ def check_bind_addresses(config) -> None:
             )
 
 
-def check_storage_path(path: str) -> None:
+def check_storage_path(path: str, *, check_lock: bool = True) -> None:
     """Check before Ray starts that the store at ``path`` can be opened.
 
-    The folder must be creatable and writable, and a file already there
+    The folder must be creatable and writable, no other process may hold
+    the store's writer lock (``<path>.lock``), and a file already there
     must open as SQLite. Without this check the coordinator actor fails
-    inside Ray with a long traceback instead of one line naming the path.
+    inside Ray, once Ray has started, with a long traceback instead of one
+    line naming the path.
+
+    Parameters
+    ----------
+    path : str
+        The ``storage.path`` setting.
+    check_lock : bool
+        Take and release the writer lock. Pass false when joining a Ray
+        cluster, whose running coordinator may hold the lock.
 
     Raises
     ------
     StorageError
-        Naming the path and what to change.
+        Naming the path and what to change, or the process id of the
+        lock's holder.
     """
     store = Path(path).expanduser().resolve()
     fix = "set storage.path (CALLSURE_STORAGE__PATH) to a file in a writable folder"
@@ -125,6 +141,9 @@ def check_storage_path(path: str) -> None:
             f"cannot create a file in the store folder {store.parent} "
             f"({error.strerror}); {fix}"
         ) from None
+    if check_lock:
+        # The coordinator takes the lock again when it opens the store.
+        WriterLock(str(store)).release()
     if not store.exists():
         return
     if not store.is_file():
