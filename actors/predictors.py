@@ -226,7 +226,13 @@ class LivePredictor:
     # The WaitPredictor protocol
 
     def estimate_wait(
-        self, queue: str, ahead: int, now: datetime, *, priority: int = 0
+        self,
+        queue: str,
+        ahead: int,
+        now: datetime,
+        *,
+        priority: int = 0,
+        committed: int = 0,
     ) -> WaitEstimate:
         """Estimate the wait of a caller of ``queue`` with ``ahead`` before it.
 
@@ -237,9 +243,13 @@ class LivePredictor:
         """
         model = self.queue(queue)
         if model.learned is not None and model.forecast.agents_reported:
-            estimate = model.learned.estimate_wait(queue, ahead, now, priority=priority)
+            estimate = model.learned.estimate_wait(
+                queue, ahead, now, priority=priority, committed=committed
+            )
         else:
-            estimate = model.erlang.estimate_wait(queue, ahead, now, priority=priority)
+            estimate = model.erlang.estimate_wait(
+                queue, ahead, now, priority=priority, committed=committed
+            )
         return self._bounded(estimate)
 
     def _bounded(self, estimate: WaitEstimate) -> WaitEstimate:

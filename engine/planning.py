@@ -18,9 +18,10 @@ predictor's ``CapacitySlot.callbacks`` (under the admin cap). A
 ``PREDICTED`` promise is the customer's own place in the queue. Its time
 is the predicted wait quantile for the callers ahead of them, counting
 the open ``PREDICTED`` and ``ASAP`` promises that entered earlier, which
-the switch no longer shows. The inbound call it replaces has left the
-queue, so it is booked at that time under the admin cap only
-(``predicted_keeps_place``). Booking predicted promises into the
+the switch no longer shows and which, unlike inbound callers, do not
+abandon: the predictor counts them as ``committed``. The inbound call
+it replaces has left the queue, so it is booked at that time under the
+admin cap only (``predicted_keeps_place``). Booking predicted promises into the
 Erlang A spare capacity as well was measured on the replay of the real
 call log and rejected. With the inbound service-level target that spare
 capacity is 0 in overloaded evening intervals, so promises moved past
@@ -318,11 +319,16 @@ class PromisePlanner:
     ) -> datetime:
         # The open promises that entered earlier are places in the queue
         # ahead of this customer that the switch no longer shows.
-        ahead = request.queue_position + self.scheduler.store.count_open_before(
+        # They do not abandon, so they count as committed.
+        promises = self.scheduler.store.count_open_before(
             request.queue, entry, self._replacing
         )
         estimate = self.scheduler.predictor.estimate_wait(
-            request.queue, ahead, now, priority=request.priority
+            request.queue,
+            request.queue_position + promises,
+            now,
+            priority=request.priority,
+            committed=promises,
         )
         quantile = self._policy.promise.predicted_quantile
         wait_s = estimate.quantiles_s.get(quantile, estimate.mean_s)

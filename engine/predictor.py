@@ -61,9 +61,16 @@ class WaitPredictor(Protocol):
     """What the scheduler needs from a prediction model."""
 
     def estimate_wait(
-        self, queue: str, ahead: int, now: datetime, *, priority: int = 0
+        self,
+        queue: str,
+        ahead: int,
+        now: datetime,
+        *,
+        priority: int = 0,
+        committed: int = 0,
     ) -> WaitEstimate:
-        """Estimate the wait of a caller with ``ahead`` callers before it."""
+        """Estimate the wait of a caller with ``ahead`` callers before it,
+        ``committed`` of whom are callback promises that never abandon."""
         ...
 
     def capacity(

@@ -125,3 +125,46 @@ def test_potential_wait_without_abandonment_is_gamma():
 def test_potential_wait_quantile_rejects_probability_one():
     with pytest.raises(ValueError, match="probability"):
         erlang.potential_wait_quantile(5, 0.01, 0.001, 3, 1.0)
+
+
+def test_committed_wait_without_promises_is_ql_m():
+    assert erlang.committed_wait_mean(100, 1.0, 0.5, 20, 0) == pytest.approx(
+        erlang.potential_wait_mean(100, 1.0, 0.5, 20)
+    )
+    assert erlang.committed_wait_quantile(100, 1.0, 0.5, 20, 0, 0.9) == pytest.approx(
+        erlang.potential_wait_quantile(100, 1.0, 0.5, 20, 0.9)
+    )
+
+
+def test_committed_wait_matches_sum_of_exponentials():
+    # 12 who may abandon, then 8 promises and the caller's own service.
+    rng = np.random.default_rng(11)
+    rates = np.concatenate([5 * 0.01 + np.arange(12, 0, -1) * 0.004, np.full(9, 0.05)])
+    samples = rng.exponential(1.0 / rates, size=(200_000, rates.size)).sum(axis=1)
+    assert samples.mean() == pytest.approx(
+        erlang.committed_wait_mean(5, 0.01, 0.004, 20, 8), rel=0.01
+    )
+    for probability in (0.5, 0.9):
+        assert np.quantile(samples, probability) == pytest.approx(
+            erlang.committed_wait_quantile(5, 0.01, 0.004, 20, 8, probability),
+            rel=0.01,
+        )
+
+
+def test_committed_wait_of_promises_only_is_gamma():
+    quantile = erlang.committed_wait_quantile(5, 0.01, 0.004, 6, 6, 0.9)
+    assert quantile == pytest.approx(stats.gamma.ppf(0.9, 7, scale=1 / 0.05), rel=2e-3)
+
+
+def test_promises_ahead_wait_longer_than_callers_who_may_abandon():
+    waits = [
+        erlang.committed_wait_quantile(5, 0.01, 0.004, 20, committed, 0.9)
+        for committed in (0, 5, 10, 20)
+    ]
+    assert waits == sorted(waits)
+    assert waits[-1] > 1.5 * waits[0]
+
+
+def test_committed_wait_rejects_more_promises_than_ahead():
+    with pytest.raises(ValueError, match="committed"):
+        erlang.committed_wait_mean(5, 0.01, 0.004, 3, 4)

@@ -122,3 +122,20 @@ def test_nearest_feasible_waits_for_rush_to_end():
 def test_nearest_feasible_none_when_closed():
     predictor = bank_like(agents=0)
     assert predictor.nearest_feasible("sales", NOW, NOW) is None
+
+
+def test_estimate_wait_counts_promises_ahead_as_committed():
+    predictor = bank_like()
+    # Priority 2: nobody overtakes, so the queue moves at the full nμ.
+    inbound = predictor.estimate_wait("sales", 10, NOW, priority=2)
+    promised = predictor.estimate_wait("sales", 10, NOW, priority=2, committed=6)
+    assert promised.quantiles_s[0.9] > inbound.quantiles_s[0.9]
+    assert promised.mean_s == pytest.approx(
+        erlang.committed_wait_mean(7, 1 / 180, 1 / 345, 10, 6)
+    )
+    assert promised.p_served == pytest.approx(erlang.p_served(7, 1 / 180, 1 / 345, 4))
+
+
+def test_estimate_wait_rejects_committed_beyond_ahead():
+    with pytest.raises(ValidationError, match="committed"):
+        bank_like().estimate_wait("sales", 2, NOW, committed=3)

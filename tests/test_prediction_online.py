@@ -15,6 +15,8 @@ from callsure.engine.prediction.state import (
     AGENT_ON,
     JOIN,
     LEAVE,
+    SERVICE_END,
+    SERVICE_START,
     QueueEvent,
     QueueState,
 )
@@ -118,6 +120,15 @@ def test_agent_state_events_count_on_duty():
     assert state.snapshot(5000.0).active_agents == 2
     state.apply(QueueEvent(5000.0, AGENT_OFF, agent="TOVA"))
     assert state.snapshot(5001.0).active_agents == 1
+
+
+def test_agent_signed_off_while_busy_is_not_active_after_the_call():
+    state = QueueState()
+    state.apply(QueueEvent(100.0, AGENT_ON, agent="TOVA"))
+    state.apply(QueueEvent(200.0, SERVICE_START, call_id=7, agent="TOVA"))
+    state.apply(QueueEvent(300.0, AGENT_OFF, agent="TOVA"))
+    state.apply(QueueEvent(400.0, SERVICE_END, call_id=7, agent="TOVA"))
+    assert state.snapshot(401.0).active_agents == 0
 
 
 def test_priority_caller_goes_ahead_of_regular():

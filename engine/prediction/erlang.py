@@ -298,3 +298,95 @@ def potential_wait_quantile(
         return float(stats.gamma.ppf(probability, ahead + 1, scale=1.0 / rate))
     level = special.betaincinv(rate / abandon_rate, ahead + 1.0, 1.0 - probability)
     return float(-math.log(level) / abandon_rate)
+
+
+def committed_wait_mean(
+    agents: int, service_rate: float, abandon_rate: float, ahead: int, committed: int
+) -> float:
+    """Return the mean wait of a caller when ``committed`` of the ``ahead``
+    never abandon (callback promises), the rest abandoning at ``abandon_rate``.
+
+    The committed callers are placed behind the others, which makes the
+    wait longest: V is a sum of exponentials with rates nμ + jθ for the
+    j = ``ahead − committed`` .. 1 who may abandon, then ``committed`` + 1
+    at nμ.
+    """
+    return _committed_stages(agents, service_rate, abandon_rate, ahead, committed)[0]
+
+
+def committed_wait_quantile(
+    agents: int,
+    service_rate: float,
+    abandon_rate: float,
+    ahead: int,
+    committed: int,
+    probability: float,
+) -> float:
+    """Return the ``probability`` quantile of the wait of ``committed_wait_mean``.
+
+    With ``committed`` 0 this is the exact ``potential_wait_quantile``.
+    Otherwise the Gamma distribution with the same mean and variance: a sum
+    of exponentials whose rates differ by less than the committed part's
+    rate is close to it (within 1 % of a direct sample at the median and
+    the 90 % quantile in the tests), at the cost of one incomplete gamma.
+    """
+    return float(
+        committed_wait_quantiles(
+            agents, service_rate, abandon_rate, ahead, committed, [probability]
+        )[0]
+    )
+
+
+def committed_wait_quantiles(
+    agents: int,
+    service_rate: float,
+    abandon_rate: float,
+    ahead: int,
+    committed: int,
+    probabilities,
+) -> np.ndarray:
+    """Return ``committed_wait_quantile`` at each of ``probabilities`` at once."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    if not np.all((probabilities > 0) & (probabilities < 1)):
+        raise ValueError(f"probability must be in (0, 1), was {probabilities!r}")
+    if committed == 0:
+        return np.array(
+            [
+                potential_wait_quantile(agents, service_rate, abandon_rate, ahead, p)
+                for p in probabilities
+            ]
+        )
+    mean, variance = _committed_stages(
+        agents, service_rate, abandon_rate, ahead, committed
+    )
+    shape = mean * mean / variance
+    return special.gammaincinv(shape, probabilities) * (variance / mean)
+
+
+def _committed_stages(
+    agents: int, service_rate: float, abandon_rate: float, ahead: int, committed: int
+) -> tuple[float, float]:
+    """Return the mean and variance of the committed wait's exponential stages."""
+    if not 0 <= committed <= ahead:
+        raise ValueError(
+            f"committed must be between 0 and ahead ({ahead}), was {committed!r}"
+        )
+    rate = agents * service_rate
+    _check_positive("agents × service_rate", rate)
+    inbound = ahead - committed
+    stages = committed + 1
+    mean = stages / rate
+    variance = stages / (rate * rate)
+    if inbound and abandon_rate > 0:
+        # Σ_{j=1..k} 1/(nμ + jθ) and its squares by the digamma and
+        # trigamma functions: O(1) however long the queue.
+        start = rate / abandon_rate + 1.0
+        end = start + inbound
+        mean += (special.digamma(end) - special.digamma(start)) / abandon_rate
+        variance += (special.polygamma(1, start) - special.polygamma(1, end)) / (
+            abandon_rate * abandon_rate
+        )
+    elif inbound:
+        mean += inbound / rate
+        variance += inbound / (rate * rate)
+    return float(mean), float(variance)

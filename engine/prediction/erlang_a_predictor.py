@@ -174,16 +174,29 @@ class ErlangAPredictor:
         return max(rate - overtaking, 0.1 * rate)
 
     def estimate_wait(
-        self, queue: str, ahead: int, now: datetime, *, priority: int = 0
+        self,
+        queue: str,
+        ahead: int,
+        now: datetime,
+        *,
+        priority: int = 0,
+        committed: int = 0,
     ) -> WaitEstimate:
         """Estimate the potential wait of a caller with ``ahead`` before it.
 
         The mean is QL-m; quantiles are exact for exponential service and
-        patience (e^{−θV} ~ Beta(nμ/θ, k + 1)).
+        patience (e^{−θV} ~ Beta(nμ/θ, k + 1)). ``committed`` of the
+        ``ahead`` are callback promises, which do not abandon: they are
+        placed last among the callers ahead, which gives the longest wait
+        (``erlang.committed_wait_quantile``).
         """
         _require_aware("now", now)
         if ahead < 0:
             raise ValidationError("ahead", ahead, "use a count >= 0")
+        if not 0 <= committed <= ahead:
+            raise ValidationError(
+                "committed", committed, f"use a count between 0 and ahead ({ahead})"
+            )
         forecast = self.forecast(queue)
         rate = self.service_capacity(queue, now, priority)
         if rate <= 0:
@@ -196,12 +209,12 @@ class ErlangAPredictor:
         patience = forecast.patience_s(now)
         abandon_rate = 0.0 if math.isinf(patience) else 1.0 / patience
         # erlang.* take n and μ apart; only their product nμ matters here.
-        mean = erlang.potential_wait_mean(1, rate, abandon_rate, ahead)
-        quantiles = {
-            p: erlang.potential_wait_quantile(1, rate, abandon_rate, ahead, p)
-            for p in self.quantiles
-        }
-        served = erlang.p_served(1, rate, abandon_rate, ahead)
+        mean = erlang.committed_wait_mean(1, rate, abandon_rate, ahead, committed)
+        values = erlang.committed_wait_quantiles(
+            1, rate, abandon_rate, ahead, committed, self.quantiles
+        )
+        quantiles = {p: float(v) for p, v in zip(self.quantiles, values, strict=True)}
+        served = erlang.p_served(1, rate, abandon_rate, ahead - committed)
         return WaitEstimate(
             mean_s=mean, quantiles_s=quantiles, p_served=float(served), ahead=ahead
         )

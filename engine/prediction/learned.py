@@ -218,12 +218,15 @@ class LearnedPredictor:
         now: datetime,
         *,
         priority: int = 0,
+        committed: int = 0,
         call_type: str | None = None,
     ) -> WaitEstimate:
         """Estimate the wait of a caller with ``ahead`` before it, joining now.
 
         ``call_type`` is an optional extension of the protocol; None means
-        ``default_call_type``.
+        ``default_call_type``. The model learned from inbound queues, whose
+        callers may abandon; the ``committed`` promises ahead, which do
+        not, add the difference they make to the Erlang A wait.
 
         Mean and 50 %/90 % quantiles come from the wait model on the live
         queue state; 80 % and 95 % follow the Erlang A shape scaled to the
@@ -256,12 +259,21 @@ class LearnedPredictor:
         quantiles = {p: v * scale for p, v in classic.quantiles_s.items()}
         quantiles[0.5] = float(predicted["0.5"][0])
         quantiles[0.9] = upper
+        if committed:
+            with_promises = self.erlang.estimate_wait(
+                queue, ahead, now, priority=priority, committed=committed
+            )
+            mean += _extra(with_promises.mean_s, classic.mean_s)
+            quantiles = {
+                p: v + _extra(with_promises.quantiles_s[p], classic.quantiles_s[p])
+                for p, v in quantiles.items()
+            }
         agents = max(snapshot.active_agents, 1)
         served = erlang.p_served(
             agents,
             1.0 / forecast.rates.handle_s(),
             1.0 / forecast.rates.patience_s(),
-            ahead,
+            ahead - committed,
         )
         return WaitEstimate(
             mean_s=mean, quantiles_s=quantiles, p_served=float(served), ahead=ahead
@@ -295,3 +307,10 @@ class LearnedPredictor:
     ) -> datetime | None:
         """Return the time nearest ``when`` kept with probability >= ``target``."""
         return self.erlang.nearest_feasible(queue, when, now, target)
+
+
+def _extra(with_promises: float, classic: float) -> float:
+    """Return what committed callers add to a wait; 0 when either is infinite."""
+    if math.isfinite(with_promises) and math.isfinite(classic):
+        return max(with_promises - classic, 0.0)
+    return 0.0

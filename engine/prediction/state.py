@@ -113,6 +113,9 @@ class QueueState:
         self.waiting: dict[int, tuple[float, float, int]] = {}
         self.in_service: dict[str, float] = {}
         self.agents_on: set[str] = set()
+        # Agents signed off while busy: the end of their last call does
+        # not count them as active again.
+        self.signed_off: set[str] = set()
         self.last_seen: dict[str, float] = {}
         self.completions: deque[float] = deque()
         self.joins: deque[float] = deque()
@@ -145,17 +148,21 @@ class QueueState:
             if event.agent:
                 self.in_service[event.agent] = event.time
                 self.last_seen[event.agent] = event.time
+                self.signed_off.discard(event.agent)
         elif event.kind == SERVICE_END:
             self.completions.append(event.time)
             if event.agent:
                 self.in_service.pop(event.agent, None)
-                self.last_seen[event.agent] = event.time
+                if event.agent not in self.signed_off:
+                    self.last_seen[event.agent] = event.time
         elif event.kind == AGENT_ON:
             self.agents_on.add(event.agent)
             self.last_seen[event.agent] = event.time
+            self.signed_off.discard(event.agent)
         elif event.kind == AGENT_OFF:
             self.agents_on.discard(event.agent)
             self.last_seen.pop(event.agent, None)
+            self.signed_off.add(event.agent)
 
     @staticmethod
     def _trim(times: deque[float], since: float) -> int:

@@ -148,7 +148,11 @@ class CallbackDesk:
             self.queue, utc(call.arrival)
         )
         estimate = self.scheduler.predictor.estimate_wait(
-            self.queue, ahead + promises_ahead, now, priority=call.priority
+            self.queue,
+            ahead + promises_ahead,
+            now,
+            priority=call.priority,
+            committed=promises_ahead,
         )
         predicted_s = estimate.quantiles_s.get(
             self.options.offer_quantile, estimate.mean_s
