@@ -5,6 +5,10 @@ calls ``changed()`` after each change. The file is then rewritten at most
 every ``interval_s`` seconds (write to a temporary file, fsync, rename),
 and at once by ``save_now()`` before a clean stop. A crash loses at most
 the changes of the last interval.
+
+Snapshots of customer shards contain customer ids, which are the calling
+numbers of callers the IVR identified, so every snapshot file is written
+with mode 0600 (owner only), like the store.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
+
+from callsure.engine.store.files import PRIVATE_MODE, narrow_to_private
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ class SnapshotFile:
         """Return the stored state, or ``None`` when there is no file yet."""
         if not self.path.exists():
             return None
+        # A snapshot written by an earlier release may be readable by all.
+        narrow_to_private(str(self.path))
         return msgpack.unpackb(self.path.read_bytes(), strict_map_key=False)
 
     def changed(self) -> None:
@@ -59,7 +67,12 @@ class SnapshotFile:
 
     def _write(self, state: dict) -> None:
         temporary = self.path.with_suffix(self.path.suffix + ".tmp")
-        with open(temporary, "wb") as file:
+        descriptor = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE
+        )
+        # A temporary file left by a crash keeps its mode through O_CREAT.
+        os.fchmod(descriptor, PRIVATE_MODE)
+        with os.fdopen(descriptor, "wb") as file:
             file.write(msgpack.packb(state))
             file.flush()
             os.fsync(file.fileno())

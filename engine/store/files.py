@@ -53,13 +53,19 @@ def create_private(path: str) -> None:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
     except FileExistsError:
         for name in (path, *(path + suffix for suffix in SIDE_FILE_SUFFIXES)):
-            _narrow(name)
+            narrow_to_private(name)
         return
     # An empty file is a valid empty SQLite database.
     os.close(descriptor)
 
 
-def _narrow(path: str) -> None:
+def narrow_to_private(path: str) -> None:
+    """Narrow the mode of the file at ``path`` to at most 0600 (owner only).
+
+    A missing path, or one that is not a regular file, is left alone. When
+    the mode cannot be changed (another user owns the file), a warning is
+    logged and the file stays as it is.
+    """
     try:
         status = os.stat(path)
     except FileNotFoundError:
@@ -70,18 +76,16 @@ def _narrow(path: str) -> None:
     try:
         os.chmod(path, mode & PRIVATE_MODE)
     except OSError as error:
-        # Only the owner may change a file's mode, and SQLite opens the
-        # file anyway.
+        # Only the owner may change a file's mode, and the caller can use
+        # the file anyway.
         logger.warning(
-            "store file %s: cannot narrow mode %o to owner-only: %s",
+            "file %s: cannot narrow mode %o to owner-only: %s",
             path,
             mode,
             error.strerror,
         )
         return
-    logger.info(
-        "store file %s: mode %o narrowed to %o", path, mode, mode & PRIVATE_MODE
-    )
+    logger.info("file %s: mode %o narrowed to %o", path, mode, mode & PRIVATE_MODE)
 
 
 @dataclass
