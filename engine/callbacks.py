@@ -36,8 +36,6 @@ MAX_ID_LENGTH = 128
 """Maximum length of ``request_id``, ``customer_id`` and agent ids."""
 MAX_QUEUE_LENGTH = 128
 """Maximum length of a queue (agent group) name."""
-# NOTE: the SIP IVR passes its whole history, so a caller who loops through
-# more than MAX_IVR_STEPS menu steps hears the callback refused.
 MAX_IVR_STEPS = 64
 """Maximum number of steps in an IVR history."""
 MAX_IVR_STEP_LENGTH = 128

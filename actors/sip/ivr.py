@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from callsure.actors.sip.prompts import digit_prompts
+from callsure.engine.callbacks import MAX_IVR_STEPS
 from callsure.engine.exceptions import (
     CallsureError,
     InfeasibleTimeError,
@@ -61,6 +62,16 @@ def caller_number(remote_uri: str) -> str:
     """Return the user part of a From URI (the calling number), or ""."""
     match = _URI_USER.search(remote_uri)
     return match.group(1) if match else ""
+
+
+def callback_history(history: list[str]) -> tuple[str, ...]:
+    """Return the last ``MAX_IVR_STEPS`` steps of an IVR history, in order.
+
+    A callback request with a longer history is rejected, so a caller who
+    looped through the menus more often would get no callback. The agent
+    gets the most recent steps, which led to the callback.
+    """
+    return tuple(history[-MAX_IVR_STEPS:])
 
 
 class IvrSession:
@@ -227,7 +238,7 @@ class IvrSession:
                 self.scenario.queue,
                 mode,
                 requested,
-                tuple(self.history),
+                callback_history(self.history),
             )
         except (InfeasibleTimeError, ValidationError) as error:
             logger.info("ivr %s: callback %s rejected: %s", self.key, mode, error)
