@@ -19,7 +19,8 @@ once (call set-up rate: answered calls per second), holds them for
 - resident (RSS) and proportional (PSS, shared pages divided among the
   sharers) memory of the endpoint processes, per call.
 
-``--ray`` adds the memory of one endpoint hosted in a Ray actor, the
+``--setups`` compares endpoint layouts (see ``SETUPS``), each in the same
+run. ``--ray`` adds the memory of one endpoint hosted in a Ray actor, the
 alternative process layout.
 
 baresip binds RTP to every interface, so the script re-runs itself in a
@@ -48,9 +49,9 @@ REPO = Path(__file__).resolve().parent.parent
 BARESIP_SIP_PORT = 5090
 
 # Endpoint layouts compared with --setups, each adding one change to the
-# one before: settings added to every endpoint process's spec, the packet
-# time baresip sends at (0: its default, 20 ms), and the tap frame length
-# when the setup needs one (else --tap-ms).
+# one before. A setup gives the settings added to every endpoint process's
+# spec and the packet time baresip sends at (0 for its default, 20 ms). It
+# may also fix the tap frame length, which --tap-ms gives otherwise.
 SETUPS = {
     # pjmedia's own ioqueue thread receives RTP (the layout before polling).
     "thread": {"spec": {"media_thread": True}, "far_ptime_ms": 0},
@@ -59,9 +60,18 @@ SETUPS = {
     # As "polled", and the endpoints send no RTP while nothing is played
     # into a call (silence suppression), so baresip receives almost none.
     "polled-vad": {"spec": {"tx_vad": True}, "far_ptime_ms": 0},
-    # As "polled-vad" with 40 ms RTP packets both ways, a 40 ms bridge
-    # clock, RTP read every 40 ms and a jitter buffer of at least 80 ms.
-    "polled-vad-ptime40": {
+    # As "polled-vad" with baresip's timer slack at 8 ms: each call's audio
+    # source thread polls every 4 ms, and the kernel may now delay those
+    # wake-ups by up to 8 ms and group them, so packets leave with that jitter.
+    "polled-vad-slack": {
+        "spec": {"tx_vad": True},
+        "far_ptime_ms": 0,
+        "far_timer_slack_us": 8000,
+    },
+    # As "polled-vad-slack" with 40 ms RTP packets both ways, a 40 ms bridge
+    # clock, RTP read every 40 ms, a jitter buffer of at least 80 ms, and
+    # 16 ms of timer slack for baresip.
+    "polled-vad-slack-ptime40": {
         "spec": {
             "tx_vad": True,
             "ptime_ms": 40,
@@ -70,6 +80,7 @@ SETUPS = {
             "jb_min_prefetch_ms": 80,
         },
         "far_ptime_ms": 40,
+        "far_timer_slack_us": 16000,
         "tap_frame_ms": 120,
     },
 }
@@ -97,7 +108,11 @@ def proc_memory_kb(pid: int) -> tuple[int, int]:
 
 
 def start_baresip(
-    folder: Path, source_wav: Path, max_calls: int, ptime_ms: int = 0
+    folder: Path,
+    source_wav: Path,
+    max_calls: int,
+    ptime_ms: int = 0,
+    timer_slack_us: int = 0,
 ) -> subprocess.Popen:
     config = folder / "baresip"
     config.mkdir(exist_ok=True)
@@ -123,12 +138,19 @@ def start_baresip(
     (config / "accounts").write_text(
         f"<sip:load@127.0.0.1:{BARESIP_SIP_PORT}>;regint=0;answermode=auto{ptime}\n"
     )
-    return subprocess.Popen(
+    process = subprocess.Popen(
         ["baresip", "-f", str(config)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    if timer_slack_us:
+        # Threads inherit the slack of the thread that creates them, and
+        # baresip's main thread creates each call's audio source thread.
+        Path(f"/proc/{process.pid}/timerslack_ns").write_text(
+            str(timer_slack_us * 1000)
+        )
+    return process
 
 
 class Fleet:
@@ -216,6 +238,7 @@ def measure(
     tap: bool,
     tap_frame_ms: int,
     setup: str = "polled",
+    dial_rate: float = 0.0,
 ) -> dict:
     processes = -(-calls // 4)
     started = time.monotonic()
@@ -225,6 +248,9 @@ def measure(
     try:
         dial_started = time.monotonic()
         for index in range(calls):
+            if dial_rate:
+                # Paced like a dialer under a carrier's calls-per-second limit.
+                time.sleep(max(dial_started + index / dial_rate - time.monotonic(), 0))
             endpoint = fleet.endpoints[index // 4]
             endpoint.send(
                 {
@@ -251,7 +277,7 @@ def measure(
         last = fleet.sample()
         bare_last = proc_cpu_s(baresip_pid)
         with fleet.lock:
-            still_up = answered - len(fleet.ended)
+            still_up = len(fleet.confirmed.keys() - fleet.ended)
         crashed = sum(1 for e in fleet.endpoints if e.process.poll() is not None)
     finally:
         for index in range(calls):
@@ -267,6 +293,7 @@ def measure(
 
     return {
         "setup": setup,
+        "dial_rate": dial_rate,
         "calls": calls,
         "tap_frame_ms": tap_frame_ms if tap else 0,
         "processes": processes,
@@ -347,7 +374,13 @@ def run_inside(arguments) -> None:
     results = []
     for setup in arguments.setups.split(","):
         far_ptime_ms = SETUPS[setup]["far_ptime_ms"]
-        baresip = start_baresip(folder, source, max(sizes) + 16, far_ptime_ms)
+        baresip = start_baresip(
+            folder,
+            source,
+            max(sizes) + 16,
+            far_ptime_ms,
+            SETUPS[setup].get("far_timer_slack_us", 0),
+        )
         time.sleep(1.0)
         try:
             for tap_ms in arguments.tap_ms.split(","):
@@ -355,7 +388,7 @@ def run_inside(arguments) -> None:
                 for calls in sizes:
                     result = measure(
                         calls, arguments.hold_s, baresip.pid, not arguments.no_tap,
-                        tap_frame_ms, setup,
+                        tap_frame_ms, setup, arguments.dial_rate,
                     )  # fmt: skip
                     print(json.dumps(result), flush=True)
                     results.append(result)
@@ -376,7 +409,9 @@ def run_inside(arguments) -> None:
 def print_table(results: list[dict], extra: dict, arguments) -> None:
     print()
     print(f"Machine: {os.cpu_count()} cores, {platform.processor() or 'x86_64'}, "
-          f"load average before the run {os.getloadavg()[0]:.2f}")  # fmt: skip
+          f"load average at the end of the run {os.getloadavg()[0]:.2f}")  # fmt: skip
+    rate = f"{arguments.dial_rate:g} calls/s" if arguments.dial_rate else "all at once"
+    print(f"Dialing: {rate}; hold {arguments.hold_s:g} s")
     print("| setup | tap ms | calls | processes | answered | up at end "
           "| endpoints crashed | setup calls/s | frames/call/s | frames lost "
           "| RTP packets/call/s | jitter-buffer lost frames/call/s "
@@ -419,6 +454,12 @@ def main() -> int:
         "--tap-ms", default="100", help="tap frame lengths to compare, such as 20,100"
     )
     parser.add_argument(
+        "--dial-rate",
+        type=float,
+        default=0.0,
+        help="calls dialed per second (0: all at once)",
+    )
+    parser.add_argument(
         "--setups",
         default="polled",
         help=f"endpoint layouts to compare, from {','.join(SETUPS)}",
@@ -449,6 +490,7 @@ def main() -> int:
             f"--hold-s {arguments.hold_s}",
             f"--tap-ms {arguments.tap_ms}",
             f"--setups {arguments.setups}",
+            f"--dial-rate {arguments.dial_rate}",
             f"--corpus {arguments.corpus}",
             "--ray" if arguments.ray else "",
             "--no-tap" if arguments.no_tap else "",
