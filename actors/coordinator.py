@@ -37,7 +37,7 @@ as serialized ``CreateCallbackRequest`` messages and returns serialized
 ``CreateCallbackResponse`` messages, so only bytes cross Ray. Pickling the
 engine's requests and promises cost 40-60 µs per create, summed over the
 server and this actor (measured in one process on the shared 2-core
-machine), and the server process, which also runs gRPC, saturates first.
+machine), and the server process also runs gRPC on one thread.
 """
 
 from __future__ import annotations

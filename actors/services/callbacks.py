@@ -1,10 +1,10 @@
 """CallbackService: create, get, list and cancel callback promises.
 
-CreateCallback is the hot path of a surge, and its server process also
-carries gRPC itself, so it does the least it can per call: it checks the
-request, sends it serialized to the batch, and returns the serialized
-reply the coordinator built (``Coordinator.create_replies``) without
-decoding it. ``add_callback_service`` registers the service with a
+CreateCallback is the hot path of a surge, and the server process also
+runs gRPC itself, so it does little per call. It checks the request and
+adds it, serialized, to a batch. The coordinator builds the serialized
+reply (``Coordinator.create_replies``), and the server returns it without
+decoding it: ``add_callback_service`` registers the service with a
 serializer that passes those bytes through.
 """
 
@@ -54,8 +54,8 @@ class CallbackServicer(callback_pb2_grpc.CallbackServiceServicer):
     async def CreateCallback(self, request, context):
         """Create a promise; the reply is the serialized response."""
         async with translate_errors(context, "CreateCallback"):
-            # The full conversion names the first bad field; the coordinator
-            # converts again from the bytes, with the customer's grade.
+            # The full conversion names the first invalid field. The
+            # coordinator converts again from the bytes, with the grading.
             engine_request = callback_request_from_proto(request)
             hints = request.callback.grade_hints
             if hints.grade not in GRADE_FROM_PROTO and hints.grade:
