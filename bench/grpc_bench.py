@@ -16,7 +16,8 @@ synchronous=FULL) before its reply. Measured:
 - the cost of one Ray actor message (async actor, empty method), one at a
   time and with many in flight, on a separate local Ray in this process;
 - as the ceiling of this machine, the same create load against an empty
-  grpc.aio CallbackService in a subprocess that echoes the request.
+  grpc.aio CallbackService in a subprocess that echoes the request, with
+  that server's CPU time per create (gRPC's own cost).
 
 Customer ids and phone numbers come from a seeded generator, so runs are
 repeatable. Usage::
@@ -274,7 +275,8 @@ def _echo_process(ports, stop) -> None:
 
 
 def echo_ceiling(total: int, concurrency: int, processes: int):
-    """Run the create load against an echo server in a subprocess."""
+    """Run the create load against an echo server in a subprocess; return
+    the load's results and the echo server's CPU seconds during it."""
     context = multiprocessing.get_context("spawn")
     ports, stop = context.Queue(), context.Event()
     server = context.Process(target=_echo_process, args=(ports, stop))
@@ -282,7 +284,9 @@ def echo_ceiling(total: int, concurrency: int, processes: int):
     try:
         address = f"127.0.0.1:{ports.get(timeout=60)}"
         asyncio.run(create_load(address, WARMUP_CALLS, 16, 999))
-        return run_creates(address, total, concurrency, processes)
+        before = cpu_seconds(server.pid)
+        result = run_creates(address, total, concurrency, processes)
+        return result, cpu_seconds(server.pid) - before
     finally:
         stop.set()
         server.join(10)
@@ -351,7 +355,7 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     actor_latencies, actor_rate = actor_message_cost(args.actor_messages, 1000)
     for level in levels:
-        echo_latencies, echo_elapsed, echo_errors = echo_ceiling(
+        (echo_latencies, echo_elapsed, echo_errors), echo_cpu = echo_ceiling(
             args.creates, level, args.processes
         )
         print_creates(
@@ -361,6 +365,10 @@ def main() -> None:
             echo_errors,
             level,
             args,
+        )
+        print(
+            "  CPU per create of the echo server: "
+            f"{echo_cpu / len(echo_latencies) * 1000:.3f} ms"
         )
 
     print(
