@@ -15,14 +15,16 @@ from ray import cloudpickle
 
 from callsure.actors.convert import (
     callback_request_from_proto,
+    callback_to_proto,
     event_to_proto,
     parse_callback_name,
     parse_cursor,
+    wait_to_proto,
 )
 from callsure.actors.errors import status_trailer, to_rpc_error
 from callsure.actors.server import check_listen_address, start_server
 from callsure.actors.services import build_servicers
-from callsure.engine.callbacks import CallbackMode, Event
+from callsure.engine.callbacks import Callback, CallbackMode, Event
 from callsure.engine.config import load_config
 from callsure.engine.exceptions import (
     ConfigError,
@@ -32,6 +34,7 @@ from callsure.engine.exceptions import (
     RequestIdReusedError,
     ValidationError,
 )
+from callsure.engine.predictor import WaitEstimate
 from callsure.v1 import callback_pb2
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -125,6 +128,32 @@ def test_request_converts_local_time():
     assert converted.mode is CallbackMode.AT_TIME
     assert converted.requested_local_time == datetime(2026, 12, 4, 18, 30)
     assert converted.time_zone == "Europe/Berlin"
+
+
+def test_callback_reply_times_and_shared_wait():
+    entry = T0 + timedelta(microseconds=123456)
+    callback = Callback(
+        callback_id="cb_1",
+        request_id="r-1",
+        customer_id="c-1",
+        queue="billing",
+        phone_number="+14155550100",
+        mode=CallbackMode.AT_TIME,
+        entry_time=entry,
+        created_at=T0,
+        promised_time=T0 + timedelta(hours=1),
+        window_end=None,
+        not_before=T0 + timedelta(hours=1),
+        expires_at=T0 + timedelta(hours=2),
+    )
+    estimate = WaitEstimate(mean_s=90.5, quantiles_s={0.5: 80.0, 0.9: 170.25})
+    message = callback_to_proto(callback, estimate)
+    shared = callback_to_proto(callback, expected_wait=wait_to_proto(estimate))
+    assert message.entry_time.ToDatetime(tzinfo=UTC) == entry
+    assert message.requested_time.ToDatetime(tzinfo=UTC) == T0 + timedelta(hours=1)
+    assert message.promised_window.start_time == message.requested_time
+    assert not message.promised_window.HasField("end_time")
+    assert shared == message
 
 
 def test_request_id_too_long_rejected():

@@ -23,6 +23,7 @@ from callsure.engine.agents import AgentState  # noqa: E402
 from callsure.engine.callbacks import CallbackRequest, CallbackState  # noqa: E402
 from callsure.engine.config import load_config  # noqa: E402
 from callsure.engine.exceptions import NotFoundError  # noqa: E402
+from callsure.v1 import callback_pb2, common_pb2  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.slow
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 WAIT_S = 30.0
+# A regular customer's grading, as a customer shard returns it.
+GRADED = ("regular", 0, None)
 
 
 @ray.remote
@@ -148,6 +151,34 @@ def test_error_for_one_request_spares_batch(coordinator):
         coordinator.create_callbacks.remote([request("c-good"), bad])
     )
     assert good[0].state is CallbackState.PENDING
+    assert failed.field == "phone_number"
+
+
+def api_request(customer_id, phone="+14155550100", request_id=None):
+    callback = callback_pb2.Callback(
+        customer_id=customer_id, queue="billing", phone_number=phone
+    )
+    message = callback_pb2.CreateCallbackRequest(
+        callback=callback, request_id=request_id or uuid.uuid4().hex
+    )
+    return message.SerializeToString()
+
+
+def test_replies_serialized_with_grading(coordinator):
+    raw = api_request("c-api-vip")
+    bad = api_request("c-api-bad", phone="12")
+    first, failed = ray.get(
+        coordinator.create_replies.remote([(raw, ("vip", 5, "a-7")), (bad, GRADED)])
+    )
+    [again] = ray.get(coordinator.create_replies.remote([(raw, ("vip", 5, "a-7"))]))
+    reply = callback_pb2.CreateCallbackResponse.FromString(first)
+    replay = callback_pb2.CreateCallbackResponse.FromString(again)
+    assert reply.callback.grade == common_pb2.CUSTOMER_GRADE_VIP
+    assert reply.callback.dedicated_agent == "agents/a-7"
+    assert reply.callback.expected_wait.quantiles
+    assert not reply.replayed
+    assert replay.replayed
+    assert replay.callback.name == reply.callback.name
     assert failed.field == "phone_number"
 
 
