@@ -61,9 +61,18 @@ def run_serve(folder, db) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+@pytest.fixture
+def folders():
+    # Removed even when the first server fails to start.
+    created = [private_folder(), private_folder()]
+    yield created
+    for folder in created:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_second_serve_stops_before_ray():
-    first_folder, second_folder = private_folder(), private_folder()
+def test_second_serve_stops_before_ray(folders):
+    first_folder, second_folder = folders
     # The server names the store, and locks it, by its real path.
     db = (first_folder / "callsure.db").resolve()
     first = ServeProcess(first_folder)
@@ -73,8 +82,6 @@ def test_second_serve_stops_before_ray():
         first_log = first.log()
     finally:
         first.kill()
-        shutil.rmtree(first_folder, ignore_errors=True)
-        shutil.rmtree(second_folder, ignore_errors=True)
 
     # The first server's log shows the line the second one must not print.
     assert RAY_START_LINE in first_log
