@@ -83,6 +83,21 @@ SETUPS = {
         "far_timer_slack_us": 16000,
         "tap_frame_ms": 120,
     },
+    # As "polled-vad-slack-ptime40" with the calls spread over two baresip
+    # processes, because one answered at most 255 calls in every run.
+    "polled-vad-slack-ptime40-far2": {
+        "spec": {
+            "tx_vad": True,
+            "ptime_ms": 40,
+            "bridge_frame_ms": 40,
+            "poll_ms": 40,
+            "jb_min_prefetch_ms": 80,
+        },
+        "far_ptime_ms": 40,
+        "far_timer_slack_us": 16000,
+        "tap_frame_ms": 120,
+        "far_processes": 2,
+    },
 }
 
 
@@ -113,14 +128,15 @@ def start_baresip(
     max_calls: int,
     ptime_ms: int = 0,
     timer_slack_us: int = 0,
+    sip_port: int = BARESIP_SIP_PORT,
 ) -> subprocess.Popen:
-    config = folder / "baresip"
+    config = folder / f"baresip-{sip_port}"
     config.mkdir(exist_ok=True)
     (config / "config").write_text(
         "\n".join(
             [
                 "poll_method epoll",
-                f"sip_listen 127.0.0.1:{BARESIP_SIP_PORT}",
+                f"sip_listen 127.0.0.1:{sip_port}",
                 "net_interface 127.0.0.1",
                 f"call_max_calls {max_calls}",
                 "audio_player aufile,/dev/null",
@@ -136,7 +152,7 @@ def start_baresip(
     # ptime: the packet time baresip sends at (its default is 20 ms).
     ptime = f";ptime={ptime_ms}" if ptime_ms else ""
     (config / "accounts").write_text(
-        f"<sip:load@127.0.0.1:{BARESIP_SIP_PORT}>;regint=0;answermode=auto{ptime}\n"
+        f"<sip:load@127.0.0.1:{sip_port}>;regint=0;answermode=auto{ptime}\n"
     )
     process = subprocess.Popen(
         ["baresip", "-f", str(config)],
@@ -234,7 +250,7 @@ class Fleet:
 def measure(
     calls: int,
     hold_s: float,
-    baresip_pid: int,
+    baresip_pids: list[int],
     tap: bool,
     tap_frame_ms: int,
     setup: str = "polled",
@@ -256,7 +272,10 @@ def measure(
                 {
                     "op": "dial",
                     "call": f"c{index}",
-                    "uri": f"sip:load@127.0.0.1:{BARESIP_SIP_PORT}",
+                    "uri": (
+                        "sip:load@127.0.0.1:"
+                        f"{BARESIP_SIP_PORT + 2 * (index % len(baresip_pids))}"
+                    ),
                     "ring_timeout_s": 30,
                 }
             )
@@ -272,10 +291,10 @@ def measure(
         setup_rate = answered / max(last_answer - dial_started, 1e-6)
         time.sleep(2.0)
         first = fleet.sample()
-        bare_first = proc_cpu_s(baresip_pid)
+        bare_first = sum(proc_cpu_s(pid) for pid in baresip_pids)
         time.sleep(hold_s)
         last = fleet.sample()
-        bare_last = proc_cpu_s(baresip_pid)
+        bare_last = sum(proc_cpu_s(pid) for pid in baresip_pids)
         with fleet.lock:
             still_up = len(fleet.confirmed.keys() - fleet.ended)
         crashed = sum(1 for e in fleet.endpoints if e.process.poll() is not None)
@@ -374,32 +393,39 @@ def run_inside(arguments) -> None:
     results = []
     for setup in arguments.setups.split(","):
         far_ptime_ms = SETUPS[setup]["far_ptime_ms"]
-        baresip = start_baresip(
-            folder,
-            source,
-            max(sizes) + 16,
-            far_ptime_ms,
-            SETUPS[setup].get("far_timer_slack_us", 0),
-        )
+        far_processes = SETUPS[setup].get("far_processes", 1)
+        baresips = [
+            start_baresip(
+                folder,
+                source,
+                max(sizes) // far_processes + 16,
+                far_ptime_ms,
+                SETUPS[setup].get("far_timer_slack_us", 0),
+                BARESIP_SIP_PORT + 2 * index,
+            )
+            for index in range(far_processes)
+        ]
         time.sleep(1.0)
         try:
             for tap_ms in arguments.tap_ms.split(","):
                 tap_frame_ms = SETUPS[setup].get("tap_frame_ms", int(tap_ms))
                 for calls in sizes:
                     result = measure(
-                        calls, arguments.hold_s, baresip.pid, not arguments.no_tap,
-                        tap_frame_ms, setup, arguments.dial_rate,
+                        calls, arguments.hold_s, [b.pid for b in baresips],
+                        not arguments.no_tap, tap_frame_ms, setup,
+                        arguments.dial_rate,
                     )  # fmt: skip
                     print(json.dumps(result), flush=True)
                     results.append(result)
                     time.sleep(2.0)
         finally:
-            baresip.terminate()
-            try:
-                baresip.wait(10)
-            except subprocess.TimeoutExpired:
-                baresip.kill()
-                baresip.wait()
+            for baresip in baresips:
+                baresip.terminate()
+                try:
+                    baresip.wait(10)
+                except subprocess.TimeoutExpired:
+                    baresip.kill()
+                    baresip.wait()
     extra = measure_ray_actor() if arguments.ray else {}
     if extra:
         print(json.dumps(extra), flush=True)
