@@ -255,6 +255,7 @@ def measure(
     tap_frame_ms: int,
     setup: str = "polled",
     dial_rate: float = 0.0,
+    settle_s: float = 2.0,
 ) -> dict:
     processes = -(-calls // 4)
     started = time.monotonic()
@@ -289,7 +290,7 @@ def measure(
             answered = len(fleet.confirmed)
             last_answer = max(fleet.confirmed.values(), default=dial_started)
         setup_rate = answered / max(last_answer - dial_started, 1e-6)
-        time.sleep(2.0)
+        time.sleep(settle_s)
         first = fleet.sample()
         bare_first = sum(proc_cpu_s(pid) for pid in baresip_pids)
         time.sleep(hold_s)
@@ -413,7 +414,7 @@ def run_inside(arguments) -> None:
                     result = measure(
                         calls, arguments.hold_s, [b.pid for b in baresips],
                         not arguments.no_tap, tap_frame_ms, setup,
-                        arguments.dial_rate,
+                        arguments.dial_rate, arguments.settle_s,
                     )  # fmt: skip
                     print(json.dumps(result), flush=True)
                     results.append(result)
@@ -437,7 +438,10 @@ def print_table(results: list[dict], extra: dict, arguments) -> None:
     print(f"Machine: {os.cpu_count()} cores, {platform.processor() or 'x86_64'}, "
           f"load average at the end of the run {os.getloadavg()[0]:.2f}")  # fmt: skip
     rate = f"{arguments.dial_rate:g} calls/s" if arguments.dial_rate else "all at once"
-    print(f"Dialing: {rate}; hold {arguments.hold_s:g} s")
+    print(
+        f"Dialing: {rate}; {arguments.settle_s:g} s after the last answer, "
+        f"hold {arguments.hold_s:g} s"
+    )
     print("| setup | tap ms | calls | processes | answered | up at end "
           "| endpoints crashed | setup calls/s | frames/call/s | frames lost "
           "| RTP packets/call/s | jitter-buffer lost frames/call/s "
@@ -480,6 +484,12 @@ def main() -> int:
         "--tap-ms", default="100", help="tap frame lengths to compare, such as 20,100"
     )
     parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=2.0,
+        help="wait after the last answer before the measured hold starts",
+    )
+    parser.add_argument(
         "--dial-rate",
         type=float,
         default=0.0,
@@ -517,6 +527,7 @@ def main() -> int:
             f"--tap-ms {arguments.tap_ms}",
             f"--setups {arguments.setups}",
             f"--dial-rate {arguments.dial_rate}",
+            f"--settle-s {arguments.settle_s}",
             f"--corpus {arguments.corpus}",
             "--ray" if arguments.ray else "",
             "--no-tap" if arguments.no_tap else "",

@@ -23,7 +23,10 @@ from callsure.engine.exceptions import GatewayError
 
 logger = logging.getLogger(__name__)
 
-READY_TIMEOUT_S = 20.0
+# Start-up includes a probe of the call limit by self-calls. With 75
+# processes started 8 at a time on 2 cores under a load average above 50,
+# one took more than 20 s.
+READY_TIMEOUT_S = 60.0
 
 
 class EndpointProcess:
