@@ -294,7 +294,7 @@ def _zone(name: str):
 )
 @click.option(
     "--promise-quantile",
-    default=0.9,
+    default=0.75,
     show_default=True,
     help="Quantile of the predicted wait used as the promised time.",
 )

@@ -139,3 +139,44 @@ def test_estimate_wait_counts_promises_ahead_as_committed():
 def test_estimate_wait_rejects_committed_beyond_ahead():
     with pytest.raises(ValidationError, match="committed"):
         bank_like().estimate_wait("sales", 2, NOW, committed=3)
+
+
+class ShiftChange(StaticForecast):
+    """Agents on duty change from ``agents_on_duty`` to ``later`` at ``at``."""
+
+    def __init__(self, at: datetime, later: float, **values):
+        super().__init__(**values)
+        self.at = at
+        self.later = later
+
+    def agents(self, when: datetime) -> float:
+        return self.agents_on_duty if when < self.at else self.later
+
+
+def staffed(later: float) -> ErlangAPredictor:
+    forecast = ShiftChange(
+        NOW + timedelta(minutes=10),
+        later,
+        arrivals_per_s=0.0,
+        agents_on_duty=2,
+        mean_handle_s=180.0,
+        mean_patience_s=345.0,
+    )
+    return ErlangAPredictor({"sales": forecast})
+
+
+def test_long_wait_follows_the_forecast_agents():
+    constant = staffed(2).estimate_wait("sales", 30, NOW, committed=30)
+    more = staffed(8).estimate_wait("sales", 30, NOW, committed=30)
+    fewer = staffed(1).estimate_wait("sales", 30, NOW, committed=30)
+    assert more.quantiles_s[0.9] < constant.quantiles_s[0.9] < fewer.quantiles_s[0.9]
+    # 31 services at 2 agents for 10 min (6.7 services), the rest at 8.
+    services = 31
+    expected = 600 + (services - 600 * 2 / 180) * 180 / 8
+    assert more.mean_s == pytest.approx(expected, rel=1e-6)
+
+
+def test_short_wait_ignores_a_later_shift_change():
+    constant = staffed(2).estimate_wait("sales", 1, NOW)
+    more = staffed(8).estimate_wait("sales", 1, NOW)
+    assert more.quantiles_s == constant.quantiles_s

@@ -40,6 +40,10 @@ FEASIBLE_STEP_S = 60.0
 LONG_PATIENCE_S = 3 * 3600.0
 # Agents are sampled this often inside a capacity interval to average them.
 CAPACITY_SAMPLES = 5
+# A wait longer than this follows the forecast agents over its course
+# instead of the agents at its start (``_follow_staffing``), in steps of
+# this length.
+STAFFING_STEP_S = 300.0
 
 
 class Forecast(Protocol):
@@ -213,11 +217,50 @@ class ErlangAPredictor:
         values = erlang.committed_wait_quantiles(
             1, rate, abandon_rate, ahead, committed, self.quantiles
         )
-        quantiles = {p: float(v) for p, v in zip(self.quantiles, values, strict=True)}
+        follow = self._follow_staffing(queue, now, priority, rate)
+        quantiles = {
+            p: follow(float(v)) for p, v in zip(self.quantiles, values, strict=True)
+        }
         served = erlang.p_served(1, rate, abandon_rate, ahead - committed)
         return WaitEstimate(
-            mean_s=mean, quantiles_s=quantiles, p_served=float(served), ahead=ahead
+            mean_s=follow(mean),
+            quantiles_s=quantiles,
+            p_served=float(served),
+            ahead=ahead,
         )
+
+    def _follow_staffing(self, queue: str, now: datetime, priority: int, rate: float):
+        """Return a function that maps a wait computed at the rate of ``now``
+        to the wait under the forecast's rate over the coming hours.
+
+        The wait stands for ``wait × rate`` services; the returned wait is
+        the time the forecast rate takes to give as many, stepping by
+        ``STAFFING_STEP_S``. For services that arrive as a Poisson process
+        of varying rate this change of time is exact; with abandonment it
+        is an approximation. Waits within the first step are unchanged, so
+        a constant forecast gives the formulas' values.
+        """
+        rates: list[float] = []
+
+        def rate_at(step: int) -> float:
+            while len(rates) <= step:
+                when = now + timedelta(seconds=len(rates) * STAFFING_STEP_S)
+                rates.append(self.service_capacity(queue, when, priority))
+            return rates[step]
+
+        def follow(wait_s: float) -> float:
+            if not math.isfinite(wait_s) or wait_s <= STAFFING_STEP_S:
+                return wait_s
+            work = wait_s * rate
+            done = 0.0
+            for step in range(int(self.horizon_s // STAFFING_STEP_S)):
+                step_rate = rate if step == 0 else rate_at(step)
+                if done + step_rate * STAFFING_STEP_S >= work:
+                    return step * STAFFING_STEP_S + (work - done) / step_rate
+                done += step_rate * STAFFING_STEP_S
+            return math.inf
+
+        return follow
 
     # -- capacity ----------------------------------------------------------
 

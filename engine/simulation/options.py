@@ -76,7 +76,7 @@ class ReplayOptions:
     abandon_callbacks: bool = True
     answer_probability: float = 0.85
     redial_while_pending: float = 0.05
-    promise_quantile: float = 0.9
+    promise_quantile: float = 0.75
     window_s: float = 300.0
     callback_patience_s: float = 180.0
     service_level_s: float = 20.0
