@@ -54,15 +54,15 @@ class CallbackServicer(callback_pb2_grpc.CallbackServiceServicer):
     async def CreateCallback(self, request, context):
         """Create a promise; the reply is the serialized response."""
         async with translate_errors(context, "CreateCallback"):
-            # The full conversion names the first invalid field. The
-            # coordinator converts again from the bytes, with the grading.
-            engine_request = callback_request_from_proto(request)
             hints = request.callback.grade_hints
             if hints.grade not in GRADE_FROM_PROTO and hints.grade:
                 raise ValidationError(
                     "callback.grade_hints.grade", hints.grade, "send a CustomerGrade"
                 )
             try:
+                # The full conversion names the first invalid field. The
+                # coordinator converts again from the bytes, with the grading.
+                engine_request = callback_request_from_proto(request)
                 return await self._batcher.create(
                     request.SerializeToString(),
                     engine_request.customer_id,
