@@ -220,7 +220,10 @@ def run_inside(folder: Path, corpus: Path) -> None:
                     time.sleep(0.1)
                 incoming = agents.wait_for(lambda e: e["ev"] == "incoming")
                 # Let the agent hear the customer, then end from baresip.
-                time.sleep(6.0)
+                # The person's file is a short word and 6-7 s of waiting,
+                # played twice, so 10 s after the bridge the agent has heard
+                # the second word however early the HUMAN verdict came.
+                time.sleep(10.0)
                 control.command("hangup")
                 recorded = agents.wait_for(lambda e: e["ev"] == "recorded")
 
