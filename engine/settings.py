@@ -339,6 +339,23 @@ _add(
                 "Codecs offered, most preferred first; others are disabled.",
             ),
             Setting(
+                "packet_ms",
+                int,
+                20,
+                "Audio per RTP packet and per conference-bridge tick, in ms: "
+                "20 (the usual ptime), or 40 to halve the packets and wake-ups "
+                "per call when many calls share few cores; analysis still "
+                "runs on every 20 ms frame.",
+                lambda value: None if value in (20, 40) else "20 or 40",
+            ),
+            Setting(
+                "send_silence_suppression",
+                bool,
+                False,
+                "Send no RTP while the gateway plays nothing into a call "
+                "(VAD on sent audio); received audio is always analysed.",
+            ),
+            Setting(
                 "ring_timeout_s",
                 float,
                 30.0,

@@ -116,3 +116,11 @@ def test_unknown_prediction_zone_rejected(zone):
 def test_empty_storage_path_rejected():
     with pytest.raises(ConfigError, match="storage.path"):
         load_config(env={"CALLSURE_STORAGE__PATH": "  "})
+
+
+def test_packet_length_other_than_20_or_40_rejected(tmp_path):
+    path = tmp_path / "callsure.toml"
+    path.write_text("[sip]\npacket_ms = 30\n")
+    with pytest.raises(ConfigError, match=r"sip\.packet_ms = 30") as info:
+        load_config(path, env={})
+    assert "20 or 40" in info.value.expected

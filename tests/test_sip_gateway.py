@@ -454,3 +454,23 @@ def test_refer_moves_customer_to_agent(defaults, phones, agents, reports):
     assert incoming["source"].rpartition(":")[2] == phones.address.rpartition(":")[2]
     assert incoming["headers"][CALLBACK_ID_HEADER] == order.callback_id
     assert incoming["headers"][IVR_HISTORY_HEADER] == "greeting,offer%3D3"
+
+
+def test_40_ms_packets_with_silence_suppression_still_detect_a_person(phones, agents):
+    # The settings for many calls on few cores: one endpoint started with
+    # them, a person's call analysed and bridged as with the defaults.
+    reports = Reports()
+    settings = GatewaySettings(
+        endpoint_processes=1,
+        customer_uri_template=phones.uri_template("number"),
+        agent_uri_template=agents.uri_template("agent"),
+        ring_timeout_s=10.0,
+        packet_ms=40,
+        send_silence_suppression=True,
+    )
+    with CallGateway(settings, reports.on_outcome, reports.on_event) as gateway:
+        order = make_order("+15550000008", agent="agent-refer")
+        gateway.dial(order)
+        report = reports.wait(order.attempt_id)
+    assert report.outcome is Outcome.CONNECTED
+    assert report.verdict == "HUMAN"

@@ -67,6 +67,8 @@ class GatewaySettings:
     auth_password: str = ""
     trunk_sources: tuple[str, ...] = ("127.0.0.1",)
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000")
+    packet_ms: int = 20
+    send_silence_suppression: bool = False
     ring_timeout_s: float = 30.0
     analysis_timeout_s: float = 8.0
     confirm_with_dtmf: bool = False
@@ -234,7 +236,14 @@ class CallGateway:
             "outbound_proxy": settings.outbound_proxy,
             "trunk_sources": list(settings.trunk_sources),
             "codecs": list(settings.codecs),
+            "ptime_ms": settings.packet_ms,
+            "bridge_frame_ms": settings.packet_ms,
+            "poll_ms": settings.packet_ms,
+            "tx_vad": settings.send_silence_suppression,
         }
+        if settings.packet_ms > 20:
+            # Two packets of prefetch, as the capacity bench measured.
+            spec["jb_min_prefetch_ms"] = 2 * settings.packet_ms
         if settings.auth_username:
             spec["credentials"] = {
                 "realm": settings.auth_realm,
