@@ -456,21 +456,31 @@ def test_refer_moves_customer_to_agent(defaults, phones, agents, reports):
     assert incoming["headers"][IVR_HISTORY_HEADER] == "greeting,offer%3D3"
 
 
-def test_40_ms_packets_with_silence_suppression_still_detect_a_person(phones, agents):
+def test_40_ms_packets_with_silence_suppression_still_detect_a_person(amd_corpus):
     # The settings for many calls on few cores: one endpoint started with
-    # them, a person's call analysed and bridged as with the defaults.
+    # them, a person's call analysed and bridged as with the defaults. The
+    # phones are its own, so calls left up by other tests cannot fill them.
     reports = Reports()
-    settings = GatewaySettings(
-        endpoint_processes=1,
-        customer_uri_template=phones.uri_template("number"),
-        agent_uri_template=agents.uri_template("agent"),
-        ring_timeout_s=10.0,
-        packet_ms=40,
-        send_silence_suppression=True,
-    )
-    with CallGateway(settings, reports.on_outcome, reports.on_event) as gateway:
-        order = make_order("+15550000008", agent="agent-refer")
-        gateway.dial(order)
-        report = reports.wait(order.attempt_id)
+    person = {
+        "action": "answer",
+        "delay_s": 0.2,
+        "play": corpus_file(amd_corpus, "HUMAN"),
+    }
+    with (
+        PhoneBank({"+15550000040": person}, name="packet-customers") as phones,
+        PhoneBank({"agent-40": {"action": "answer"}}, name="packet-agents") as agents,
+    ):
+        settings = GatewaySettings(
+            endpoint_processes=1,
+            customer_uri_template=phones.uri_template("number"),
+            agent_uri_template=agents.uri_template("agent"),
+            ring_timeout_s=10.0,
+            packet_ms=40,
+            send_silence_suppression=True,
+        )
+        with CallGateway(settings, reports.on_outcome, reports.on_event) as gateway:
+            order = make_order("+15550000040", agent="agent-40")
+            gateway.dial(order)
+            report = reports.wait(order.attempt_id)
     assert report.outcome is Outcome.CONNECTED
     assert report.verdict == "HUMAN"
