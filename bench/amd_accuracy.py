@@ -167,15 +167,15 @@ def provisional_study(rows: list, audio: dict) -> None:
     for pause in pauses:
         print(f"| all | {pause} | {cells(summary(pause, everything))} |")
     held_out = [None] * len(rows)
-    for held in sorted({source_family(row) for row in rows}):
-        train = [i for i, row in enumerate(rows) if source_family(row) != held]
-        test = [i for i, row in enumerate(rows) if source_family(row) == held]
+    for family in sorted({source_family(row) for row in rows}):
+        train = [i for i, row in enumerate(rows) if source_family(row) != family]
+        test = [i for i, row in enumerate(rows) if source_family(row) == family]
         fitting = [p for p in pauses if p and summary(p, train)[0] <= 1200]
         chosen = max(fitting, default=min(p for p in pauses if p))
         for i in test:
             held_out[i] = runs[chosen][i]
         print(
-            f"| held out: {held} | {chosen} (chosen on the rest) | "
+            f"| held out: {family} | {chosen} (chosen on the rest) | "
             f"{cells(summary(chosen, test))} |"
         )
     runs["held out"] = held_out

@@ -52,6 +52,21 @@ BARESIP_SIP_PORT = 5090
 # one before. A setup gives the settings added to every endpoint process's
 # spec and the packet time baresip sends at (0 for its default, 20 ms). It
 # may also fix the tap frame length, which --tap-ms gives otherwise.
+# 40 ms RTP packets both ways, a 40 ms bridge clock, RTP read every 40 ms,
+# a jitter buffer of at least 80 ms, and 16 ms of timer slack for baresip.
+PTIME40 = {
+    "spec": {
+        "tx_vad": True,
+        "ptime_ms": 40,
+        "bridge_frame_ms": 40,
+        "poll_ms": 40,
+        "jb_min_prefetch_ms": 80,
+    },
+    "far_ptime_ms": 40,
+    "far_timer_slack_us": 16000,
+    "tap_frame_ms": 120,
+}
+
 SETUPS = {
     # pjmedia's own ioqueue thread receives RTP (the layout before polling).
     "thread": {"spec": {"media_thread": True}, "far_ptime_ms": 0},
@@ -68,34 +83,14 @@ SETUPS = {
         "far_ptime_ms": 0,
         "far_timer_slack_us": 8000,
     },
-    # As "polled-vad-slack" with 40 ms RTP packets both ways, a 40 ms bridge
-    # clock, RTP read every 40 ms, a jitter buffer of at least 80 ms, and
-    # 16 ms of timer slack for baresip.
+    # As "polled-vad-slack" with the PTIME40 settings.
     "polled-vad-slack-ptime40": {
-        "spec": {
-            "tx_vad": True,
-            "ptime_ms": 40,
-            "bridge_frame_ms": 40,
-            "poll_ms": 40,
-            "jb_min_prefetch_ms": 80,
-        },
-        "far_ptime_ms": 40,
-        "far_timer_slack_us": 16000,
-        "tap_frame_ms": 120,
+        **PTIME40,
     },
     # As "polled-vad-slack-ptime40" with the calls spread over two baresip
-    # processes, because one answered at most 255 calls in every run.
+    # processes, because one process never accepted more than 255 calls.
     "polled-vad-slack-ptime40-far2": {
-        "spec": {
-            "tx_vad": True,
-            "ptime_ms": 40,
-            "bridge_frame_ms": 40,
-            "poll_ms": 40,
-            "jb_min_prefetch_ms": 80,
-        },
-        "far_ptime_ms": 40,
-        "far_timer_slack_us": 16000,
-        "tap_frame_ms": 120,
+        **PTIME40,
         "far_processes": 2,
     },
 }

@@ -156,7 +156,7 @@ def test_committed_wait_of_promises_only_is_gamma():
     assert quantile == pytest.approx(stats.gamma.ppf(0.9, 7, scale=1 / 0.05), rel=2e-3)
 
 
-def test_promises_ahead_wait_longer_than_callers_who_may_abandon():
+def test_committed_wait_grows_with_promises():
     waits = [
         erlang.committed_wait_quantile(5, 0.01, 0.004, 20, committed, 0.9)
         for committed in (0, 5, 10, 20)

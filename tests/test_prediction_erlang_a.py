@@ -126,7 +126,7 @@ def test_nearest_feasible_none_when_closed():
 
 def test_estimate_wait_counts_promises_ahead_as_committed():
     predictor = bank_like()
-    # Priority 2: nobody overtakes, so the queue moves at the full nμ.
+    # Priority 2: no caller overtakes, so the queue moves at the full nμ.
     inbound = predictor.estimate_wait("sales", 10, NOW, priority=2)
     promised = predictor.estimate_wait("sales", 10, NOW, priority=2, committed=6)
     assert promised.quantiles_s[0.9] > inbound.quantiles_s[0.9]

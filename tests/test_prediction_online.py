@@ -122,7 +122,7 @@ def test_agent_state_events_count_on_duty():
     assert state.snapshot(5001.0).active_agents == 1
 
 
-def test_agent_signed_off_while_busy_is_not_active_after_the_call():
+def test_signed_off_agent_stays_inactive():
     state = QueueState()
     state.apply(QueueEvent(100.0, AGENT_ON, agent="TOVA"))
     state.apply(QueueEvent(200.0, SERVICE_START, call_id=7, agent="TOVA"))

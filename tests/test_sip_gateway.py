@@ -456,10 +456,10 @@ def test_refer_moves_customer_to_agent(defaults, phones, agents, reports):
     assert incoming["headers"][IVR_HISTORY_HEADER] == "greeting,offer%3D3"
 
 
-def test_40_ms_packets_with_silence_suppression_still_detect_a_person(amd_corpus):
-    # The settings for many calls on few cores: one endpoint started with
-    # them, a person's call analysed and bridged as with the defaults. The
-    # phones are its own, so calls left up by other tests cannot fill them.
+def test_packet_40_ms_detects_person(amd_corpus):
+    # 40 ms packets with silence suppression, the settings for many calls on
+    # few cores. The phones are the test's own, so calls that other tests
+    # leave up cannot fill them.
     reports = Reports()
     person = {
         "action": "answer",

@@ -312,7 +312,7 @@ class EndpointWorker:
         # the far end's packets are all analysed, silence included.
         config.medConfig.ecTailLen = 0
         config.medConfig.noVad = not self.spec.get("tx_vad", False)
-        # Least jitter-buffer delay in ms (PJSIP's default is 60 ms).
+        # Minimum jitter-buffer prefetch in ms; unset, PJSIP chooses it.
         if self.spec.get("jb_min_prefetch_ms"):
             config.medConfig.jbMinPre = int(self.spec["jb_min_prefetch_ms"])
         # RTP sockets join the SIP ioqueue, which only the main thread polls
