@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -33,6 +34,9 @@ from callsure.engine.store.files import WriterLock
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0
+# How long a starting server waits for the store's writer lock. The Ray
+# workers of a server killed with SIGKILL hold it until Ray ends them.
+LOCK_WAIT_S = 15.0
 READY_PREFIX = "callsure serving gRPC on "
 
 
@@ -143,7 +147,7 @@ def check_storage_path(path: str, *, check_lock: bool = True) -> None:
         ) from None
     if check_lock:
         # The coordinator takes the lock again when it opens the store.
-        WriterLock(str(store)).release()
+        _wait_for_writer_lock(store)
     if not store.exists():
         return
     if not store.is_file():
@@ -203,3 +207,17 @@ def serve(config, config_path, ray_address):
         click.echo(f"Error: {cause}", err=True)
         sys.exit(1)
     sys.exit(0)
+
+
+def _wait_for_writer_lock(store) -> None:
+    """Take and release the store's writer lock, waiting up to ``LOCK_WAIT_S``."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            WriterLock(str(store)).release()
+            return
+        except StorageError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.info("waiting for the store's writer lock: %s", exc)
+            time.sleep(0.5)
