@@ -75,6 +75,10 @@ How a verdict is reached (``Cause``):
   BEEP (MACHINE): a steady single tone after a pause following speech;
   EARLY_MEDIA (MACHINE): such a greeting before answer (an announcement).
 - SIT_TONE (SIT), FAX_CED and FAX_CNG (FAX): the standard tones.
+- LONE_SOUND (HUMAN): no speech after answer, only one tone of at most
+  ``lone_sound_ms`` and quiet until ``silence_timeout_ms``: someone
+  picked up and waits to be spoken to (a bare voicemail beep sounds the
+  same; set 0 to make these SILENCE).
 - NO_AUDIO (SILENCE): nothing above ``min_level_db`` for
   ``silence_timeout_ms`` after answer; DEAD_AIR (SILENCE): only quiet
   line noise.

@@ -187,7 +187,7 @@ cdef void check_limits(Stream* st, int progress, const float* params,
     if st.verdict == V_NONE and st.answered:
         heard = st.limit_blocks * 10
         if st.onset < 0 and heard >= params[P_SILENCE_TIMEOUT_MS]:
-            classify_no_speech(st, ring, C_NOISE)
+            classify_no_speech(st, ring, C_NOISE, params)
         elif heard >= params[P_MAX_ANALYSIS_MS]:
             decide(st, ring, V_NOTSURE, C_TIMEOUT)
 
@@ -208,7 +208,7 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
     st.block += 1
 
 
-cdef void finish_stream(Stream* st, int32_t* ring) noexcept nogil:
+cdef void finish_stream(Stream* st, int32_t* ring, const float* params) noexcept nogil:
     """Flush open segments and decide a call still undecided at its end."""
     st.block -= 1
     finish_tone(st, ring)
@@ -220,7 +220,7 @@ cdef void finish_stream(Stream* st, int32_t* ring) noexcept nogil:
              (st.last_speech - st.utterance_start + 1) * 10, 0, 0)
     if st.verdict == V_NONE:
         if st.onset < 0:
-            classify_no_speech(st, ring, C_NOISE)
+            classify_no_speech(st, ring, C_NOISE, params)
         else:
             decide(st, ring, V_NOTSURE, C_STREAM_END)
     st.block += 1

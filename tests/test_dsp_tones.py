@@ -303,6 +303,43 @@ def test_line_noise_is_not_speech(level, kind, cause):
     assert verdict.cause.name == cause
 
 
+@pytest.mark.parametrize("hz", [700.0, 1000.0])
+def test_one_short_tone_then_quiet_is_a_person(hz):
+    verdict, events = run(np.concatenate([silence(800), tone(hz, 450), silence(5750)]))
+    assert [e.kind for e in events if e.kind is EventKind.TONE] == [EventKind.TONE]
+    assert (verdict.kind, verdict.cause.name) == (VerdictKind.HUMAN, "LONE_SOUND")
+    assert verdict.decided_ms == 5000
+
+
+def test_lone_sound_rule_can_be_turned_off():
+    signal = np.concatenate([silence(800), tone(700.0, 450), silence(5750)])
+    verdict, _ = run(signal, AnalysisParams(lone_sound_ms=0))
+    assert (verdict.kind, verdict.cause.name) == (VerdictKind.SILENCE, "DEAD_AIR")
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [
+        # Two beeps, as from a voicemail that plays one before its own.
+        np.concatenate(
+            [silence(800), tone(700.0, 300), silence(1500), tone(1000.0, 300)]
+        ),
+        # A tone longer than lone_sound_ms.
+        np.concatenate([silence(800), tone(700.0, 1800)]),
+    ],
+    ids=["two-tones", "long-tone"],
+)
+def test_two_tones_or_a_long_one_are_no_person(signal):
+    signal = np.concatenate([signal, silence(7000 - len(signal) * 1000 // RATE_HZ)])
+    verdict, _ = run(signal)
+    assert verdict.kind is not VerdictKind.HUMAN
+
+
+def test_lone_sound_ms_must_not_be_negative():
+    with pytest.raises(ValueError, match="lone_sound_ms"):
+        AnalysisParams(lone_sound_ms=-1)
+
+
 def test_dtmf_found_in_noise():
     # Each tone 7 dB above white line noise (600 peak, 190 RMS).
     digits = [np.concatenate([dtmf(key, ms=60), silence(80)]) for key in "159*0#D"]
