@@ -7,7 +7,6 @@ file; the kernel drops their lock when they exit, SIGKILL included.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import stat
@@ -16,7 +15,6 @@ import sys
 import textwrap
 
 import pytest
-from serve_support import ServeProcess, private_folder
 
 from callsure.engine.exceptions import StorageError
 from callsure.engine.store import SQLiteStore
@@ -165,19 +163,3 @@ def test_memory_store_takes_no_lock(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
     first.close()
     second.close()
-
-
-@pytest.mark.slow
-def test_second_serve_on_store_fails():
-    first_folder, second_folder = private_folder(), private_folder()
-    db = first_folder / "callsure.db"
-    first = ServeProcess(first_folder)
-    try:
-        with pytest.raises(RuntimeError) as info:
-            ServeProcess(second_folder, extra_env={"CALLSURE_STORAGE__PATH": str(db)})
-    finally:
-        first.kill()
-        shutil.rmtree(first_folder, ignore_errors=True)
-        shutil.rmtree(second_folder, ignore_errors=True)
-    # The holder is the first server's coordinator, a Ray worker process.
-    assert f"the store {db} is in use by process " in str(info.value)
