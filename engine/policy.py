@@ -183,6 +183,11 @@ class CapacityLimits:
                 )
 
 
+# A lead longer than a few rings would take agents long before the
+# customer's time.
+MAX_DIAL_LEAD_S = 120.0
+
+
 @dataclass(frozen=True)
 class PromisePolicy:
     """How promises are made and kept.
@@ -206,6 +211,12 @@ class PromisePolicy:
         journaled as overdue.
     booking_horizon_s : float
         How far ahead a timed promise may be booked.
+    dial_lead_s : float
+        Seconds before its time that a promise may be released, so that
+        ringing and answer detection end near the promised time rather
+        than that long after it. The release still waits for the
+        customer's turn (no inbound caller who waited longer is
+        overtaken), the free agents and an open callback window.
     dial_mode : DialMode
     dial_modes : dict[str, DialMode]
         Per-queue override of ``dial_mode``.
@@ -218,6 +229,7 @@ class PromisePolicy:
     dedicated_fallback_s: float = 300.0
     overdue_grace_s: float = 300.0
     booking_horizon_s: float = 2 * 86400.0
+    dial_lead_s: float = 0.0
     dial_mode: DialMode = DialMode.CUSTOMER_FIRST
     dial_modes: dict[str, DialMode] = field(default_factory=dict)
 
@@ -237,6 +249,13 @@ class PromisePolicy:
                 raise ValidationError(
                     name, getattr(self, name), "send a positive number of seconds"
                 )
+
+        if not 0.0 <= self.dial_lead_s <= MAX_DIAL_LEAD_S:
+            raise ValidationError(
+                "dial_lead_s",
+                self.dial_lead_s,
+                f"send 0 to {MAX_DIAL_LEAD_S:g} seconds",
+            )
 
     def dial_mode_for(self, queue: str) -> DialMode:
         return self.dial_modes.get(queue, self.dial_mode)
@@ -262,6 +281,7 @@ class SchedulerPolicy:
             lease_s=section.lease_s,
             dedicated_fallback_s=section.dedicated_fallback_s,
             overdue_grace_s=section.overdue_grace_s,
+            dial_lead_s=section.dial_lead_s,
             dial_mode=DialMode(section.dial_mode),
         )
         retry = RetryPolicy(max_attempts=section.max_attempts)

@@ -438,7 +438,7 @@ class CallbackScheduler(SchedulerAdministration):
         self._expire_pending(now)
         self._recover_leases(now)
         orders: list[DialOrder] = []
-        for queue in self.store.due_queues(now):
+        for queue in self.store.due_queues(self._due_by(now)):
             orders.extend(
                 self._release_queue(
                     queue, now, free_agents, ready_agents, oldest_waiting or {}
@@ -464,7 +464,7 @@ class CallbackScheduler(SchedulerAdministration):
         change = Change()
         orders = []
         fetch = int(min(limit, MAX_PAGE_SIZE)) + 100
-        due = self.store.due_callbacks(queue, now, fetch)
+        due = self.store.due_callbacks(queue, self._due_by(now), fetch)
         # A timed promise has its room reserved by its booking (and keeps it
         # for retries), so a lower recomputed capacity never holds it. A
         # promise without a booking needs spare capacity, unless a booked
@@ -491,6 +491,10 @@ class CallbackScheduler(SchedulerAdministration):
         if orders:
             self.store.commit(change)
         return orders
+
+    def _due_by(self, now: datetime) -> datetime:
+        """Latest ``not_before`` a promise released at ``now`` may have."""
+        return now + timedelta(seconds=self.policy.promise.dial_lead_s)
 
     def _target(
         self, callback: Callback, now: datetime, ready_agents

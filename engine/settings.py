@@ -481,6 +481,14 @@ _add(
                 at_least(0),
             ),
             Setting(
+                "dial_lead_s",
+                float,
+                0.0,
+                "Seconds before its time a promise may be dialed, so that ringing "
+                "and answer detection end near the promised time.",
+                between(0.0, 120.0),
+            ),
+            Setting(
                 "dial_mode",
                 str,
                 "customer_first",

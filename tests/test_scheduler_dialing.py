@@ -16,7 +16,7 @@ from callsure.engine.callbacks import (
     SitCode,
 )
 from callsure.engine.clock import VirtualClock
-from callsure.engine.exceptions import InvalidStateError, LeaseError
+from callsure.engine.exceptions import InvalidStateError, LeaseError, ValidationError
 from callsure.engine.policy import (
     PromisePolicy,
     RetryPolicy,
@@ -84,6 +84,26 @@ def test_timed_promise_not_released_early(scheduler, clock):
     clock.set(when)
     (order,) = scheduler.due()
     assert order.promised_time == when
+
+
+def test_dial_lead_releases_before_time(db, clock):
+    policy = SchedulerPolicy(promise=PromisePolicy(dial_lead_s=10))
+    scheduler = make_scheduler(db, clock, policy=policy)
+    when = T0 + timedelta(minutes=30)
+    scheduler.create(request("c1", mode=CallbackMode.AT_TIME, requested_time=when))
+    clock.set(when - timedelta(seconds=11))
+    assert scheduler.due() == []
+    clock.set(when - timedelta(seconds=10))
+    # Its turn has not come: an inbound caller has waited longer.
+    assert scheduler.due(oldest_waiting={"billing": T0 - timedelta(minutes=1)}) == []
+    (order,) = scheduler.due()
+    assert order.promised_time == when
+
+
+@pytest.mark.parametrize("lead_s", [-1.0, 121.0])
+def test_dial_lead_out_of_range_is_rejected(lead_s):
+    with pytest.raises(ValidationError, match="dial_lead_s"):
+        PromisePolicy(dial_lead_s=lead_s)
 
 
 def test_dedicated_agent_then_group_fallback(scheduler, clock):

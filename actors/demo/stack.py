@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 2.0
 KEEP_WINDOW_S = 30.0
+# Customer phones ring for 1-4 s. The first word, the HUMAN verdict and
+# the bridge to the agent take about 3 s more (an estimate).
+DIAL_LEAD_S = 6.0
 # A phone process starts in about a second; a loaded machine takes longer.
 PHONES_READY_TIMEOUT_S = 60.0
 ACTOR_TIMEOUT_S = 60.0
@@ -255,6 +258,7 @@ def demo_config(
         # Ringing and answer detection are not compressed: they add about
         # 10 s to every callback, so the 120 s default would hide nothing.
         prediction={"keep_window_s": KEEP_WINDOW_S},
+        policy={"dial_lead_s": DIAL_LEAD_S},
         **_prior_section(prior),
     )
 
