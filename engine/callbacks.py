@@ -338,7 +338,19 @@ class Callback:
 
     def to_row(self) -> dict:
         """Convert to a dict of msgpack-friendly values (epoch seconds, strings)."""
-        return _to_row(self)
+        # A stored change converts its callback twice (the journal event and
+        # the row), so the first conversion is kept on the frozen instance.
+        row = self.__dict__.get("_row")
+        if row is None:
+            row = _to_row(self)
+            object.__setattr__(self, "_row", row)
+        return dict(row)
+
+    def __getstate__(self) -> dict:
+        # Callbacks cross Ray pickled, and the kept row would double their size.
+        state = dict(self.__dict__)
+        state.pop("_row", None)
+        return state
 
     @classmethod
     def from_row(cls, row: dict) -> Callback:

@@ -33,6 +33,8 @@ from callsure.engine.exceptions import InvalidTimeError, ValidationError
 # How far ahead next_open() looks before it gives up: a calendar closed for
 # longer than this is treated as closed for good.
 SEARCH_HORIZON_DAYS = 366
+# Local dates whose resolved windows a calendar keeps (a year's search fits).
+WINDOW_CACHE_DATES = 1024
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,9 @@ class CallbackCalendar:
 
     def __post_init__(self):
         zone_named(self.time_zone)
+        # Windows resolved per local date, because every create and release
+        # looks up today's and resolving a boundary checks for DST changes.
+        object.__setattr__(self, "_windows", {})
         for weekday in self.weekly:
             if weekday not in range(7):
                 raise ValidationError(
@@ -242,14 +247,20 @@ class CallbackCalendar:
 
     def windows_on(self, local_date: date) -> list[Window]:
         """Periods of a local date resolved to UTC windows, in order."""
-        zone = self.zone
-        windows = []
-        for period in self.periods_on(local_date):
-            start = boundary_to_utc(local_date, period.start, zone, end=False)
-            end = boundary_to_utc(local_date, period.end, zone, end=True)
-            if end > start:
-                windows.append(Window(period.name, local_date, start, end))
-        return windows
+        cached = self._windows.get(local_date)
+        if cached is None:
+            zone = self.zone
+            windows = []
+            for period in self.periods_on(local_date):
+                start = boundary_to_utc(local_date, period.start, zone, end=False)
+                end = boundary_to_utc(local_date, period.end, zone, end=True)
+                if end > start:
+                    windows.append(Window(period.name, local_date, start, end))
+            cached = tuple(windows)
+            if len(self._windows) >= WINDOW_CACHE_DATES:
+                self._windows.clear()
+            self._windows[local_date] = cached
+        return list(cached)
 
     def window(self, local_date: date, period_name: str) -> Window:
         """Return the window of a named period on a date.
