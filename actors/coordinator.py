@@ -255,10 +255,7 @@ class Coordinator:
                     continue
                 try:
                     request = self._with_position(request, places)
-                    replayed = (
-                        self._store.callback_for_request(request.request_id) is not None
-                    )
-                    callback = self._scheduler.create(request)
+                    callback, replayed = self._scheduler.create_or_replay(request)
                 except CallsureError as exc:
                     results.append(exc)
                     continue

@@ -189,6 +189,10 @@ class CallbackScheduler(SchedulerAdministration):
 
     def create(self, request: CallbackRequest) -> Callback:
         """Store a promise durably and return it; see the module docstring."""
+        return self.create_or_replay(request)[0]
+
+    def create_or_replay(self, request: CallbackRequest) -> tuple[Callback, bool]:
+        """Like ``create``, and tell whether the request id was a replay."""
         existing_id = self.store.callback_for_request(request.request_id or "")
         if existing_id is not None:
             stored = self.store.request_fingerprint(request.request_id)
@@ -196,7 +200,7 @@ class CallbackScheduler(SchedulerAdministration):
             # before.
             if stored is not None and stored != _request_fingerprint(request):
                 raise RequestIdReusedError(request.request_id)
-            return self.get(existing_id)
+            return self.get(existing_id), True
         now = self.clock.now()
         open_callback = self.store.open_callback_for(request.customer_id, request.queue)
         replacing = ""
@@ -204,7 +208,7 @@ class CallbackScheduler(SchedulerAdministration):
             replacing = open_callback.callback_id
         plan = self.planner.plan(request, now, replacing=replacing)
         if open_callback is not None:
-            return self._merge(open_callback, request, plan, now)
+            return self._merge(open_callback, request, plan, now), False
 
         callback_id = f"cb_{int(now.timestamp() * 1000):012x}{secrets.token_hex(6)}"
         callback = Callback(
@@ -244,7 +248,7 @@ class CallbackScheduler(SchedulerAdministration):
             callback.mode.value,
             callback.not_before.isoformat(),
         )
-        return callback
+        return callback, False
 
     def _merge(
         self, callback: Callback, request: CallbackRequest, plan, now: datetime
