@@ -66,6 +66,18 @@ def test_replayed_request_returns_first_result(scheduler, clock):
     assert kinds(scheduler) == ["callback.created"]
 
 
+def test_create_or_replay_reports_replay(scheduler):
+    first, replayed = scheduler.create_or_replay(
+        request("c1", request_id="r-1", phone="+14155550199")
+    )
+    assert replayed is False
+    again, replayed = scheduler.create_or_replay(
+        request("c1", request_id="r-1", phone="+14155550199")
+    )
+    assert replayed is True
+    assert again == first
+
+
 @pytest.mark.parametrize(
     "changed",
     [
