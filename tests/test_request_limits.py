@@ -18,6 +18,7 @@ from scheduler_support import T0, make_scheduler, request
 from serve_support import ServeProcess, private_folder
 
 from callsure.actors.errors import decode_status, to_rpc_error
+from callsure.actors.services.contacts import contact_event_from_proto
 from callsure.engine.callbacks import (
     MAX_ID_LENGTH,
     MAX_IVR_STEP_LENGTH,
@@ -209,3 +210,27 @@ def test_serve_rejects_long_contact_customer(channel):
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     ((name, _),) = violations(raised.value)
     assert name.endswith("customer_id")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "limit"),
+    [
+        ("contact_id", "x", MAX_ID_LENGTH),
+        ("queue", "x", MAX_QUEUE_LENGTH),
+        ("customer_id", "x", MAX_ID_LENGTH),
+        ("agent", "agents/x", MAX_ID_LENGTH),
+    ],
+)
+def test_contact_event_field_over_limit_rejected(field, value, limit):
+    event = contact_pb2.ContactEvent(
+        contact_id="contact-limits",
+        type=contact_pb2.CONTACT_EVENT_TYPE_ANSWERED,
+        queue="billing",
+        agent="agents/a1",
+    )
+    event.event_time.GetCurrentTime()
+    setattr(event, field, value + "x" * limit)
+    with pytest.raises(ValidationError) as info:
+        contact_event_from_proto(event)
+    assert info.value.field == f"event.{field}"
+    assert f"at most {limit} characters" in info.value.fix

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from callsure.actors.convert import callback_name, from_timestamp, require_text
 from callsure.actors.errors import translate_errors
+from callsure.engine.callbacks import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_length
 from callsure.engine.customers import ContactEvent, ContactKind
 from callsure.engine.exceptions import ValidationError
 from callsure.v1 import contact_pb2, contact_pb2_grpc
@@ -26,6 +27,9 @@ KIND_FROM_PROTO = {
 def contact_event_from_proto(message, prefix: str = "event") -> ContactEvent:
     """Check a ``ContactEvent`` message and convert it for the customer book."""
     contact_id = require_text(message.contact_id, f"{prefix}.contact_id", "c-1")
+    check_length(f"{prefix}.contact_id", contact_id, MAX_ID_LENGTH)
+    check_length(f"{prefix}.queue", message.queue, MAX_QUEUE_LENGTH)
+    check_length(f"{prefix}.customer_id", message.customer_id, MAX_ID_LENGTH)
     if message.type not in KIND_FROM_PROTO:
         raise ValidationError(
             f"{prefix}.type", message.type, "send a ContactEventType other than 0"
@@ -43,6 +47,7 @@ def contact_event_from_proto(message, prefix: str = "event") -> ContactEvent:
                 f"{prefix}.agent", message.agent, "send agents/{agent} for ANSWERED"
             )
         agent_id = message.agent.removeprefix(AGENT_PREFIX)
+        check_length(f"{prefix}.agent", agent_id, MAX_ID_LENGTH)
     return ContactEvent(
         customer_id=message.customer_id,
         kind=kind,
