@@ -75,12 +75,9 @@ def gateway(scheduler, events):
         yield gateway
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def callers():
-    # NOTE: when one bank places a second call to the same endpoint right
-    # after its first call there ended, the endpoint receives none of the
-    # second call's RFC 4733 events. A fresh bank, or a fresh endpoint,
-    # works. The cause is not found yet, so each IVR test gets a new bank.
+    # One bank places every IVR call of the module, one after another.
     with PhoneBank({}, name="callers") as bank:
         yield bank
 

@@ -71,8 +71,6 @@ def agents(tmp_path_factory):
 
 @pytest.fixture
 def callers():
-    # A fresh bank: an endpoint that just ended a call with a bank misses
-    # the RFC 4733 events of that bank's next call (cause not found yet).
     with PhoneBank({}, name="callers") as bank:
         yield bank
 

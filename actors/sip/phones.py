@@ -261,6 +261,13 @@ def _run_phones(fd: int) -> int:
     config.medConfig.sndClockRate = 8000
     config.medConfig.ecTailLen = 0
     config.medConfig.noVad = True
+    # PJSUA closes the sound device 1 s after the last call ended and no
+    # conference connection is left (sndAutoCloseTime, PJSIP 2.15.1). The
+    # null device is the conference clock. A call that starts within that
+    # second and connects no port (a caller without a WAV) does not cancel
+    # the close, so its stream stops sending RTP, RFC 4733 digits included,
+    # one second after the previous call ended. Never close the device.
+    config.medConfig.sndAutoCloseTime = -1
     config.logConfig.level = 0
     config.logConfig.consoleLevel = 0
     endpoint.libInit(config)
