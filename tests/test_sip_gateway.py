@@ -439,13 +439,44 @@ def test_machine_gets_message_after_beep(defaults, phones, reports):
     assert wav_rms(recorded["path"]) > 200
 
 
+def attempt_events(reports: Reports, attempt_id: str) -> list[tuple[str, dict]]:
+    return [
+        (kind, payload)
+        for kind, payload in list(reports.events)
+        if payload.get("attempt_id") == attempt_id
+    ]
+
+
 def test_refer_moves_customer_to_agent(defaults, phones, agents, reports):
     defaults.update_settings(bridge_method="refer")
     order = make_order("+15550000008", agent="agent-refer")
     defaults.dial(order)
     report = reports.wait(order.attempt_id)
     assert report.outcome is Outcome.CONNECTED
-    assert report.detail == "transferred by REFER"
+    # The status line of the NOTIFY's sipfrag body (RFC 3515).
+    assert report.detail == "transferred by REFER: 200 OK"
+    kinds = [kind for kind, _ in attempt_events(reports, order.attempt_id)]
+    statuses = [
+        payload["code"]
+        for kind, payload in attempt_events(reports, order.attempt_id)
+        if kind == "call.transfer"
+    ]
+    # The REFER's acceptance alone did not connect the call: the outcome
+    # follows the NOTIFY that reports the agent's 200.
+    assert statuses[0] < 200
+    assert statuses[-1] == 200
+    assert kinds.index("call.outcome") > kinds.index("call.transfer")
+    assert kinds.count("call.outcome") == 1
+    transfer = phones.wait_for(
+        lambda e: e["ev"] == "transfer" and e["user"] == "+15550000008"
+    )
+    phones.wait_for(
+        lambda e: (
+            e["ev"] == "state"
+            and e["call"] == transfer["new_call"]
+            and e["state"] == "CONFIRMED"
+        )
+    )
     incoming = agents.wait_for(
         lambda e: e["ev"] == "incoming" and e["user"] == "agent-refer"
     )
@@ -454,6 +485,78 @@ def test_refer_moves_customer_to_agent(defaults, phones, agents, reports):
     assert incoming["source"].rpartition(":")[2] == phones.address.rpartition(":")[2]
     assert incoming["headers"][CALLBACK_ID_HEADER] == order.callback_id
     assert incoming["headers"][IVR_HISTORY_HEADER] == "greeting,offer%3D3"
+
+
+def transfer_to(amd_corpus, agent: dict) -> tuple[CallReport, list, dict]:
+    """Transfer a person by REFER to an agent phone with the behaviour ``agent``.
+
+    Returns the report, the attempt's gateway events and the DISCONNECTED
+    event of the customer's call with the gateway. The phones are the
+    caller's own: a pjsua2 phone process takes 4 calls, and the customer's
+    phone places the agent call.
+    """
+    reports = Reports()
+    person = {
+        "action": "answer",
+        "delay_s": 0.2,
+        "play": corpus_file(amd_corpus, "HUMAN"),
+    }
+
+    with (
+        PhoneBank({"+15550000010": person}, name="refer-customers") as phones,
+        PhoneBank({"agent-refer": agent}, name="refer-agents") as agents,
+    ):
+        settings = GatewaySettings(
+            endpoint_processes=1,
+            customer_uri_template=phones.uri_template("number"),
+            agent_uri_template=agents.uri_template("agent"),
+            ring_timeout_s=10.0,
+            agent_ring_timeout_s=1.0,
+            bridge_method="refer",
+        )
+        with CallGateway(settings, reports.on_outcome, reports.on_event) as gateway:
+            order = make_order("+15550000010", agent="agent-refer")
+            gateway.dial(order)
+            report = reports.wait(order.attempt_id, timeout_s=40)
+
+            incoming = phones.wait_for(lambda e: e["ev"] == "incoming")
+            customer_end = phones.wait_for(
+                lambda e: (
+                    e["ev"] == "state"
+                    and e["call"] == incoming["call"]
+                    and e["state"] == "DISCONNECTED"
+                )
+            )
+    return report, attempt_events(reports, order.attempt_id), customer_end
+
+
+def test_refer_rejected_by_agent_reported_failed(amd_corpus):
+    agent = {"action": "reject", "code": 486, "delay_s": 0.2}
+    report, events, customer_end = transfer_to(amd_corpus, agent)
+
+    assert report.outcome is Outcome.UNKNOWN
+    # The status line of the final NOTIFY's sipfrag body.
+    assert report.detail == "transfer failed: 486 Busy Here"
+    assert report.agent_id is None
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("call.outcome") == 1
+    # The gateway hung up the customer's leg when the transfer failed.
+    assert customer_end["code"] == 200
+
+
+def test_refer_without_final_notify_times_out(amd_corpus):
+    # The agent's phone rings forever, so the transferee sends no final
+    # NOTIFY.
+    report, events, customer_end = transfer_to(amd_corpus, {"action": "ring"})
+
+    assert report.outcome is Outcome.UNKNOWN
+    # The agent's ring timeout (1 s) plus the transfer margin (10 s).
+    assert report.detail == "transfer failed: no final NOTIFY within 11 s"
+    statuses = [payload["code"] for kind, payload in events if kind == "call.transfer"]
+    # The REFER was accepted, and no NOTIFY reported a final status.
+    assert statuses
+    assert all(code < 200 for code in statuses)
+    assert customer_end["code"] == 200
 
 
 def test_packet_40_ms_detects_person(amd_corpus):

@@ -12,6 +12,9 @@ order on the gateway's dispatcher thread and reports exactly one outcome::
 
 The outcome is reported when the customer is bridged (``CONNECTED``) or
 when the flow ends without a bridge; later hang-ups only publish events.
+With ``bridge_method = "refer"`` the customer is transferred instead
+(TRANSFERRING): ``CONNECTED`` waits for the NOTIFY whose sipfrag carries
+the agent call's 2xx (RFC 3515).
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ logger = logging.getLogger(__name__)
 IVR_HISTORY_HEADER = "X-Callsure-Ivr-History"
 CALLBACK_ID_HEADER = "X-Callsure-Callback-Id"
 ATTEMPT_ID_HEADER = "X-Callsure-Attempt-Id"
+
+# A REFER transfer fails when no final NOTIFY arrived within the agent's ring
+# timeout plus this margin, which covers the REFER, the transferee's INVITE
+# and the NOTIFYs.
+TRANSFER_MARGIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,8 @@ class OutboundFlow:
             self._on_play_done(leg)
         elif kind == "bridged":
             self._on_bridged()
+        elif kind == "transfer_status":
+            self._on_transfer_status(event)
 
     def _on_state(self, leg: str, event: dict) -> None:
         state = event["state"]
@@ -323,16 +333,45 @@ class OutboundFlow:
                     "uri": f"<{uri}?{headers}>",
                 },
             )
-            # NOTE: CONNECTED is reported once the REFER is sent; the
-            # transfer's NOTIFY (did the agent answer?) is not awaited.
-            self._report(Outcome.CONNECTED, "transferred by REFER")
-            self._hang_up(self.customer_key)
+            self._set_timer(self._transfer_timeout_s(), self._on_transfer_timeout)
             return
         if self.agent_up:
             self._bridge()
             return
         self._play(self.customer_key, ["connecting"])
         self._dial_agent(FlowState.AGENT_RINGING)
+
+    def _transfer_timeout_s(self) -> float:
+        return self.settings.agent_ring_timeout_s + TRANSFER_MARGIN_S
+
+    def _on_transfer_status(self, event: dict) -> None:
+        if self.state is not FlowState.TRANSFERRING:
+            return
+        code = int(event.get("code", 0))
+        reason = str(event.get("reason", ""))
+        final = bool(event.get("final"))
+        self.gateway.publish(
+            "call.transfer", self, {"code": code, "reason": reason, "final": final}
+        )
+        if 200 <= code < 300:
+            # The sipfrag carries the agent call's 2xx: the agent answered.
+            self._cancel_timer()
+            self._report(Outcome.CONNECTED, f"transferred by REFER: {code} {reason}")
+            self._hang_up(self.customer_key)
+        elif code >= 300 or final:
+            # NOTE: a person was reached but no agent took the call. As with a
+            # failed agent leg, the engine has no outcome for that.
+            self._finish(Outcome.UNKNOWN, f"transfer failed: {code} {reason}".strip())
+
+    def _on_transfer_timeout(self) -> None:
+        if self.state is FlowState.TRANSFERRING:
+            # NOTE: the transferee may still be calling the agent, and that
+            # call can connect after this report.
+            self._finish(
+                Outcome.UNKNOWN,
+                "transfer failed: no final NOTIFY within "
+                f"{self._transfer_timeout_s():g} s",
+            )
 
     def _on_agent_answered(self) -> None:
         self.gateway.publish("call.answered", self, {"leg": "agent"})

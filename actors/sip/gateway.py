@@ -126,7 +126,8 @@ class CallGateway:
     on_event : callable, optional
         ``on_event(kind: str, payload: dict)`` for the event stream
         (``call.dialing``, ``call.answered``, ``call.verdict``,
-        ``call.bridged``, ``call.ended``, ``ivr.*``, ``sip.rejected``).
+        ``call.bridged``, ``call.transfer``, ``call.ended``, ``ivr.*``,
+        ``sip.rejected``).
     ivr_backend : optional
         Object with the methods of ``callsure.actors.sip.ivr.IvrBackend``;
         without it inbound calls are rejected with 503.

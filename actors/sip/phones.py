@@ -22,6 +22,8 @@ bank runs.
 
 ``PhoneBank.dial`` places an outgoing call (a caller reaching the gateway)
 with the same keys, plus ``dtmf_plan``: a list of ``[after_s, digits]``.
+A phone that receives a REFER calls its Refer-To URI as a new call with a
+key of its own, playing the same WAV, and reports ``transfer``.
 
 The bank reports ``incoming`` (with the ``X-`` headers received and the
 behaviour chosen), ``state``, ``dtmf`` and ``recorded`` events, each with
@@ -364,6 +366,25 @@ def _run_phones(fd: int) -> int:
         def onDtmfDigit(self, prm):  # noqa: N802
             emit(
                 {"ev": "dtmf", "call": self.key, "user": self.user, "digit": prm.digit}
+            )
+
+        def onCallTransferRequest(self, prm):  # noqa: N802
+            # PJSUA places the call that a REFER requests with this call's user
+            # data. Without a Call object of its own, pjsua2 sends that call's
+            # events to this object, which is freed when this call ends.
+            behaviour = {"play": self.behaviour.get("play", "")}
+            child = Phone(state["account"], pj.PJSUA_INVALID_ID, self.user, behaviour)
+            child.key = f"{self.user}#{next(serial)}"
+            state["calls"][child.key] = child
+            prm.newCall = child
+            emit(
+                {
+                    "ev": "transfer",
+                    "call": self.key,
+                    "new_call": child.key,
+                    "user": self.user,
+                    "uri": prm.dstUri,
+                }
             )
 
     class Account(pj.Account):

@@ -154,6 +154,20 @@ class _Call(pj.Call):
             {"ev": "dtmf", "call": self.key, "digit": prm.digit, "source": "rfc4733"}
         )
 
+    def onCallTransferStatus(self, prm):  # noqa: N802
+        # Progress of a REFER this call sent. PJSUA reports 100 "Accepted"
+        # when the REFER is accepted, then the status line of each NOTIFY's
+        # sipfrag body. ``final`` is set when the subscription has terminated.
+        self.worker.emit(
+            {
+                "ev": "transfer_status",
+                "call": self.key,
+                "code": int(prm.statusCode),
+                "reason": str(prm.reason),
+                "final": bool(prm.finalNotify),
+            }
+        )
+
 
 class _Player(pj.AudioMediaPlayer):
     def __init__(self, worker, key: str):
@@ -637,7 +651,24 @@ class EndpointWorker:
 
     def op_transfer(self, message: dict) -> None:
         record = self.calls[message["call"]]
-        record.call.xfer(message["uri"], pj.CallOpParam(True))
+        try:
+            record.call.xfer(message["uri"], pj.CallOpParam(True))
+        except pj.Error as error:
+            logger.warning(
+                "%s: REFER on %s failed: %s", self.name, message["call"], error.reason
+            )
+            # Reported like a failed transfer, so the flow need not wait for
+            # its transfer timer.
+            self.emit(
+                {
+                    "ev": "transfer_status",
+                    "call": message["call"],
+                    "code": 500,
+                    "reason": f"REFER not sent: {error.reason}",
+                    "final": True,
+                    "local_failure": True,
+                }
+            )
 
     def op_stats(self, message: dict) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
