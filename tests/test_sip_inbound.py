@@ -200,3 +200,47 @@ def test_ivr_caller_chosen_time(gateway, callers, scheduler, events):
     callbacks, _ = scheduler.list(customer_id=caller)
     assert callbacks[0].mode is CallbackMode.AT_TIME
     assert callbacks[0].promised_time == wanted
+
+
+class DispatcherProbe:
+    """IVR backend that waits, inside a backend call, for a dispatcher timer.
+
+    Were the backend called on the gateway's dispatcher thread, the timer
+    could not run until the call returned, and the wait would time out.
+    """
+
+    def __init__(self, inner, gateway):
+        self.inner = inner
+        self.gateway = gateway
+        self.timer_ran = threading.Event()
+        self.ran_during_call: bool | None = None
+
+    def estimate_wait_s(self, caller: str, queue: str) -> float:
+        self.gateway.schedule(0.0, self.timer_ran.set)
+        self.ran_during_call = self.timer_ran.wait(10.0)
+        return self.inner.estimate_wait_s(caller, queue)
+
+    def request_callback(self, *arguments):
+        return self.inner.request_callback(*arguments)
+
+
+def test_ivr_backend_call_leaves_dispatcher_free(gateway, callers, events):
+    probe = DispatcherProbe(gateway.ivr_backend, gateway)
+    original, gateway.ivr_backend = gateway.ivr_backend, probe
+    seen = len(events.items)
+    try:
+        callers.dial(
+            f"sip:ivr@{gateway.sip_addresses[0]}",
+            user="+14155550125",
+            hangup_after_s=8.0,
+        )
+        events.wait(
+            lambda kind, payload: (
+                kind == "ivr.wait_estimated"
+                and events.items.index((kind, payload)) >= seen
+            ),
+            timeout_s=40,
+        )
+    finally:
+        gateway.ivr_backend = original
+    assert probe.ran_during_call is True

@@ -8,9 +8,9 @@ the customer's shard grades the customer, then the coordinator stores the
 promise with a durable commit. The IVR reads the promised time back only
 after that commit returned.
 
-The IVR calls the backend on the gateway's dispatcher thread, which may
+The IVR calls the backend on the gateway's backend thread, which may
 block. The actor calls run on the event loop of the Ray actor hosting the
-gateway, and the dispatcher thread waits for their result.
+gateway, and the backend thread waits for their result.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from callsure.engine.phone import mask_number, parse_e164
 
 logger = logging.getLogger(__name__)
 
-# NOTE: the gateway's dispatcher thread waits for the actors, so every call
-# flow of the gateway stalls while the coordinator does not reply, for up
-# to this long (a coordinator restart takes a few seconds).
+# NOTE: the gateway has one backend thread. While the coordinator does not
+# reply (a restart takes a few seconds), every IVR caller waits up to this
+# long for a wait estimate or a promise, but outbound calls go on.
 ACTOR_TIMEOUT_S = 10.0
 # The grade the coordinator's grade rules give a caller it cannot look up.
 DEFAULT_GRADE = "regular"

@@ -9,7 +9,11 @@ Threading: each endpoint has a reader thread that only queues its events.
 One dispatcher thread takes events and timer expiries from that queue in
 order and runs every call flow and IVR session, so the flows need no locks
 and see their events in the order the endpoint sent them. ``dial`` may be
-called from any thread; it queues the order too.
+called from any thread; it queues the order too. The IVR's calls to its
+backend (the predicted wait, storing a promise) may wait seconds for the
+coordinator, so they run on one backend thread (``run_in_background``)
+and their results come back through the same queue. A slow coordinator
+then delays only those results, not the other calls.
 
 What survives a crash: an endpoint process that dies is detected by end
 of file on its socket; every attempt it held is reported as
@@ -24,6 +28,7 @@ gateway.
 
 from __future__ import annotations
 
+import concurrent.futures
 import heapq
 import itertools
 import logging
@@ -154,6 +159,7 @@ class CallGateway:
         self._pending: list[tuple[float, DialOrder]] = []
         self._accepted_keys: set[str] = set()
         self._dispatcher: threading.Thread | None = None
+        self._backend_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._running = False
         self._stopping = False
         self.rejected_sources: dict[str, int] = {}
@@ -166,6 +172,11 @@ class CallGateway:
 
         self.scenario = load_scenario(self.settings.scenario or None, self.prompts)
         self._running = True
+        # One thread, because the in-process backend shares a scheduler
+        # that is not safe to call from two threads at once.
+        self._backend_thread = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sip-ivr-backend"
+        )
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="sip-gateway", daemon=True
         )
@@ -192,6 +203,8 @@ class CallGateway:
         for endpoint in self.endpoints:
             endpoint.stop()
         self._running = False
+        if self._backend_thread is not None:
+            self._backend_thread.shutdown(wait=False, cancel_futures=True)
         self._queue.put(("stop", None, None))
         if self._dispatcher is not None:
             self._dispatcher.join(5.0)
@@ -318,6 +331,28 @@ class CallGateway:
         self._queue.put(("timer", timer, None))
         return timer
 
+    def run_in_background(
+        self,
+        work: Callable[[], object],
+        done: Callable[[object, BaseException | None], None],
+    ) -> None:
+        """Run ``work`` on the backend thread, then ``done`` on the dispatcher.
+
+        ``done(result, None)`` gets the result, or ``done(None, error)`` the
+        exception ``work`` raised.
+        """
+        if self._backend_thread is None:
+            done(None, GatewayError("the gateway is not started"))
+            return
+        try:
+            future = self._backend_thread.submit(work)
+        except RuntimeError:
+            done(None, GatewayError("the gateway is stopping"))
+            return
+        future.add_done_callback(
+            lambda finished: self._queue.put(("result", (done, finished), None))
+        )
+
     def send(self, endpoint: EndpointProcess, command: dict) -> None:
         """Send a command to an endpoint; a dial turns a reservation into a call."""
         if command.get("op") == "dial":
@@ -394,6 +429,11 @@ class CallGateway:
                     self._accept(subject)
                 elif kind == "event":
                     self._handle_event(subject, event)
+                elif kind == "result":
+                    done, finished = subject
+                    if not finished.cancelled():
+                        error = finished.exception()
+                        done(None if error else finished.result(), error)
                 elif kind == "timer":
                     heapq.heappush(
                         self._timers, (subject.due, next(self._sequence), subject)

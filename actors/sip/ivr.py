@@ -4,9 +4,11 @@ An ``IvrSession`` lives on the gateway's dispatcher thread like an
 outbound flow. It answers the call, walks the scenario's nodes (play,
 menu, collect, callback, hangup), takes digits from RFC 4733 events and
 from the in-band detector, and asks an ``IvrBackend`` for the predicted
-wait and for the callback promise. The promise is stored by the backend
-before the session reads it back, so a caller who hangs up during the
-read-back still gets the callback.
+wait and for the callback promise. Those backend calls run on the
+gateway's backend thread and their results come back to the dispatcher,
+so other calls go on while the coordinator works. The promise is stored
+by the backend before the session reads it back, so a caller who hangs up
+during the read-back (or while it is stored) still gets the callback.
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ def callback_history(history: list[str]) -> tuple[str, ...]:
     return tuple(history[-MAX_IVR_STEPS:])
 
 
+def _trace(error: BaseException) -> BaseException | None:
+    """Return ``error`` for a traceback in the log, unless callsure raised it."""
+    return None if isinstance(error, CallsureError) else error
+
+
 class IvrSession:
     """One inbound call walking a scenario."""
 
@@ -95,6 +102,7 @@ class IvrSession:
         self.live = True
         self.reserved_legs = 0
         self._timer = None
+        self._starting = False
 
     @property
     def keys(self) -> tuple[str]:
@@ -125,11 +133,25 @@ class IvrSession:
                 self._on_digit(str(digit))
 
     def _enter_start(self) -> None:
-        try:
-            wait_s = self.backend.estimate_wait_s(self.caller, self.scenario.queue)
-        except CallsureError:
-            logger.exception("ivr %s: wait estimate failed", self.key)
+        if self._starting:
+            return
+        self._starting = True
+        caller, queue = self.caller, self.scenario.queue
+        self.gateway.run_in_background(
+            lambda: self.backend.estimate_wait_s(caller, queue), self._on_wait_estimated
+        )
+
+    def _on_wait_estimated(self, wait_s: float | None, error: BaseException | None):
+        if error is not None:
+            logger.error(
+                "ivr %s: wait estimate failed: %s",
+                self.key,
+                error,
+                exc_info=_trace(error),
+            )
             wait_s = 0.0
+        if not self.live:
+            return
         self.variables["wait_minutes"] = str(max(1, round(wait_s / 60)))
         self.gateway.publish(
             "ivr.wait_estimated", self, {"wait_s": wait_s, "queue": self.scenario.queue}
@@ -232,22 +254,42 @@ class IvrSession:
         requested = None
         if mode == "at_time":
             requested = self.variables.get(self.node["time_variable"])
-        try:
-            promised = self.backend.request_callback(
-                self.caller,
-                self.scenario.queue,
-                mode,
-                requested,
-                callback_history(self.history),
-            )
-        except (InfeasibleTimeError, ValidationError) as error:
+        caller, queue = self.caller, self.scenario.queue
+        history = callback_history(self.history)
+        node = self.node
+        self.gateway.run_in_background(
+            lambda: self.backend.request_callback(
+                caller, queue, mode, requested, history
+            ),
+            lambda promised, error: self._on_callback_stored(
+                node, mode, promised, error
+            ),
+        )
+
+    def _on_callback_stored(
+        self,
+        node: dict,
+        mode: str,
+        promised: datetime | None,
+        error: BaseException | None,
+    ) -> None:
+        # A caller who hung up meanwhile keeps the promise, but the session
+        # plays nothing more.
+        if isinstance(error, InfeasibleTimeError | ValidationError):
             logger.info("ivr %s: callback %s rejected: %s", self.key, mode, error)
             self.gateway.publish("ivr.callback_rejected", self, {"reason": str(error)})
-            self._enter(self.node.get("on_infeasible", self.node.get("on_failure")))
+            if self.live:
+                self._enter(node.get("on_infeasible", node.get("on_failure")))
             return
-        except CallsureError:
-            logger.exception("ivr %s: callback request failed", self.key)
-            self._enter(self.node.get("on_failure"))
+        if error is not None:
+            logger.error(
+                "ivr %s: callback request failed: %s",
+                self.key,
+                error,
+                exc_info=_trace(error),
+            )
+            if self.live:
+                self._enter(node.get("on_failure"))
             return
         if promised is not None:
             self.variables["promised_time"] = promised.strftime("%H%M")
@@ -256,7 +298,8 @@ class IvrSession:
             self,
             {"mode": mode, "promised_time": self.variables.get("promised_time", "")},
         )
-        self._enter(self.node["next"])
+        if self.live:
+            self._enter(node["next"])
 
     # -------------------------------------------------------------- ending
 
