@@ -12,7 +12,15 @@ part of the request URI:
   ``dtmf`` ``dtmf_after_s`` seconds after answering, record what it hears
   to ``record`` (a WAV path) and hang up after ``hangup_after_s``;
 - ``reject``: answer with the final status ``code`` after ``delay_s``;
-- ``ring``: send 180 and never answer.
+- ``ring``: send 180 and never answer;
+- ``early``: send 183 Session Progress with SDP, play ``play`` as early
+  media, and after ``early_s`` seconds go on with the behaviour ``then``
+  (``reject`` with its ``code``, or ``answer`` with its own keys; the
+  early player stops at that moment).
+
+An answered call may also play WAV files later with ``play_plan``, a list
+of ``[after_s, path]`` counted from answer: each file replaces the one
+playing (in-band DTMF tones played after a greeting, for example).
 
 A number may also map to a list of behaviours: its first incoming call
 uses the first, the next call the second, and the last one repeats (a
@@ -313,6 +321,7 @@ def _run_phones(fd: int) -> int:
             self.behaviour = behaviour
             self.player = None
             self.recorder = None
+            self.media_started = False
             self.key = f"{user}#{call_id}"
             # Set on DISCONNECTED: isActive() asks PJSUA about the call id,
             # which a later call may already reuse.
@@ -342,15 +351,16 @@ def _run_phones(fd: int) -> int:
             emit(event)
 
         def onCallMediaState(self, prm):  # noqa: N802
-            if self.player or self.recorder or not self.hasMedia():
+            if self.media_started or not self.hasMedia():
                 return
+            self.start_media()
+
+        def start_media(self):
+            """Play, record and schedule the digits of the current behaviour."""
+            self.media_started = True
             audio = self.getAudioMedia(-1)
             if self.behaviour.get("play"):
-                self.player = pj.AudioMediaPlayer()
-                self.player.createPlayer(
-                    self.behaviour["play"], pj.PJMEDIA_FILE_NO_LOOP
-                )
-                self.player.startTransmit(audio)
+                self.play(self.behaviour["play"])
             if self.behaviour.get("record") and self.recorder is None:
                 self.recorder = pj.AudioMediaRecorder()
                 self.recorder.createRecorder(self.behaviour["record"])
@@ -362,6 +372,14 @@ def _run_phones(fd: int) -> int:
                 )
             for after_s, digits in plan:
                 later(after_s, lambda k=self.key, d=digits: send_digits(k, d))
+            for after_s, path in self.behaviour.get("play_plan", []):
+                later(after_s, lambda k=self.key, p=path: play_file(k, p))
+
+        def play(self, path):
+            # A new player replaces the one playing, which stops.
+            self.player = pj.AudioMediaPlayer()
+            self.player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+            self.player.startTransmit(self.getAudioMedia(-1))
 
         def onDtmfDigit(self, prm):  # noqa: N802
             emit(
@@ -413,21 +431,50 @@ def _run_phones(fd: int) -> int:
                     "code": behaviour.get("code", 0),
                 }
             )
-            ringing = pj.CallOpParam(True)
-            ringing.statusCode = 180
-            call.answer(ringing)
             action = behaviour.get("action", "answer")
-            delay = float(behaviour.get("delay_s", 0.0))
-            if action == "answer":
-                later(delay, lambda k=call.key: answer(k, 200))
-                if behaviour.get("hangup_after_s"):
-                    later(
-                        delay + behaviour["hangup_after_s"],
-                        lambda k=call.key: hang_up(k),
-                    )
-            elif action == "reject":
-                code = int(behaviour.get("code", 486))
-                later(delay, lambda k=call.key, c=code: hang_up(k, c))
+            ringing = pj.CallOpParam(True)
+            # 183 with SDP sets up early media; its player starts when the
+            # media is active (onCallMediaState).
+            ringing.statusCode = 183 if action == "early" else 180
+            call.answer(ringing)
+            if action == "early":
+                then = behaviour.get("then", {})
+                later(
+                    float(behaviour.get("early_s", 3.0)),
+                    lambda k=call.key, t=then: go_on(k, t),
+                )
+            else:
+                schedule_behaviour(call.key, behaviour)
+
+    def schedule_behaviour(key, behaviour):
+        action = behaviour.get("action", "answer")
+        delay = float(behaviour.get("delay_s", 0.0))
+        if action == "answer":
+            later(delay, lambda: answer(key, 200))
+            if behaviour.get("hangup_after_s"):
+                later(delay + behaviour["hangup_after_s"], lambda: hang_up(key))
+        elif action == "reject":
+            code = int(behaviour.get("code", 486))
+            later(delay, lambda: hang_up(key, code))
+
+    def go_on(key, behaviour):
+        # The end of early media: stop its player and take the next
+        # behaviour, whose media starts when the call is answered.
+        call = live_call(key)
+        if call is None:
+            return
+        call.player = None
+        record = behaviour.get("record") or call.behaviour.get("record")
+        call.behaviour = {**behaviour, "record": record}
+        call.media_started = False
+        emit({"ev": "early_end", "call": key, "user": call.user})
+        schedule_behaviour(key, behaviour)
+
+    def play_file(key, path):
+        call = live_call(key)
+        if call is not None:
+            call.play(path)
+            emit({"ev": "played", "call": key, "user": call.user, "path": path})
 
     def live_call(key):
         call = state["calls"].get(key)
@@ -447,6 +494,10 @@ def _run_phones(fd: int) -> int:
             parameters = pj.CallOpParam(True)
             parameters.statusCode = code
             call.answer(parameters)
+            if not call.media_started and call.hasMedia():
+                # After early media PJSUA reports no new media state at the
+                # 200, so the answered behaviour's media starts here.
+                call.start_media()
 
     def hang_up(key, code=0):
         call = live_call(key)

@@ -780,6 +780,12 @@ class EndpointWorker:
         if state == pj.PJSIP_INV_STATE_EARLY:
             record.provisional = True
         if state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            if not record.answered and record.tap is not None:
+                # A final response can follow early media (a special
+                # information tone, then 404) within one tick: analyse the
+                # frames already received, so their verdict is sent before
+                # the call's end and the flow reports what was heard.
+                self._analyse_taps()
             event["answered"] = record.answered
             event["timed_out"] = record.timed_out
             event["duration_s"] = info.connectDuration.sec
@@ -876,6 +882,9 @@ class EndpointWorker:
         so the Python cost per tick does not grow with the frames per tap.
         """
         self._check_ring_timers(now)
+        self._analyse_taps()
+
+    def _analyse_taps(self) -> None:
         tapped = [r for r in self.calls.values() if r.tap is not None]
         if not tapped:
             return
