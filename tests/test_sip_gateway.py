@@ -15,8 +15,10 @@ import signal
 import socket
 import threading
 import time
+import wave
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from sip_peers import PhoneBank, concatenate_wavs, wav_rms
 
@@ -587,3 +589,62 @@ def test_packet_40_ms_detects_person(amd_corpus):
             report = reports.wait(order.attempt_id)
     assert report.outcome is Outcome.CONNECTED
     assert report.verdict == "HUMAN"
+
+
+def dtmf_tone_wav(path, digit_hz=(697, 1209), tone_ms=100, rate_hz=8000) -> str:
+    """Write a WAV of one DTMF key as audio: two sine tones, then silence."""
+    t = np.arange(rate_hz * tone_ms // 1000) / rate_hz
+    low, high = digit_hz
+    tone = 8000 * (np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t))
+    samples = np.concatenate([tone, np.zeros(rate_hz // 2)]).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate_hz)
+        out.writeframes(samples.tobytes())
+    return str(path)
+
+
+def test_inband_dtmf_confirms_bridge(amd_corpus, tmp_path):
+    # The customer presses 1 as audio tones (697 + 1209 Hz) and the phone
+    # sends no RFC 4733 event, so only the analyser can hear the key.
+    reports = Reports()
+    key_one = dtmf_tone_wav(tmp_path / "key-1.wav")
+    person = {
+        "action": "answer",
+        "delay_s": 0.2,
+        "play": corpus_file(amd_corpus, "HUMAN"),
+        "play_plan": [[6.0, key_one]],
+        "hangup_after_s": 12.0,
+    }
+
+    with (
+        PhoneBank({"+15550000050": person}, name="inband-customers") as phones,
+        PhoneBank({"agent-50": {"action": "answer"}}, name="inband-agents") as agents,
+    ):
+        settings = GatewaySettings(
+            endpoint_processes=1,
+            customer_uri_template=phones.uri_template("number"),
+            agent_uri_template=agents.uri_template("agent"),
+            ring_timeout_s=10.0,
+            confirm_with_dtmf=True,
+            confirm_timeout_s=10.0,
+        )
+        with CallGateway(settings, reports.on_outcome, reports.on_event) as gateway:
+            order = make_order("+15550000050", agent="agent-50")
+            gateway.dial(order)
+            report = reports.wait(order.attempt_id)
+            played = phones.wait_for(lambda e: e["ev"] == "played")
+
+    assert report.outcome is Outcome.CONNECTED
+    assert report.agent_id == "agent-50"
+    assert played["path"] == key_one
+    assert not [e for e in phones.events if e["ev"] == "dtmf_sent"]
+
+    digits = [
+        payload
+        for kind, payload in attempt_events(reports, order.attempt_id)
+        if kind == "call.dtmf"
+    ]
+    assert digits[0]["digit"] == "1"
+    assert digits[0]["source"] == "inband"
