@@ -297,9 +297,16 @@ class PromisePlanner:
                     request.time_zone,
                     "send the IANA zone of the local time",
                 )
-            when = local_to_utc(
-                request.requested_local_time, zone_named(request.time_zone)
-            )
+            try:
+                when = local_to_utc(
+                    request.requested_local_time, zone_named(request.time_zone)
+                )
+            except OverflowError:
+                raise InvalidTimeError(
+                    "requested_local_time",
+                    request.requested_local_time.isoformat(),
+                    "send a time within the booking horizon",
+                ) from None
         else:
             raise ValidationError(
                 "requested_time",
@@ -312,7 +319,27 @@ class PromisePlanner:
                 when.isoformat(),
                 "send a time that is not in the past",
             )
+        limit = self.booking_limit(now)
+        if when > limit:
+            raise InvalidTimeError(
+                "requested_time",
+                when.isoformat(),
+                f"send a time up to {limit.isoformat(timespec='minutes')}; promises "
+                f"are made at most {(limit - now).total_seconds() / 3600:g} h ahead",
+            )
         return max(when, now)
+
+    def booking_limit(self, now: datetime) -> datetime:
+        """Return the latest time a promise made at ``now`` may be for.
+
+        The booking horizon, or the predictor's horizon when that is
+        shorter: beyond it no keep probability can be computed.
+        """
+        horizon_s = self._policy.promise.booking_horizon_s
+        predictor_horizon_s = getattr(self.scheduler.predictor, "horizon_s", None)
+        if predictor_horizon_s is not None:
+            horizon_s = min(horizon_s, predictor_horizon_s)
+        return now + timedelta(seconds=horizon_s)
 
     def _predicted_time(
         self, request: CallbackRequest, now: datetime, entry: datetime
@@ -362,6 +389,13 @@ class PromisePlanner:
                 "send window_date and window_period (window mode)",
             )
         calendar = self.scheduler.calendar_for(request.queue)
+        last_date = self.booking_limit(now).astimezone(calendar.zone).date()
+        if request.window_date > last_date:
+            raise InvalidTimeError(
+                "window_date",
+                request.window_date.isoformat(),
+                f"send a date up to {last_date.isoformat()}, the booking horizon",
+            )
         window = calendar.window(request.window_date, request.window_period)
         if window.end <= now:
             raise InvalidTimeError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from scheduler_support import T0, make_scheduler, office_hours, request
@@ -153,6 +153,36 @@ def test_at_time_in_past_rejected(scheduler):
     past = T0 - timedelta(hours=1)
     with pytest.raises(InvalidTimeError, match="past"):
         scheduler.create(request("c1", mode=CallbackMode.AT_TIME, requested_time=past))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"requested_time": datetime(2200, 1, 1, 10, 0, tzinfo=UTC)},
+        # 23:59 local in New York is past the last UTC date there is.
+        {
+            "requested_local_time": datetime(9999, 12, 31, 23, 59),
+            "time_zone": "America/New_York",
+        },
+    ],
+    ids=["year-2200", "year-9999-local"],
+)
+def test_at_time_beyond_horizon_rejected(scheduler, fields):
+    with pytest.raises(InvalidTimeError, match="requested_"):
+        scheduler.create(request("c1", mode=CallbackMode.AT_TIME, **fields))
+
+
+def test_window_beyond_horizon_rejected(scheduler):
+    scheduler.set_calendar("*", office_hours())
+    with pytest.raises(InvalidTimeError, match="window_date"):
+        scheduler.create(
+            request(
+                "c1",
+                mode=CallbackMode.WINDOW,
+                window_date=date(9999, 12, 31),
+                window_period="day",
+            )
+        )
 
 
 def test_at_time_feasible_is_promised(scheduler):
