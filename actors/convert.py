@@ -319,8 +319,16 @@ def parse_cursor(cursor: str) -> int:
     """Return the sequence number of an event cursor; empty means 0."""
     if not cursor:
         return 0
-    if not cursor.isdigit():
+    # Event sequence numbers are SQLite integers, below 2**63 (19 digits).
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19:
+        raise ValidationError(
+            "after_cursor",
+            cursor[:32],
+            "send the cursor of an event you received",
+        )
+    seq = int(cursor)
+    if seq >= 2**63:
         raise ValidationError(
             "after_cursor", cursor, "send the cursor of an event you received"
         )
-    return int(cursor)
+    return seq

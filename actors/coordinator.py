@@ -259,6 +259,16 @@ class Coordinator:
                 except CallsureError as exc:
                     results.append(exc)
                     continue
+                except Exception:  # noqa: BLE001 - the batch's other requests go on
+                    # The store rolled back this request's writes, if any.
+                    logger.exception("create of request %s failed", request.request_id)
+                    results.append(
+                        CallsureError(
+                            f"request {request.request_id!r} failed inside the "
+                            "engine; see the server log"
+                        )
+                    )
+                    continue
                 key = (callback.queue, callback.priority, request.queue_position)
                 if key not in waits:
                     waits[key] = wait_of(self._estimate_for(*key))

@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "callsure.v1"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# Maximum length of a message or detail text in an error reply.
+MAX_TEXT = 512
 
 
 class RpcError(Exception):
@@ -98,7 +100,36 @@ def _error_info(
 
 
 def to_rpc_error(exc: BaseException) -> RpcError:
-    """Map an exception raised by the engine or Ray to an ``RpcError``."""
+    """Map an exception raised by the engine or Ray to an ``RpcError``.
+
+    Texts are clipped to ``MAX_TEXT`` characters: the message travels in a
+    response header, and gRPC drops a reply whose headers pass 8 KiB, so a
+    request that echoes a very long value would get no error at all.
+    """
+    error = _map_error(exc)
+    error.message = _clip(error.message)
+    for detail in error.details:
+        if isinstance(detail, error_details_pb2.BadRequest):
+            for violation in detail.field_violations:
+                violation.description = _clip(violation.description)
+        elif isinstance(detail, error_details_pb2.ResourceInfo):
+            detail.resource_name = _clip(detail.resource_name)
+        elif isinstance(detail, error_details_pb2.PreconditionFailure):
+            for violation in detail.violations:
+                violation.description = _clip(violation.description)
+        elif isinstance(detail, error_details_pb2.ErrorInfo):
+            for key, value in list(detail.metadata.items()):
+                detail.metadata[key] = _clip(value)
+    return error
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_TEXT:
+        return text
+    return f"{text[:MAX_TEXT]}... ({len(text)} characters)"
+
+
+def _map_error(exc: BaseException) -> RpcError:
     exc = unwrap(exc)
     if isinstance(exc, RpcError):
         return exc

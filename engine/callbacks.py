@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 
@@ -209,16 +210,27 @@ class CallbackRequest:
 
 
 def check_length(field: str, value: object, limit: int) -> None:
-    """Raise ``ValidationError`` when the text ``value`` is over ``limit``.
+    """Raise ``ValidationError`` when the text ``value`` is over ``limit``
+    or contains a control character (a newline, a NUL).
 
     Values that are not text pass, so that the check that needs a type can
     name it. The error shows only the first 16 characters of the value.
     """
-    if isinstance(value, str) and len(value) > limit:
+    if not isinstance(value, str):
+        return
+    if len(value) > limit:
         raise ValidationError(
             field,
             value[:16] + "...",
             f"send at most {limit} characters; this value has {len(value)}",
+        )
+    if not value.isprintable() and any(
+        unicodedata.category(character) == "Cc" for character in value
+    ):
+        raise ValidationError(
+            field,
+            value[:16],
+            "send text without control characters (newlines, tabs, NUL)",
         )
 
 

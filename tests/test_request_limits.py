@@ -17,6 +17,7 @@ from google.rpc import error_details_pb2
 from scheduler_support import T0, make_scheduler, request
 from serve_support import ServeProcess, private_folder
 
+from callsure.actors.convert import parse_cursor
 from callsure.actors.errors import decode_status, to_rpc_error
 from callsure.actors.services.contacts import contact_event_from_proto
 from callsure.engine.callbacks import (
@@ -27,7 +28,7 @@ from callsure.engine.callbacks import (
     MAX_QUEUE_LENGTH,
 )
 from callsure.engine.clock import VirtualClock
-from callsure.engine.exceptions import ValidationError
+from callsure.engine.exceptions import NotFoundError, ValidationError
 from callsure.engine.store import SQLiteStore
 from callsure.v1 import callback_pb2, callback_pb2_grpc, contact_pb2, contact_pb2_grpc
 
@@ -234,3 +235,27 @@ def test_contact_event_field_over_limit_rejected(field, value, limit):
         contact_event_from_proto(event)
     assert info.value.field == f"event.{field}"
     assert f"at most {limit} characters" in info.value.fix
+
+
+@pytest.mark.parametrize("cursor", ["9" * 5000, str(2**63), "١٢"])
+def test_event_cursor_out_of_range_rejected(cursor):
+    with pytest.raises(ValidationError) as info:
+        parse_cursor(cursor)
+    assert info.value.field == "after_cursor"
+
+
+def test_error_reply_clips_long_values():
+    name = "callbacks/" + "a" * 5000
+    error = to_rpc_error(NotFoundError("callback", name))
+    assert len(error.message) < 600
+    (resource,) = error.details
+    assert len(resource.resource_name) < 600
+    assert resource.resource_name.endswith("(5010 characters)")
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\x01b", "a\x00"])
+def test_control_characters_in_id_rejected(value):
+    with pytest.raises(ValidationError) as info:
+        build(customer_id=value)
+    assert info.value.field == "customer_id"
+    assert "control characters" in info.value.fix
