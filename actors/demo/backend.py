@@ -13,7 +13,7 @@ import itertools
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -147,19 +147,30 @@ def _engine_error(error: grpc.RpcError) -> CallsureError:
     message = error.details() or str(code)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ValidationError("request", None, message)
-    if code == grpc.StatusCode.FAILED_PRECONDITION and _reason(error) == (
-        "TIME_INFEASIBLE"
+    info = _error_info(error)
+    if (
+        code == grpc.StatusCode.FAILED_PRECONDITION
+        and info is not None
+        and info.reason == "TIME_INFEASIBLE"
     ):
-        return InfeasibleTimeError(datetime.now(), None, message)
+        # The server's details carry the requested and nearest times apart.
+        metadata = info.metadata
+        requested = metadata.get("requested_time")
+        nearest = metadata.get("nearest_feasible_time")
+        return InfeasibleTimeError(
+            datetime.fromisoformat(requested) if requested else datetime.now(UTC),
+            datetime.fromisoformat(nearest) if nearest else None,
+            metadata.get("reason", message),
+        )
     return CallsureError(f"{code.name}: {message}")
 
 
-def _reason(error: grpc.RpcError) -> str:
+def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     status = decode_status(error)
     if status is None:
-        return ""
+        return None
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
-    return ""
+            return info
+    return None
