@@ -9,8 +9,11 @@ else.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import click
 
@@ -35,6 +38,61 @@ def _package_version() -> str:
         return version("callsure")
     except PackageNotFoundError:
         return "unknown (not installed)"
+
+
+def check_output_file(path: str | os.PathLike, option: str) -> None:
+    """Raise ``click.BadParameter`` unless ``path`` can be written.
+
+    Commands call this at start, so that a long run is not lost to a
+    missing or read-only folder when the result is written at the end.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise click.BadParameter(
+            f"{path} is a folder: give a file name inside it", param_hint=f"'{option}'"
+        )
+    _check_writable_folder(path.parent, option)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise click.BadParameter(
+            f"{path} is not writable: change its permissions or pick another file",
+            param_hint=f"'{option}'",
+        )
+
+
+def check_output_folder(folder: str | os.PathLike, option: str) -> None:
+    """Create ``folder`` if it is missing.
+
+    Raise ``click.BadParameter`` unless files can be written in it.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise click.BadParameter(
+            f"failed to create folder {folder} ({error.strerror}): "
+            "pick a folder under a writable one",
+            param_hint=f"'{option}'",
+        ) from None
+    _check_writable_folder(folder, option)
+
+
+def _check_writable_folder(folder: Path, option: str) -> None:
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"folder {folder} does not exist: create it or pick another path",
+            param_hint=f"'{option}'",
+        )
+    # access(2) grants root write access even where the file system rejects
+    # the write, so a file is created and removed to find out.
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise click.BadParameter(
+            f"cannot write in folder {folder} ({error.strerror}): "
+            "pick a writable folder",
+            param_hint=f"'{option}'",
+        ) from None
 
 
 class LazyGroup(click.Group):

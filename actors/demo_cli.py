@@ -151,9 +151,12 @@ def demo(
     no_view,
 ):
     """Replay a surge of the real call log through callsure over SIP."""
+    from callsure.actors.cli import check_output_file
     from callsure.actors.demo.runner import DemoOptions, run_demo
     from callsure.actors.demo.view import LiveView
 
+    if json_path is not None:
+        check_output_file(json_path, "--json")
     # gRPC's C core prints a line at every fork while channels are open
     # (Ray and pjsua2 processes are forked), which would break the screen.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -197,7 +200,14 @@ def demo(
         _remove_ray_folder(ray_folder)
     click.echo(format_report(report))
     if json_path is not None:
-        json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        # The folder was checked at start, but it may have gone since.
+        try:
+            json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        except OSError as error:
+            raise click.ClickException(
+                f"failed to write the report to {json_path} ({error.strerror}). "
+                "The report above is complete"
+            ) from None
         click.echo(f"report written to {json_path}")
 
 

@@ -53,8 +53,12 @@ def read_log(path: Path):
         return read_call_log(plain)
 
 
-def parse_days(text: str, count: int) -> list[int]:
-    """Parse ``all``, ``FIRST-LAST`` or ``3,5,9`` into day numbers from 1."""
+def parse_days(text: str, count: int, option: str = "--days") -> list[int]:
+    """Parse ``all``, ``FIRST-LAST`` or ``3,5,9`` into day numbers from 1.
+
+    Errors raise ``click.BadParameter`` naming ``option``.
+    """
+    hint = f"'{option}'"
     text = text.strip().lower()
     if text == "all":
         return list(range(1, count + 1))
@@ -65,18 +69,21 @@ def parse_days(text: str, count: int) -> list[int]:
             low, high = int(first), int(last if sep else first)
         except ValueError:
             raise click.BadParameter(
-                f"{text!r} is not a day list: use all, FIRST-LAST (1-7) or 3,5,9"
+                f"{text!r} is not a day list: use all, FIRST-LAST (1-7) or 3,5,9",
+                param_hint=hint,
             ) from None
         if low > high:
             raise click.BadParameter(
-                f"day range {part.strip()} is reversed: write it as {high}-{low}"
+                f"day range {part.strip()} is reversed: write it as {high}-{low}",
+                param_hint=hint,
             )
         # The bounds are checked before the range is expanded, so a huge
         # range fails at once instead of filling memory.
         for number in (low, high):
             if not 1 <= number <= count:
                 raise click.BadParameter(
-                    f"day {number} is outside the log: use 1 to {count}"
+                    f"day {number} is outside the log: use 1 to {count}",
+                    param_hint=hint,
                 )
         numbers.update(range(low, high + 1))
     return sorted(numbers)
@@ -351,8 +358,13 @@ def _replay(
     store_dir,
     **option_values,
 ):
+    from callsure.actors.cli import check_output_file, check_output_folder
     from callsure.engine.simulation import ReplayOptions, log_days, replay_days
 
+    if json_path:
+        check_output_file(json_path, "--json")
+    if plot_dir:
+        check_output_folder(plot_dir, "--plot-dir")
     if predictor == "learned" and model_path is None:
         raise click.UsageError(
             "--predictor learned needs --model FILE (fit one with `callsure model fit`)"
@@ -366,6 +378,14 @@ def _replay(
     if not dates:
         raise click.UsageError(f"{log.path} contains no usable calls")
     chosen = [dates[n - 1] for n in parse_days(days, len(dates))]
+    plot_date = None
+    if plot_dir and plot_day is not None:
+        # Checked before the replay, which may run for minutes.
+        plot_date = dates[parse_days(str(plot_day), len(dates), "--plot-day")[0] - 1]
+        if plot_date not in chosen:
+            raise click.UsageError(
+                f"--plot-day {plot_day} is not replayed: add it to --days"
+            )
     try:
         replays, report = replay_days(
             log,
@@ -381,17 +401,18 @@ def _replay(
     report["predictor"] = predictor
     click.echo(format_table(report))
     if json_path:
-        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        # The folder was checked at start, but it may have gone since.
+        try:
+            Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as error:
+            raise click.ClickException(
+                f"failed to write {json_path} ({error.strerror}). The table "
+                "above is complete"
+            ) from None
         click.echo(f"wrote {json_path}")
     if plot_dir:
-        if plot_day is not None:
-            plot_date = dates[parse_days(str(plot_day), len(dates))[0] - 1]
-            picked = [r for r in replays if r.day == plot_date]
-            if not picked:
-                raise click.UsageError(
-                    f"--plot-day {plot_day} was not replayed: add it to --days"
-                )
-            chosen_replay = picked[0]
+        if plot_date is not None:
+            chosen_replay = next(r for r in replays if r.day == plot_date)
         else:
             chosen_replay = max(replays, key=lambda r: len(r.baseline.results))
         for path in plot_replayed_day(chosen_replay, plot_dir):

@@ -119,3 +119,14 @@ def test_serve_non_loopback_sip_address_rejected(tmp_path):
     )
     assert result.exit_code == 2
     assert "sip.bind_address" in result.output
+
+
+def test_demo_checks_json_folder_first():
+    # The check comes before Ray and the phones start, so this returns at once.
+    result = CliRunner().invoke(
+        cli, ["demo", "--quick", "--no-view", "--json", "/proc/nope/x.json"]
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--json'" in result.output
+    assert "folder /proc/nope does not exist" in result.output
+    assert "Traceback" not in result.output

@@ -124,3 +124,76 @@ def test_replay_reports_an_unusable_store_in_one_line(bank_log, tmp_path):
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)
     assert "cannot open the store" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--json", "/proc/nope/r.json", "folder /proc/nope does not exist"),
+        ("--plot-dir", "/proc/nope", "failed to create folder /proc/nope"),
+    ],
+)
+def test_replay_checks_output_paths_first(bank_log, option, value, message):
+    # The store folder cannot be created either, which fails the replay with
+    # exit status 1. Status 2 shows that the output path was checked first.
+    result = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            str(bank_log),
+            "--days",
+            "8",
+            "--store-dir",
+            "/proc/nope-store",
+            option,
+            value,
+        ],
+    )
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert f"Invalid value for '{option}'" in result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_replay_json_under_file_rejected(bank_log, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    result = CliRunner().invoke(
+        cli, ["replay", str(bank_log), "--json", str(blocker / "r.json")]
+    )
+    assert result.exit_code == 2
+    assert f"folder {blocker} does not exist" in result.output
+
+
+def test_replay_bad_day_names_option(bank_log):
+    result = CliRunner().invoke(cli, ["replay", str(bank_log), "--days", "0"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--days': day 0 is outside the log" in result.output
+
+
+def test_parse_days_names_given_option():
+    with pytest.raises(click.BadParameter) as caught:
+        parse_days("30", 21, "--plot-day")
+    assert "'--plot-day'" in caught.value.format_message()
+
+
+def test_replay_plot_day_outside_days_fails_first(bank_log, tmp_path):
+    # The unusable store folder would fail the replay with status 1.
+    result = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            str(bank_log),
+            "--days",
+            "8",
+            "--plot-dir",
+            str(tmp_path / "plots"),
+            "--plot-day",
+            "9",
+            "--store-dir",
+            "/proc/nope-store",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--plot-day 9 is not replayed: add it to --days" in result.output
