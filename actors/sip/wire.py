@@ -37,7 +37,11 @@ class MessageChannel:
 
     def receive(self, max_bytes: int = 65536) -> list[dict] | None:
         """Block for data and return the complete messages, or ``None`` at EOF."""
-        data = self.sock.recv(max_bytes)
+        try:
+            data = self.sock.recv(max_bytes)
+        except ConnectionResetError:
+            # The peer closed with data still unread: gone all the same.
+            return None
         if not data:
             return None
         self._unpacker.feed(data)
@@ -51,6 +55,8 @@ class MessageChannel:
                 data = self.sock.recv(65536, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return messages
+            except ConnectionResetError:
+                return None
             if not data:
                 return None if not messages else messages
             self._unpacker.feed(data)

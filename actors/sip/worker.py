@@ -154,6 +154,9 @@ class _Call(pj.Call):
             {"ev": "dtmf", "call": self.key, "digit": prm.digit, "source": "rfc4733"}
         )
 
+    def onCallTsxState(self, prm):  # noqa: N802
+        self.worker.guard(self.worker.on_call_tsx_state, self, prm)
+
     def onCallTransferStatus(self, prm):  # noqa: N802
         # Progress of a REFER this call sent. PJSUA reports 100 "Accepted"
         # when the REFER is accepted, then the status line of each NOTIFY's
@@ -211,6 +214,7 @@ class _CallRecord:
         "provisional",
         "queued_files",
         "dumped",
+        "challenged",
     )
 
     def __init__(self, call: _Call, direction: str):
@@ -232,6 +236,8 @@ class _CallRecord:
         self.queued_files: list[str] = []
         # Analysed frames, kept only when TAP_DUMP_ENV names a folder.
         self.dumped: list[np.ndarray] | None = None
+        # Set when the INVITE got a 401 or 407 digest challenge.
+        self.challenged = False
 
 
 def _status_reason(info) -> tuple[int, str]:
@@ -486,14 +492,18 @@ class EndpointWorker:
 
     def run(self) -> None:
         """Pump events and commands until ``shutdown`` or the gateway leaves."""
-        if self.media_on_main_thread:
-            self._run_polling()
-            return
-        next_tick = time.monotonic()
-        while self.running:
-            self.endpoint.libHandleEvents(PUMP_MS if self.calls else IDLE_PUMP_MS)
-            next_tick = self._after_events(next_tick)
-        self.shutdown()
+        # The library is destroyed whatever ends the loop, so that the
+        # process exits after an error too.
+        try:
+            if self.media_on_main_thread:
+                self._run_polling()
+                return
+            next_tick = time.monotonic()
+            while self.running:
+                self.endpoint.libHandleEvents(PUMP_MS if self.calls else IDLE_PUMP_MS)
+                next_tick = self._after_events(next_tick)
+        finally:
+            self.shutdown()
 
     def _run_polling(self) -> None:
         # The thread sleeps in select() on the command socket and the SIP
@@ -514,7 +524,6 @@ class EndpointWorker:
             select.select(watched, (), (), timeout)
             self.endpoint.libHandleEvents(0)
             next_tick = self._after_events(next_tick)
-        self.shutdown()
 
     def _after_events(self, next_tick: float) -> float:
         """Handle commands, the analyser tick and dropped objects; next tick."""
@@ -788,6 +797,7 @@ class EndpointWorker:
                 self._analyse_taps()
             event["answered"] = record.answered
             event["timed_out"] = record.timed_out
+            event["challenged"] = record.challenged
             event["duration_s"] = info.connectDuration.sec
             if record.timed_out and not record.provisional:
                 # PJSIP sends no CANCEL before a provisional response
@@ -797,6 +807,20 @@ class EndpointWorker:
                 event["slot_held_s"] = TIMER_B_S
             self._release(call.key)
         self.emit(event)
+
+    def on_call_tsx_state(self, call: _Call, prm) -> None:
+        # PJSUA answers a 401 or 407 to the INVITE with the account's
+        # credentials and reports no call state for it, so the challenge
+        # is seen only here. A final 401, 403 or 407 after it means the
+        # credentials were refused.
+        if prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        transaction = prm.e.body.tsxState.tsx
+        logger.warning("DEBUGTSX %r %r %r", transaction.method, transaction.statusCode, prm.e.body.tsxState.type)
+        if transaction.method == "INVITE" and transaction.statusCode in (401, 407):
+            record = self.calls.get(call.key)
+            if record is not None:
+                record.challenged = True
 
     def on_call_media_state(self, call: _Call) -> None:
         record = self.calls.get(call.key)
