@@ -65,7 +65,7 @@ def _print(message) -> None:
     )
 
 
-def _fail(error: grpc.RpcError) -> None:
+def _fail(error: grpc.RpcError, hint: str = "") -> None:
     click.echo(f"error: {error.code().name}: {error.details()}", err=True)
     status = decode_status(error)
     for detail in status.details if status else ():
@@ -79,6 +79,8 @@ def _fail(error: grpc.RpcError) -> None:
             detail.Unpack(info)
             for key, value in sorted(info.metadata.items()):
                 click.echo(f"  {key}: {value}", err=True)
+    if hint:
+        click.echo(hint, err=True)
     sys.exit(1)
 
 
@@ -111,15 +113,98 @@ def client(ctx, address, token, ca_file):
     ctx.obj = Connection(address, token, ca_file)
 
 
+def choose_mode(mode: str | None, local_time: str | None, window: bool) -> str:
+    """Return the callback mode of ``client create``.
+
+    Without --mode, --at selects at-time and --window-date or
+    --window-period select window, so a time given is never dropped.
+    Options that contradict --mode, or each other, raise
+    ``click.UsageError``.
+    """
+    if local_time and window:
+        raise click.UsageError(
+            "--at and --window-date/--window-period exclude each other: give "
+            "--at for at-time, or the window options for window"
+        )
+    if mode is None:
+        if local_time:
+            return "at-time"
+        return "window" if window else "asap"
+    if local_time and mode != "at-time":
+        raise click.UsageError(
+            f"--at needs --mode at-time, not --mode {mode}: drop --at or "
+            "--mode (--at alone selects at-time)"
+        )
+    if window and mode != "window":
+        raise click.UsageError(
+            f"--window-date and --window-period need --mode window, not --mode "
+            f"{mode}: drop them or --mode (they alone select window)"
+        )
+    return mode
+
+
+def build_callback(
+    customer_id: str,
+    phone_number: str,
+    queue: str,
+    mode: str | None = None,
+    local_time: str | None = None,
+    time_zone: str = "",
+    window_date: str | None = None,
+    window_period: str | None = None,
+    grade: str | None = None,
+    ivr: tuple[str, ...] = (),
+) -> callback_pb2.Callback:
+    """Build the Callback message of ``client create`` from its options."""
+    window = bool(window_date or window_period)
+    chosen = choose_mode(mode, local_time, window)
+    if chosen == "window" and not (window_date and window_period):
+        raise click.UsageError(
+            "--mode window needs both --window-date YYYY-MM-DD and --window-period NAME"
+        )
+    callback = callback_pb2.Callback(
+        customer_id=customer_id,
+        phone_number=phone_number,
+        queue=queue,
+        mode=MODES[chosen],
+        requested_local_time=local_time or "",
+        time_zone=time_zone,
+        window_date=window_date or "",
+        window_period=window_period or "",
+        ivr_history=list(ivr),
+    )
+    if grade:
+        callback.grade_hints.grade = GRADES[grade]
+    return callback
+
+
 @client.command("create")
 @click.option("--customer", "customer_id", required=True, help="CRM customer id.")
 @click.option("--phone", "phone_number", required=True, help="E.164 number.")
 @click.option("--queue", required=True, help="Queue the customer waited in.")
-@click.option("--mode", type=click.Choice(sorted(MODES)), default="asap")
 @click.option(
-    "--at", "local_time", help="Local time YYYY-MM-DDTHH:MM for --mode at-time."
+    "--mode",
+    type=click.Choice(sorted(MODES)),
+    help="When to call back. Default: at-time with --at, window with "
+    "--window-date and --window-period, asap otherwise.",
 )
-@click.option("--time-zone", default="", help="IANA zone of --at, such as UTC.")
+@click.option(
+    "--at",
+    "local_time",
+    help="Local time YYYY-MM-DDTHH:MM to call back; selects --mode at-time.",
+)
+@click.option(
+    "--time-zone", default="", help="IANA zone of --at and --window-date, such as UTC."
+)
+@click.option(
+    "--window-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Local date YYYY-MM-DD of the callback window; selects --mode window.",
+)
+@click.option(
+    "--window-period",
+    help="Name of the queue's window period on --window-date, such as morning.",
+)
 @click.option("--grade", type=click.Choice(sorted(GRADES)), help="Grade hint.")
 @click.option("--ivr", multiple=True, help="IVR step such as main:2; repeatable.")
 @click.option("--request-id", help="Idempotency key; a new UUID when omitted.")
@@ -132,22 +217,25 @@ def create(
     mode,
     local_time,
     time_zone,
+    window_date,
+    window_period,
     grade,
     ivr,
     request_id,
 ):
     """Create a callback and print it with its promised window."""
-    callback = callback_pb2.Callback(
-        customer_id=customer_id,
-        phone_number=phone_number,
-        queue=queue,
-        mode=MODES[mode],
-        requested_local_time=local_time or "",
+    callback = build_callback(
+        customer_id,
+        phone_number,
+        queue,
+        mode=mode,
+        local_time=local_time,
         time_zone=time_zone,
-        ivr_history=list(ivr),
+        window_date=window_date.date().isoformat() if window_date else None,
+        window_period=window_period,
+        grade=grade,
+        ivr=ivr,
     )
-    if grade:
-        callback.grade_hints.grade = GRADES[grade]
     request = callback_pb2.CreateCallbackRequest(
         callback=callback, request_id=request_id or str(uuid.uuid4())
     )
@@ -231,10 +319,20 @@ def events(connection, after_cursor, follow):
     """Print journal events in order; with --follow, wait for new ones."""
     stub = event_pb2_grpc.EventServiceStub(connection.channel)
     request = event_pb2.StreamEventsRequest(after_cursor=after_cursor, follow=follow)
+    cursor = after_cursor
     try:
         for response in stub.StreamEvents(request, metadata=connection.metadata):
             _print(response.event)
+            cursor = response.event.cursor
     except grpc.RpcError as error:
-        _fail(error)
+        # The stream ends with an error when the server stops. The cursor
+        # lets the user resume with no gap and no repeat.
+        hint = ""
+        if cursor:
+            hint = (
+                f"last cursor seen: {cursor}. Resume with: "
+                f"callsure client events --after {cursor}"
+            )
+        _fail(error, hint)
     except KeyboardInterrupt:
         pass

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from concurrent import futures
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -542,3 +543,40 @@ def test_client_without_token_fails(server):
     result = run_client(server, "list", token="")
     assert result.returncode == 1
     assert "UNAUTHENTICATED" in result.stderr
+
+
+def test_client_create_window_mode(server, channel):
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    request = admin_pb2.UpdateCallbackWindowsRequest(
+        queue="windows-cli", time_zone="UTC"
+    )
+    for weekday in range(1, 8):
+        request.periods.add(
+            weekday=weekday,
+            name="morning",
+            start_local_time="08:00",
+            end_local_time="12:00",
+        )
+    admin.UpdateCallbackWindows(request, metadata=auth())
+    day = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    created = run_client(
+        server,
+        "create",
+        "--customer",
+        "customer-window",
+        "--phone",
+        "+14155550124",
+        "--queue",
+        "windows-cli",
+        "--time-zone",
+        "UTC",
+        "--window-date",
+        day,
+        "--window-period",
+        "morning",
+    )
+    assert created.returncode == 0, created.stderr
+    callback = json.loads(created.stdout)["callback"]
+    assert callback["mode"] == "CALLBACK_MODE_WINDOW"
+    assert callback["promised_window"]["end_time"] == f"{day}T12:00:00Z"
+    assert callback["promised_window"]["start_time"] == f"{day}T08:00:00Z"
