@@ -114,6 +114,8 @@ def test_digit_prompts_read_time():
         (404, Outcome.INVALID_NUMBER),
         (484, Outcome.INVALID_NUMBER),
         (503, Outcome.NETWORK_FAILURE),
+        (401, Outcome.NETWORK_FAILURE),
+        (407, Outcome.NETWORK_FAILURE),
         (603, Outcome.REJECTED),
         (415, Outcome.REJECTED),
         (599, Outcome.NETWORK_FAILURE),

@@ -411,6 +411,9 @@ class OutboundFlow:
                 return
             if event.get("timed_out"):
                 outcome, detail = Outcome.NO_ANSWER, "ring timeout"
+            elif self._authentication_failed("customer", event):
+                outcome = Outcome.NETWORK_FAILURE
+                detail = f"authentication failed: SIP {code} {reason}"
             else:
                 outcome, detail = outcome_for_status(code), f"SIP {code} {reason}"
             self._finish(outcome, detail.strip())
@@ -421,8 +424,37 @@ class OutboundFlow:
             Outcome.CUSTOMER_HUNG_UP, f"customer hung up in {self.state.value}"
         )
 
+    def _authentication_failed(self, leg: str, event: dict) -> bool:
+        """Log and return whether the proxy or trunk refused our credentials.
+
+        A final 401 or 407, or a 403 to an INVITE sent with credentials,
+        means the digest credentials are wrong or missing, so every call
+        fails the same way until the configuration is fixed.
+        """
+        code = int(event.get("code", 0))
+        refused = code == 403 and event.get("credentials_sent")
+        if not (code in (401, 407) or refused):
+            return False
+        username = self.settings.auth_username
+        if username:
+            credentials = f"user {username}, realm {self.settings.auth_realm}"
+        else:
+            credentials = "no auth_username set"
+        logger.warning(
+            "attempt %s: %s leg: authentication failed: SIP %s %s (%s); "
+            "check auth_username, auth_realm and auth_password",
+            self.order.attempt_id,
+            leg,
+            code,
+            event.get("reason", ""),
+            credentials,
+        )
+        return True
+
     def _on_agent_ended(self, event: dict) -> None:
         code = int(event.get("code", 0))
+        if not self.agent_up:
+            self._authentication_failed("agent", event)
         if self.state is FlowState.BRIDGED or self.reported:
             self._hang_up(self.customer_key)
             self._end()

@@ -12,8 +12,13 @@ from callsure.engine.callbacks import Outcome, SitCode
 # line; 480 Temporarily Unavailable, 408 Request Timeout and 487 after our
 # own CANCEL (the engine's ring timer) are no answer; 404 Not Found and
 # 484 Address Incomplete mean the number cannot be reached; 603 Decline is
-# the callee refusing the call.
+# the callee refusing the call. A final 401 Unauthorized or 407 Proxy
+# Authentication Required comes from the trunk or proxy refusing the
+# gateway's own credentials, so it is a network failure (retried a few
+# times by the policy), never the customer's refusal.
 _STATUS_OUTCOMES: dict[int, Outcome] = {
+    401: Outcome.NETWORK_FAILURE,
+    407: Outcome.NETWORK_FAILURE,
     486: Outcome.BUSY,
     600: Outcome.BUSY,
     480: Outcome.NO_ANSWER,

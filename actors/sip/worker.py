@@ -144,7 +144,7 @@ class _Call(pj.Call):
         self.key = key
 
     def onCallState(self, prm):  # noqa: N802
-        self.worker.guard(self.worker.on_call_state, self)
+        self.worker.guard(self.worker.on_call_state, self, prm)
 
     def onCallMediaState(self, prm):  # noqa: N802
         self.worker.guard(self.worker.on_call_media_state, self)
@@ -153,9 +153,6 @@ class _Call(pj.Call):
         self.worker.emit(
             {"ev": "dtmf", "call": self.key, "digit": prm.digit, "source": "rfc4733"}
         )
-
-    def onCallTsxState(self, prm):  # noqa: N802
-        self.worker.guard(self.worker.on_call_tsx_state, self, prm)
 
     def onCallTransferStatus(self, prm):  # noqa: N802
         # Progress of a REFER this call sent. PJSUA reports 100 "Accepted"
@@ -214,7 +211,6 @@ class _CallRecord:
         "provisional",
         "queued_files",
         "dumped",
-        "challenged",
     )
 
     def __init__(self, call: _Call, direction: str):
@@ -236,8 +232,6 @@ class _CallRecord:
         self.queued_files: list[str] = []
         # Analysed frames, kept only when TAP_DUMP_ENV names a folder.
         self.dumped: list[np.ndarray] | None = None
-        # Set when the INVITE got a 401 or 407 digest challenge.
-        self.challenged = False
 
 
 def _status_reason(info) -> tuple[int, str]:
@@ -245,6 +239,24 @@ def _status_reason(info) -> tuple[int, str]:
         return int(info.lastStatusCode), str(info.lastReason)
     except (AttributeError, ValueError):
         return 0, ""
+
+
+def _sent_credentials(prm) -> bool:
+    """Return whether the request that a call state event ends carried credentials.
+
+    PJSUA answers a 401 or 407 challenge to the INVITE with the account's
+    credentials and reports no call state for the challenge. A final 401,
+    403 or 407 to an INVITE sent with an Authorization or
+    Proxy-Authorization header means the credentials were refused.
+    """
+    if prm is None or prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
+        return False
+    try:
+        request = prm.e.body.tsxState.tsx.lastTx.wholeMsg
+    except (AttributeError, pj.Error):
+        return False
+    head = request.split("\r\n\r\n", 1)[0].lower()
+    return "\r\nproxy-authorization:" in head or "\r\nauthorization:" in head
 
 
 def parse_x_headers(whole_message: str) -> dict[str, str]:
@@ -762,7 +774,7 @@ class EndpointWorker:
             }
         )
 
-    def on_call_state(self, call: _Call) -> None:
+    def on_call_state(self, call: _Call, prm=None) -> None:
         if call.key.startswith("probe-") or call.key == "rejected":
             return
         record = self.calls.get(call.key)
@@ -797,7 +809,7 @@ class EndpointWorker:
                 self._analyse_taps()
             event["answered"] = record.answered
             event["timed_out"] = record.timed_out
-            event["challenged"] = record.challenged
+            event["credentials_sent"] = _sent_credentials(prm)
             event["duration_s"] = info.connectDuration.sec
             if record.timed_out and not record.provisional:
                 # PJSIP sends no CANCEL before a provisional response
@@ -807,20 +819,6 @@ class EndpointWorker:
                 event["slot_held_s"] = TIMER_B_S
             self._release(call.key)
         self.emit(event)
-
-    def on_call_tsx_state(self, call: _Call, prm) -> None:
-        # PJSUA answers a 401 or 407 to the INVITE with the account's
-        # credentials and reports no call state for it, so the challenge
-        # is seen only here. A final 401, 403 or 407 after it means the
-        # credentials were refused.
-        if prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
-            return
-        transaction = prm.e.body.tsxState.tsx
-        logger.warning("DEBUGTSX %r %r %r", transaction.method, transaction.statusCode, prm.e.body.tsxState.type)
-        if transaction.method == "INVITE" and transaction.statusCode in (401, 407):
-            record = self.calls.get(call.key)
-            if record is not None:
-                record.challenged = True
 
     def on_call_media_state(self, call: _Call) -> None:
         record = self.calls.get(call.key)
