@@ -1,6 +1,7 @@
 """``callsure serve``: Ray, the actors and the gRPC API in one process.
 
-Start-up: check the listen address and the storage path, start or join
+Start-up: check the Ray address to join, the listen address and the
+storage path, start or join
 Ray, create (or find)
 the actors, start the SIP gateway when ``[sip] enabled`` is true, serve
 gRPC, then print one line ``callsure serving gRPC on HOST:PORT`` on
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -38,6 +40,14 @@ STOP_GRACE_S = 10.0
 # workers of a server killed with SIGKILL hold it until Ray ends them.
 LOCK_WAIT_S = 15.0
 READY_PREFIX = "callsure serving gRPC on "
+# How long serve tries to open a TCP connection to a Ray cluster to join.
+# ray.init itself retried an unreachable address for more than 150 s, and
+# has no timeout argument (Ray 2.60).
+RAY_CONNECT_TIMEOUT_S = 5.0
+# Forms of a Ray address that ray.init accepts besides HOST:PORT.
+RAY_ADDRESS_WORDS = ("auto", "local")
+RAY_CLIENT_SCHEME = "ray://"
+RAY_ADDRESS_FORMS = "HOST:PORT, ray://HOST:PORT, auto or local"
 
 
 async def run_server(config, ray_address: str | None) -> None:
@@ -85,6 +95,54 @@ async def run_server(config, ray_address: str | None) -> None:
         await stop_gateway(gateway)
         await asyncio.to_thread(stop_ray)
     logger.info("stopped")
+
+
+def ray_address_problem(address: str) -> str | None:
+    """Return what is wrong with the form of a Ray address, or None.
+
+    ``ray.init`` accepts HOST:PORT (the cluster's GCS), ray://HOST:PORT
+    (Ray Client), ``auto`` and ``local``, and raises a bare ValueError on
+    anything else.
+    """
+    if address in RAY_ADDRESS_WORDS:
+        return None
+    host, _, port = address.removeprefix(RAY_CLIENT_SCHEME).rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    valid_host = host and not any(c.isspace() or c in "/@" for c in host)
+    if not valid_host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"{RAY_ADDRESS_FORMS}, such as 127.0.0.1:6379"
+    return None
+
+
+def check_ray_address(address: str, name: str) -> None:
+    """Raise a click error unless a Ray cluster may listen at ``address``.
+
+    ``name`` is the option, setting or variable the address came from. The
+    form is checked first, then HOST:PORT must accept a TCP connection
+    within ``RAY_CONNECT_TIMEOUT_S``, because ``ray.init`` retries an
+    unreachable address for minutes.
+    """
+    problem = ray_address_problem(address)
+    if problem:
+        hint = f"'{name}'" if name.startswith("--") else name
+        raise click.BadParameter(
+            f"{address!r} is not a Ray address: use {problem}", param_hint=hint
+        )
+    if address in RAY_ADDRESS_WORDS:
+        return
+    host, _, port = address.removeprefix(RAY_CLIENT_SCHEME).rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        with socket.create_connection((host, int(port)), RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as error:
+        reason = error.strerror or "timed out"
+        raise click.ClickException(
+            f"cannot connect to the Ray cluster at {address} ({name}): {reason}. "
+            "Start the cluster or fix the address"
+        ) from None
+    # NOTE: a port that accepts connections but is not a Ray GCS, or a Ray
+    # that does not respond, still makes ray.init wait for minutes.
 
 
 def check_bind_addresses(config) -> None:
@@ -181,8 +239,8 @@ def _request_stop(event: asyncio.Event, signum: int) -> None:
 )
 @click.option(
     "--ray-address",
-    help="Address of a Ray cluster to join (ray.address); default starts a "
-    "local Ray on 127.0.0.1.",
+    help=f"Address of a Ray cluster to join (ray.address): {RAY_ADDRESS_FORMS}. "
+    "Default: start a local Ray on 127.0.0.1.",
 )
 @click.pass_obj
 def serve(config, config_path, ray_address):
@@ -193,6 +251,15 @@ def serve(config, config_path, ray_address):
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
         configure_logging(config.log.level, config.log.format)
+    for address, name in (
+        (ray_address, "--ray-address"),
+        (config.ray.address, "ray.address"),
+        (os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS"),
+    ):
+        # The first one given is the one ray.init uses.
+        if address:
+            check_ray_address(address, name)
+            break
     try:
         asyncio.run(run_server(config, ray_address))
     except ConfigError as exc:

@@ -2,9 +2,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from callsure.actors.cli import cli
+from callsure.actors.serve_cli import ray_address_problem
 
 
 def test_help_lists_subcommands():
@@ -130,3 +132,37 @@ def test_demo_checks_json_folder_first():
     assert "Invalid value for '--json'" in result.output
     assert "folder /proc/nope does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("address", ["not an address", "127.0.0.1", "host:abc"])
+def test_serve_malformed_ray_address_one_line(tmp_path, address):
+    result = CliRunner().invoke(
+        cli,
+        ["serve", "--ray-address", address],
+        env={"CALLSURE_STORAGE__PATH": str(tmp_path / "cs.db")},
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--ray-address'" in result.output
+    assert f"{address!r} is not a Ray address" in result.output
+    assert "ray://HOST:PORT" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_unreachable_ray_address_one_line(tmp_path):
+    # Nothing listens on port 1 of loopback, so the connection is refused.
+    result = CliRunner().invoke(
+        cli,
+        ["serve"],
+        env={
+            "CALLSURE_RAY__ADDRESS": "127.0.0.1:1",
+            "CALLSURE_STORAGE__PATH": str(tmp_path / "cs.db"),
+        },
+    )
+    assert result.exit_code == 1
+    assert "cannot connect to the Ray cluster at 127.0.0.1:1" in result.output
+    assert "(ray.address)" in result.output
+
+
+@pytest.mark.parametrize("address", ["auto", "127.0.0.1:6379", "ray://[::1]:10001"])
+def test_ray_address_forms_accepted(address):
+    assert ray_address_problem(address) is None
