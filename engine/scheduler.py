@@ -140,6 +140,12 @@ MAX_PAGE_SIZE = 1000
 # Rows handled per transaction by expiry and lease recovery, so one call
 # after a long outage does not hold the write lock for minutes.
 RECOVERY_BATCH = 1000
+# How often ``due`` looks for pending promises past their time plus
+# ``overdue_grace_s`` that nothing released, in seconds of the clock.
+OVERDUE_CHECK_S = 60.0
+# Promises journaled overdue while pending that are remembered, so each is
+# journaled once; the memory is cleared past this many.
+OVERDUE_MEMORY = 100_000
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,8 @@ class CallbackScheduler(SchedulerAdministration):
         self._load_settings()
         self.planner = PromisePlanner(self)
         self.outcomes = OutcomeHandler(self)
+        self._overdue_reported: set[str] = set()
+        self._overdue_checked_at: datetime | None = None
 
     # Requests and queries
 
@@ -441,6 +449,7 @@ class CallbackScheduler(SchedulerAdministration):
         now = now or self.clock.now()
         self._expire_pending(now)
         self._recover_leases(now)
+        self._watch_overdue(now)
         orders: list[DialOrder] = []
         for queue in self.store.due_queues(self._due_by(now)):
             orders.extend(
@@ -538,7 +547,10 @@ class CallbackScheduler(SchedulerAdministration):
         )
         due_at = callback.promised_time or callback.not_before
         late_s = (now - max(due_at, callback.not_before)).total_seconds()
-        if late_s > self.policy.promise.overdue_grace_s:
+        if (
+            late_s > self.policy.promise.overdue_grace_s
+            and callback.callback_id not in self._overdue_reported
+        ):
             change.event(
                 now,
                 journal.CALLBACK_OVERDUE,
@@ -755,15 +767,42 @@ class CallbackScheduler(SchedulerAdministration):
             self.store.commit(change)
             count += len(callbacks)
 
+    def _watch_overdue(self, now: datetime) -> None:
+        """Journal pending promises that went past their time unreleased.
+
+        Nothing may release them (no gateway dials, no agent is free), so
+        each gets one overdue event and the log one warning per check.
+        """
+        checked = self._overdue_checked_at
+        if checked is not None and (now - checked).total_seconds() < OVERDUE_CHECK_S:
+            return
+        self._overdue_checked_at = now
+        count = self._mark_overdue(now)
+        if count:
+            logger.warning(
+                "%d callbacks are pending more than %.0f s past their time, so "
+                "check that a gateway dials and that agents are ready",
+                count,
+                self.policy.promise.overdue_grace_s,
+            )
+
     def _mark_overdue(self, now: datetime) -> int:
+        """Journal each pending promise past its time plus the grace, once."""
         grace = timedelta(seconds=self.policy.promise.overdue_grace_s)
+        if len(self._overdue_reported) > OVERDUE_MEMORY:
+            self._overdue_reported.clear()
         count, after = 0, None
         while True:
             page = self.store.overdue_pending(now - grace, RECOVERY_BATCH, after)
             if not page:
                 return count
+            after = page[-1].callback_id
+            page = [c for c in page if c.callback_id not in self._overdue_reported]
+            if not page:
+                continue
             change = Change()
             for callback in page:
+                self._overdue_reported.add(callback.callback_id)
                 due_at = callback.promised_time or callback.not_before
                 change.event(
                     now,
@@ -774,7 +813,6 @@ class CallbackScheduler(SchedulerAdministration):
                 )
             self.store.commit(change)
             count += len(page)
-            after = page[-1].callback_id
 
     # Events
 

@@ -106,6 +106,22 @@ def test_dial_lead_out_of_range_is_rejected(lead_s):
         PromisePolicy(dial_lead_s=lead_s)
 
 
+def test_unreleased_promise_journaled_overdue_once(scheduler, clock):
+    callback = scheduler.create(request("c1"))
+    no_agents = {"billing": 0}
+    assert scheduler.due(free_agents=no_agents) == []
+    assert events(scheduler, "callback.overdue") == []
+    clock.advance(301)
+    scheduler.due(free_agents=no_agents)
+    (event,) = events(scheduler, "callback.overdue")
+    assert event.callback_id == callback.callback_id
+    clock.advance(61)
+    scheduler.due(free_agents=no_agents)
+    (order,) = scheduler.due()
+    assert order.callback_id == callback.callback_id
+    assert len(events(scheduler, "callback.overdue")) == 1
+
+
 def test_dedicated_agent_then_group_fallback(scheduler, clock):
     scheduler.create(request("vip", dedicated_agent_id="a7", grade="vip", priority=20))
     (order,) = scheduler.due(ready_agents={"a7"})
