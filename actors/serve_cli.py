@@ -39,6 +39,9 @@ STOP_GRACE_S = 10.0
 # How long a starting server waits for the store's writer lock. The Ray
 # workers of a server killed with SIGKILL hold it until Ray ends them.
 LOCK_WAIT_S = 15.0
+LOCK_RETRY_S = 0.5
+# The wait is logged when it starts, then at most this often.
+LOCK_LOG_EVERY_S = 5.0
 READY_PREFIX = "callsure serving gRPC on "
 # How long serve tries to open a TCP connection to a Ray cluster to join.
 # ray.init itself retried an unreachable address for more than 150 s, and
@@ -276,15 +279,24 @@ def serve(config, config_path, ray_address):
     sys.exit(0)
 
 
-def _wait_for_writer_lock(store) -> None:
-    """Take and release the store's writer lock, waiting up to ``LOCK_WAIT_S``."""
-    deadline = time.monotonic() + LOCK_WAIT_S
+def _wait_for_writer_lock(store, wait_s: float = LOCK_WAIT_S) -> None:
+    """Take and release the store's writer lock, waiting up to ``wait_s``."""
+    started = time.monotonic()
+    deadline = started + wait_s
+    next_log = started
     while True:
         try:
             WriterLock(str(store)).release()
             return
         except StorageError as exc:
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise
-            logger.info("waiting for the store's writer lock: %s", exc)
-            time.sleep(0.5)
+            if now >= next_log:
+                logger.info(
+                    "waiting up to %.0f s for the store's writer lock: %s",
+                    deadline - now,
+                    exc,
+                )
+                next_log = now + LOCK_LOG_EVERY_S
+            time.sleep(LOCK_RETRY_S)

@@ -6,6 +6,7 @@ file; the kernel drops their lock when they exit, SIGKILL included.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -163,3 +164,16 @@ def test_memory_store_takes_no_lock(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
     first.close()
     second.close()
+
+
+def test_serve_logs_lock_wait_once(db, holder, caplog):
+    # With a wait shorter than the log interval, the start of the wait is
+    # the one line logged, however often the lock is tried.
+    from callsure.actors.serve_cli import LOCK_LOG_EVERY_S, _wait_for_writer_lock
+
+    caplog.set_level(logging.INFO, logger="callsure.actors.serve_cli")
+    with pytest.raises(StorageError, match=f"in use by process {holder.pid}"):
+        _wait_for_writer_lock(db, wait_s=LOCK_LOG_EVERY_S / 2)
+    waits = [r for r in caplog.records if "waiting" in r.getMessage()]
+    assert len(waits) == 1
+    assert f"in use by process {holder.pid}" in waits[0].getMessage()
