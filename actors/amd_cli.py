@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import click
 
@@ -17,8 +18,17 @@ logger = logging.getLogger(__name__)
 
 
 def analyse_file(path: str) -> dict:
-    """Return the verdict and events of one WAV file as a JSON-ready dict."""
-    audio = read_wav(path)
+    """Return the verdict and events of one WAV file as a JSON-ready dict.
+
+    Raises ``ValueError`` naming the path for a file that cannot be read
+    or analysed.
+    """
+    if Path(path).is_dir():
+        raise ValueError(f"{path}: is a folder, not a WAV file")
+    try:
+        audio = read_wav(path)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the file ({error.strerror})") from None
     analyzer = StreamAnalyzer(audio.sample_rate_hz, audio.encoding)
     digits = []
     sit_code = None
@@ -48,19 +58,20 @@ def analyse_file(path: str) -> dict:
 
 
 @click.command("amd")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 def amd(files):
     """Classify recorded calls: HUMAN, MACHINE, NOTSURE, SILENCE, SIT or FAX.
 
-    FILES are mono WAV files, 8 or 16 kHz, PCM16, mu-law or A-law. One JSON
-    line per file goes to stdout; bad files are reported on stderr and make
-    the exit status 1 after the others are done.
+    FILES are mono WAV files, 8 or 16 kHz, 16-bit PCM, mu-law or A-law. One
+    JSON line per file goes to stdout. A missing, unreadable or invalid file
+    is reported in one line on stderr, and makes the exit status 1 after the
+    other files are done.
     """
     failed = 0
     for path in files:
         try:
             result = analyse_file(path)
-        except (ValueError, OSError) as exc:
+        except ValueError as exc:
             failed += 1
             click.echo(f"callsure amd: {exc}", err=True)
             continue

@@ -17,6 +17,10 @@ __all__ = ["WavAudio", "read_wav"]
 # WAVE format tags (RFC 2361): linear PCM, A-law, mu-law.
 FORMAT_ENCODINGS = {1: "pcm16", 6: "alaw", 7: "ulaw"}
 EXTENSIBLE_FORMAT = 0xFFFE
+# Size of a data chunk whose writer never learnt its length, as streaming
+# recorders leave it: the samples run to the end of the file.
+UNKNOWN_SIZE = 0xFFFFFFFF
+ENCODING_NAMES = {"pcm16": "PCM", "ulaw": "mu-law", "alaw": "A-law"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class WavAudio:
 def read_wav(path) -> WavAudio:
     """Read a mono 8 or 16 kHz WAV file in PCM16, mu-law or A-law.
 
+    A data chunk of size 0xFFFFFFFF, as streaming recorders leave it, runs
+    to the end of the file.
+
     Raises
     ------
     ValueError
@@ -57,6 +64,11 @@ def read_wav(path) -> WavAudio:
     while offset + 8 <= len(data):
         chunk_id = data[offset : offset + 4]
         (size,) = struct.unpack_from("<I", data, offset + 4)
+        if chunk_id == b"data" and size == UNKNOWN_SIZE:
+            size = len(data) - offset - 8
+            if fmt is not None and fmt[0] == "pcm16":
+                # A recording cut mid-sample loses the partial sample.
+                size -= size % 2
         body = data[offset + 8 : offset + 8 + size]
         if len(body) < size:
             raise ValueError(
@@ -101,7 +113,9 @@ def _parse_format(path: Path, body: bytes) -> tuple[str, int]:
     encoding = FORMAT_ENCODINGS[tag]
     expected_bits = 16 if encoding == "pcm16" else 8
     if bits != expected_bits:
+        name = ENCODING_NAMES[encoding]
         raise ValueError(
-            f"{path}: {bits}-bit {encoding}; only {expected_bits}-bit is supported"
+            f"{path}: {bits}-bit {name}; only 16-bit PCM, 8-bit mu-law or 8-bit "
+            "A-law is supported"
         )
     return encoding, rate

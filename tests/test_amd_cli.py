@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from callsure.dsp import read_wav
+
 
 def run_amd(*paths):
     return subprocess.run(
@@ -63,7 +65,9 @@ def test_amd_cli_reads_digits(amd_cases):
     [
         (wav_bytes(channels=2), "2 channels"),
         (wav_bytes(rate=44100), "44100"),
-        (wav_bytes(bits=8, data=b"\x80" * 800), "8-bit"),
+        (wav_bytes(bits=8, data=b"\x80" * 800), "8-bit PCM; only 16-bit PCM"),
+        (wav_bytes(bits=32, data=b"\x00" * 3200), "32-bit PCM; only 16-bit PCM"),
+        (wav_bytes(tag=7, bits=16), "16-bit mu-law; only 16-bit PCM, 8-bit mu-law"),
         (wav_bytes(tag=85), "format tag 85"),
         (wav_bytes()[:60], "truncated"),
         (b"not a wav file at all", "not a WAV file"),
@@ -86,3 +90,44 @@ def test_amd_cli_accepts_g711(tmp_path, tag, encoding):
     result = run_amd(path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["verdict"] == "SILENCE"
+
+
+def streamed_wav(data: bytes) -> bytes:
+    """A WAV file as a streaming recorder leaves it: both sizes 0xFFFFFFFF."""
+    whole = wav_bytes(data=data)
+    data_size_at = whole.index(b"data") + 4
+    header = bytearray(whole[:data_size_at] + b"\xff\xff\xff\xff")
+    header[4:8] = b"\xff\xff\xff\xff"
+    return bytes(header) + data
+
+
+def test_read_wav_unknown_data_size_reads_to_end(tmp_path):
+    path = tmp_path / "streamed.wav"
+    # 1000 samples and half of one more: the cut sample is dropped.
+    path.write_bytes(streamed_wav(b"\x01\x00" * 1000 + b"\x01"))
+    audio = read_wav(path)
+    assert len(audio.samples) == 1000
+    assert audio.samples[-1] == 1
+    assert audio.encoding == "pcm16"
+
+
+def test_amd_cli_accepts_streamed_wav(tmp_path):
+    path = tmp_path / "streamed.wav"
+    path.write_bytes(streamed_wav(b"\x00\x00" * 48000))
+    result = run_amd(path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "SILENCE"
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_amd_cli_bad_path_one_line(tmp_path, amd_cases, kind):
+    bad = tmp_path / "calls"
+    if kind == "folder":
+        bad.mkdir()
+    result = run_amd(bad, amd_cases / "hello-hello.wav")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1
+    assert len(lines) == 1
+    assert lines[0].startswith(f"callsure amd: {bad}: ")
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["verdict"] == "HUMAN"
