@@ -150,6 +150,38 @@ def config_group():
     """Show and check configuration."""
 
 
+@config_group.command("check")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML configuration file; replaces the one given before `config`.",
+)
+@click.pass_obj
+def config_check(config, config_path):
+    """Check the configuration as `callsure serve` does, without starting it.
+
+    Checks every value, the listen, Ray and SIP addresses, the TLS files
+    and the store's folder and file. Prints one line and exits with status
+    0, or prints the first problem and exits with status 2.
+    """
+    from callsure.actors.serve_cli import check_config, check_storage_path
+    from callsure.engine.exceptions import CallsureError
+
+    try:
+        if config_path:
+            config = load_config(config_path)
+        check_config(config)
+        # A running server holds the store's lock, which is no problem of
+        # the configuration, and a check creates no folder.
+        check_storage_path(config.storage.path, check_lock=False, create_folder=False)
+    except CallsureError as exc:
+        raise click.UsageError(str(exc)) from None
+    total = sum(len(section) for section in config.as_dict().values())
+    source = config.source or "the defaults and the environment"
+    click.echo(f"configuration OK: {total} settings from {source}")
+
+
 @config_group.command("defaults")
 def config_defaults():
     """Print every key with its default, as a commented TOML file."""

@@ -1,7 +1,7 @@
 """``callsure serve``: Ray, the actors and the gRPC API in one process.
 
-Start-up: check the Ray address to join, the listen address and the
-storage path, start or join
+Start-up: check the Ray address to join, the listen address, the TLS
+files and the storage path, start or join
 Ray, create (or find)
 the actors, start the SIP gateway when ``[sip] enabled`` is true, serve
 gRPC, then print one line ``callsure serving gRPC on HOST:PORT`` on
@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import sys
 import tempfile
 import time
@@ -57,12 +58,11 @@ async def run_server(config, ray_address: str | None) -> None:
     """Serve until SIGTERM or SIGINT; see the module docstring."""
     from callsure.actors.deploy import deploy_actors
     from callsure.actors.runtime import start_ray, stop_ray
-    from callsure.actors.server import check_listen_address, start_server
+    from callsure.actors.server import start_server
     from callsure.actors.services import build_servicers
     from callsure.actors.sip.serving import start_gateway, stop_gateway
 
-    check_listen_address(config.server.grpc_address, config.server.allow_non_loopback)
-    check_bind_addresses(config)
+    check_config(config)
     # A server that joins a cluster (ray.address, --ray-address, or
     # RAY_ADDRESS, which ray.init reads) may find the detached coordinator
     # running and owning the store's lock, which is no conflict.
@@ -148,6 +148,79 @@ def check_ray_address(address: str, name: str) -> None:
     # that does not respond, still makes ray.init wait for minutes.
 
 
+def check_config(config) -> None:
+    """Check the listen, Ray and SIP addresses and the TLS files.
+
+    Serve runs this before Ray starts, because a local Ray took 17 to 37 s
+    to start on two shared cores, and a bad setting found later wastes it.
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting, its value and what it expects.
+    """
+    from callsure.actors.server import check_listen_address
+
+    check_listen_address(config.server.grpc_address, config.server.allow_non_loopback)
+    check_bind_addresses(config)
+    problem = ray_address_problem(config.ray.address) if config.ray.address else None
+    if problem:
+        raise ConfigError("ray.address", config.ray.address, problem)
+    check_tls_files(config.server)
+
+
+def check_tls_files(server_config) -> None:
+    """Raise ``ConfigError`` unless the TLS settings make a usable server key.
+
+    Both ``tls_cert_file`` and ``tls_key_file`` are set or neither, both
+    are readable, the first contains a PEM certificate and the second the
+    unencrypted PEM private key of that certificate.
+    """
+    cert_file, key_file = server_config.tls_cert_file, server_config.tls_key_file
+    if not cert_file and not key_file:
+        return
+    both = (
+        "a PEM file: set both server.tls_cert_file and server.tls_key_file, or neither"
+    )
+    if not key_file:
+        raise ConfigError("server.tls_key_file", "", both)
+    if not cert_file:
+        raise ConfigError("server.tls_cert_file", "", both)
+    for key, path in (
+        ("server.tls_cert_file", cert_file),
+        ("server.tls_key_file", key_file),
+    ):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as error:
+            raise ConfigError(
+                key, path, f"a readable PEM file ({error.strerror})"
+            ) from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert_file)
+    except ssl.SSLError as error:
+        raise ConfigError(
+            "server.tls_cert_file",
+            cert_file,
+            f"a PEM certificate chain ({error.reason or error.strerror})",
+        ) from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # An encrypted key gets an empty password instead of a prompt,
+        # because grpc.ssl_server_credentials takes no password either.
+        context.load_cert_chain(cert_file, key_file, password=lambda: b"")
+    except ssl.SSLError as error:
+        if error.reason == "KEY_VALUES_MISMATCH":
+            expected = (
+                f"the private key of the certificate in {cert_file} "
+                "(this key belongs to another certificate)"
+            )
+        else:
+            expected = "an unencrypted PEM private key"
+        raise ConfigError("server.tls_key_file", key_file, expected) from None
+
+
 def check_bind_addresses(config) -> None:
     """Raise ``ConfigError`` for a non-loopback Ray or SIP address not allowed.
 
@@ -169,7 +242,9 @@ def check_bind_addresses(config) -> None:
             )
 
 
-def check_storage_path(path: str, *, check_lock: bool = True) -> None:
+def check_storage_path(
+    path: str, *, check_lock: bool = True, create_folder: bool = True
+) -> None:
     """Check before Ray starts that the store at ``path`` can be opened.
 
     The folder must be creatable and writable, no other process may hold
@@ -185,6 +260,9 @@ def check_storage_path(path: str, *, check_lock: bool = True) -> None:
     check_lock : bool
         Take and release the writer lock. Pass false when joining a Ray
         cluster, whose running coordinator may hold the lock.
+    create_folder : bool
+        Create the store's folder as serve does. When false, the nearest
+        existing folder above the store must be writable instead.
 
     Raises
     ------
@@ -194,16 +272,21 @@ def check_storage_path(path: str, *, check_lock: bool = True) -> None:
     """
     store = Path(path).expanduser().resolve()
     fix = "set storage.path (CALLSURE_STORAGE__PATH) to a file in a writable folder"
+    folder = store.parent
     try:
-        # The same folder creation as the deployment does afterwards.
-        store.parent.mkdir(parents=True, exist_ok=True)
+        if create_folder:
+            # The same folder creation as the deployment does afterwards.
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
         # A real file rather than os.access, because os.access returns true
         # for root even on read-only file systems such as /proc.
-        with tempfile.TemporaryFile(dir=store.parent):
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
         raise StorageError(
-            f"cannot create a file in the store folder {store.parent} "
+            f"cannot create a file in the store folder {folder} "
             f"({error.strerror}); {fix}"
         ) from None
     if check_lock:

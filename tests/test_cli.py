@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -166,3 +167,104 @@ def test_serve_unreachable_ray_address_one_line(tmp_path):
 @pytest.mark.parametrize("address", ["auto", "127.0.0.1:6379", "ray://[::1]:10001"])
 def test_ray_address_forms_accepted(address):
     assert ray_address_problem(address) is None
+
+
+@pytest.fixture(scope="module")
+def key_pairs(tmp_path_factory):
+    """Two self-signed certificates with their keys: [(cert, key), ...]."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    pairs = []
+    for name in ("a", "b"):
+        cert, key = folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes"]
+            + ["-days", "1", "-subj", "/CN=localhost"]
+            + ["-keyout", str(key), "-out", str(cert)],
+            check=True,
+            capture_output=True,
+        )
+        pairs.append((cert, key))
+    return pairs
+
+
+def tls_env(tmp_path, cert, key):
+    return {
+        "CALLSURE_SERVER__TLS_CERT_FILE": str(cert),
+        "CALLSURE_SERVER__TLS_KEY_FILE": str(key),
+        "CALLSURE_STORAGE__PATH": str(tmp_path / "cs.db"),
+    }
+
+
+def test_config_check_reports_ok(tmp_path, key_pairs):
+    cert, key = key_pairs[0]
+    path = tmp_path / "callsure.toml"
+    path.write_text(f'[server]\ntls_cert_file = "{cert}"\ntls_key_file = "{key}"\n')
+    result = CliRunner().invoke(
+        cli,
+        ["config", "check", "--config", str(path)],
+        env={"CALLSURE_STORAGE__PATH": str(tmp_path / "new" / "cs.db")},
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("configuration OK: ")
+    assert f"settings from {path}" in result.output
+    # A check starts nothing and creates no folder.
+    assert not (tmp_path / "new").exists()
+
+
+def test_config_check_invalid_value_one_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[server]\ngrpc_address = "0.0.0.0:50051"\n')
+    result = CliRunner().invoke(cli, ["config", "check", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "server.grpc_address" in result.output
+    assert "allow_non_loopback" in result.output
+
+
+def test_config_help_lists_check():
+    result = CliRunner().invoke(cli, ["config", "--help"])
+    assert result.exit_code == 0
+    assert "check" in result.output
+
+
+def bad_tls_cases(key_pairs, folder):
+    (cert_a, key_a), (cert_b, key_b) = key_pairs
+    garbage = folder / "garbage.pem"
+    garbage.write_text("not a key\n")
+    missing = folder / "missing.pem"
+    return {
+        "garbage key": (cert_a, garbage, "tls_key_file", "unencrypted PEM private"),
+        "other key": (cert_a, key_b, "tls_key_file", "belongs to another"),
+        "missing key": (cert_a, missing, "tls_key_file", "No such file"),
+        "cert only": (cert_a, "", "tls_key_file", "set both"),
+        "key only": ("", key_a, "tls_cert_file", "set both"),
+        "key as cert": (key_a, key_a, "tls_cert_file", "PEM certificate chain"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["garbage key", "other key", "missing key", "cert only", "key only", "key as cert"],
+)
+def test_serve_bad_tls_stops_before_ray(tmp_path, key_pairs, case):
+    cert, key, setting, message = bad_tls_cases(key_pairs, tmp_path)[case]
+    result = CliRunner().invoke(cli, ["serve"], env=tls_env(tmp_path, cert, key))
+    assert result.exit_code == 2
+    assert f"invalid config server.{setting} = " in result.output
+    assert message in result.output
+    assert "grpc_address" not in result.output
+    # The TLS check comes before the store check, which creates the
+    # store's lock file, and before Ray starts.
+    assert not (tmp_path / "cs.db.lock").exists()
+
+
+def test_config_check_bad_tls_one_line(tmp_path, key_pairs):
+    (cert, _), (_, other_key) = key_pairs
+    result = CliRunner().invoke(
+        cli, ["config", "check"], env=tls_env(tmp_path, cert, other_key)
+    )
+    assert result.exit_code == 2
+    assert "server.tls_key_file" in result.output
+    assert "belongs to another certificate" in result.output
