@@ -1,28 +1,28 @@
 """``callsure client``: the request ``create`` builds, and ``events`` when
 the server stops.
 
-These run without Ray: the create checks fail before any call, and the
-event stream comes from a gRPC server in this process. The full client
-against ``callsure serve`` is in test_serve_process.py.
+The create checks fail before any call, without Ray. The event stream
+comes from a real ``callsure serve`` that is stopped while the client
+follows it; more of the client against ``callsure serve`` is in
+test_serve_process.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-import threading
-from concurrent import futures
 
 import click
-import grpc
 import pytest
 from click.testing import CliRunner
+from serve_support import ServeProcess, private_folder
 
 from callsure.actors.cli import cli
 from callsure.actors.client_cli import build_callback
-from callsure.v1 import callback_pb2, event_pb2, event_pb2_grpc
+from callsure.v1 import callback_pb2
 
 CUSTOMER = ["--customer", "c-1", "--phone", "+14155550100", "--queue", "billing"]
 
@@ -115,40 +115,35 @@ def test_create_help_documents_at():
     assert "--window-period" in result.output
 
 
-class TwoEvents(event_pb2_grpc.EventServiceServicer):
-    """Send two events, then keep the stream open until it is cancelled."""
-
-    def StreamEvents(self, request, context):
-        ended = threading.Event()
-        context.add_callback(ended.set)
-        for cursor in ("7", "8"):
-            yield event_pb2.StreamEventsResponse(
-                event=event_pb2.Event(cursor=cursor, kind="callback.created")
-            )
-        ended.wait()
-
-
+@pytest.mark.slow
 def test_events_stopped_server_prints_resume():
-    servicer = TwoEvents()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    event_pb2_grpc.add_EventServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "callsure.actors.cli", "client"]
-        + ["--address", f"127.0.0.1:{port}", "events", "--follow"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    # Two lines on stdout show that the client received both events.
-    printed = [json.loads(process.stdout.readline()) for _ in range(2)]
-    server.stop(grace=None)
-    stdout, stderr = process.communicate(timeout=60)
-    assert [event["cursor"] for event in printed] == ["7", "8"]
+    folder = private_folder()
+    server = ServeProcess(folder)
+    try:
+        client = [sys.executable, "-m", "callsure.actors.cli", "client"]
+        client += ["--address", server.address]
+        created = subprocess.run(
+            [*client, "create", *CUSTOMER], capture_output=True, text=True, timeout=60
+        )
+        assert created.returncode == 0, created.stderr
+        process = subprocess.Popen(
+            [*client, "events", "--follow"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        # A line on stdout shows that the client received the create event.
+        printed = json.loads(process.stdout.readline())
+        server.terminate()
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if server.process.poll() is None:
+            server.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+    last = ([printed] + [json.loads(line) for line in stdout.splitlines()])[-1]
+    assert printed["kind"] == "callback.created"
     assert process.returncode == 1
-    assert "error: UNAVAILABLE" in stderr
-    assert "last cursor seen: 8" in stderr
-    assert "callsure client events --after 8" in stderr
+    assert f"last cursor seen: {last['cursor']}" in stderr
+    assert f"callsure client events --after {last['cursor']}" in stderr
     assert "Traceback" not in stderr
