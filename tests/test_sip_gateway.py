@@ -296,6 +296,7 @@ def test_dead_peer_ends_on_engine_timer(defaults, reports):
     finally:
         silent.close()
     assert report.outcome is Outcome.NO_ANSWER
+    assert report.detail == "ring timeout, no ringing reported"
     assert elapsed < 10
 
 

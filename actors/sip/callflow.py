@@ -411,6 +411,17 @@ class OutboundFlow:
                 return
             if event.get("timed_out"):
                 outcome, detail = Outcome.NO_ANSWER, "ring timeout"
+                if not event.get("provisional", True):
+                    # No 180 or 183 at all: the customer's phone never rang,
+                    # or the INVITE never reached a trunk.
+                    detail = "ring timeout, no ringing reported"
+                    logger.warning(
+                        "attempt %s: no 180 or 183 within the ring timeout from %s; "
+                        "if every call does this, check customer_uri_template "
+                        "and that the trunk is reachable",
+                        self.order.attempt_id,
+                        self.endpoint.name,
+                    )
             elif self._authentication_failed("customer", event):
                 outcome = Outcome.NETWORK_FAILURE
                 detail = f"authentication failed: SIP {code} {reason}"

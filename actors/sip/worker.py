@@ -809,6 +809,7 @@ class EndpointWorker:
                 self._analyse_taps()
             event["answered"] = record.answered
             event["timed_out"] = record.timed_out
+            event["provisional"] = record.provisional
             event["credentials_sent"] = _sent_credentials(prm)
             event["duration_s"] = info.connectDuration.sec
             if record.timed_out and not record.provisional:
