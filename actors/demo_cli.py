@@ -185,6 +185,7 @@ def demo(
     # Ray's Unix socket paths must stay under 107 bytes, whatever TMPDIR is.
     ray_folder = Path(tempfile.mkdtemp(prefix="callsure-ray-", dir=RAY_PARENT))
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous_interrupt = signal.signal(signal.SIGINT, _interrupt)
     try:
         report = run_demo(config, options, folder, ray_folder, view)
     except ValidationError as exc:
@@ -196,6 +197,7 @@ def demo(
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
         shutil.rmtree(folder, ignore_errors=True)
         _remove_ray_folder(ray_folder)
     click.echo(format_report(report))
@@ -221,10 +223,14 @@ def _remove_ray_folder(folder: Path) -> None:
 
 
 def _interrupt(signum, frame):
-    # A second SIGTERM must not cut short the orderly stop that this one
-    # starts. The finally block of ``demo`` puts the previous handler back.
+    # A second SIGTERM or Ctrl-C must not cut short the orderly stop that
+    # this one starts. The finally block of ``demo`` puts the handlers back.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logger.warning("demo: received SIGTERM, stopping every process it started")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logger.warning(
+        "demo: received %s, stopping every process it started",
+        signal.Signals(signum).name,
+    )
     raise KeyboardInterrupt
 
 
