@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from callsure.engine.callbacks import CallbackMode, CallbackRequest
@@ -319,18 +319,10 @@ class PromisePlanner:
                 when.isoformat(),
                 "send a time that is not in the past",
             )
-        limit = self.booking_limit(now)
-        if when > limit:
-            raise InvalidTimeError(
-                "requested_time",
-                when.isoformat(),
-                f"send a time up to {limit.isoformat(timespec='minutes')}; promises "
-                f"are made at most {(limit - now).total_seconds() / 3600:g} h ahead",
-            )
         return max(when, now)
 
-    def booking_limit(self, now: datetime) -> datetime:
-        """Return the latest time a promise made at ``now`` may be for.
+    def keep_limit(self, now: datetime) -> datetime:
+        """Return the latest time at which a chosen time can be kept.
 
         The booking horizon, or the predictor's horizon when that is
         shorter: beyond it no keep probability can be computed.
@@ -389,12 +381,16 @@ class PromisePlanner:
                 "send window_date and window_period (window mode)",
             )
         calendar = self.scheduler.calendar_for(request.queue)
-        last_date = self.booking_limit(now).astimezone(calendar.zone).date()
+        horizon = now + timedelta(seconds=self._policy.promise.booking_horizon_s)
+        last_date = horizon.astimezone(calendar.zone).date()
         if request.window_date > last_date:
-            raise InvalidTimeError(
-                "window_date",
-                request.window_date.isoformat(),
-                f"send a date up to {last_date.isoformat()}, the booking horizon",
+            # Checked before the window is resolved, because a date near the
+            # last one Python represents would overflow there.
+            raise InfeasibleTimeError(
+                datetime.combine(request.window_date, time(0), calendar.zone),
+                None,
+                f"beyond the booking horizon; windows up to {last_date.isoformat()} "
+                "can be booked",
             )
         window = calendar.window(request.window_date, request.window_period)
         if window.end <= now:
@@ -414,6 +410,21 @@ class PromisePlanner:
         """Raise ``InfeasibleTimeError`` unless a promise at ``when`` can be
         kept: inside a window, with room in its interval, and a keep
         probability of at least ``PromisePolicy.keep_target``."""
+        limit = self.keep_limit(now)
+        if when > limit:
+            # The nearest feasible time is searched from one interval before
+            # the horizon, not from ``when``: a search from a year ahead walked
+            # every interval in between and held the coordinator for minutes.
+            step = timedelta(seconds=self._policy.capacity.interval_s)
+            nearest = self.nearest_feasible(
+                queue, max(now, limit - step), now
+            ) or self.nearest_feasible(queue, now, now)
+            raise InfeasibleTimeError(
+                when,
+                nearest,
+                f"beyond the booking horizon; times up to "
+                f"{limit.isoformat(timespec='minutes')} can be promised",
+            )
         reason = self._infeasibility(queue, when, now)
         if reason is None:
             return

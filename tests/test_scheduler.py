@@ -155,26 +155,31 @@ def test_at_time_in_past_rejected(scheduler):
         scheduler.create(request("c1", mode=CallbackMode.AT_TIME, requested_time=past))
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"requested_time": datetime(2200, 1, 1, 10, 0, tzinfo=UTC)},
-        # 23:59 local in New York is past the last UTC date there is.
-        {
-            "requested_local_time": datetime(9999, 12, 31, 23, 59),
-            "time_zone": "America/New_York",
-        },
-    ],
-    ids=["year-2200", "year-9999-local"],
-)
-def test_at_time_beyond_horizon_rejected(scheduler, fields):
-    with pytest.raises(InvalidTimeError, match="requested_"):
-        scheduler.create(request("c1", mode=CallbackMode.AT_TIME, **fields))
+def test_at_time_beyond_horizon_offers_nearest(scheduler):
+    far = datetime(2200, 1, 1, 10, 0, tzinfo=UTC)
+    with pytest.raises(InfeasibleTimeError, match="booking horizon") as info:
+        scheduler.create(request("c1", mode=CallbackMode.AT_TIME, requested_time=far))
+    assert info.value.nearest_feasible is not None
+    assert info.value.nearest_feasible <= T0 + timedelta(days=2)
+
+
+def test_at_time_past_last_date_rejected(scheduler):
+    # 23:59 local in New York is past the last UTC date there is.
+    last = datetime(9999, 12, 31, 23, 59)
+    with pytest.raises(InvalidTimeError, match="requested_local_time"):
+        scheduler.create(
+            request(
+                "c1",
+                mode=CallbackMode.AT_TIME,
+                requested_local_time=last,
+                time_zone="America/New_York",
+            )
+        )
 
 
 def test_window_beyond_horizon_rejected(scheduler):
     scheduler.set_calendar("*", office_hours())
-    with pytest.raises(InvalidTimeError, match="window_date"):
+    with pytest.raises(InfeasibleTimeError, match="booking horizon"):
         scheduler.create(
             request(
                 "c1",
