@@ -234,6 +234,15 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+# The shipped IVR's menu keys, as the report names them.
+IVR_CHOICES = {
+    "1": "1 (call when an agent is free)",
+    "2": "2 (at a keyed time)",
+    "3": "3 (at the predicted time)",
+    "none": "no key (hung up or timed out)",
+}
+
+
 def format_report(report: dict) -> str:
     """Format the report as text for the terminal."""
     promises = report["promises"]
@@ -247,7 +256,11 @@ def format_report(report: dict) -> str:
         f"callsure demo report: {command['minutes']:g} minutes of the log from "
         f"{command['start']} at {command['speed']:g}x ({report['elapsed_s']} s)",
         f"  callers {report['callers']}, agents {report['agents']}",
-        f"  IVR calls {report['ivr']['calls']}, choices {report['ivr']['choices']}",
+        f"  IVR calls {report['ivr']['calls']}, choices "
+        + ", ".join(
+            f"{IVR_CHOICES.get(key, key)} {count}"
+            for key, count in sorted(report["ivr"]["choices"].items())
+        ),
         f"  promises made {promises['made']} {promises['by_mode']}: kept "
         f"{promises['kept']}, late {promises['late']} (keep window "
         f"{promises['keep_window_s']:g} s), open at end {promises['open_at_end']}, "
@@ -257,7 +270,12 @@ def format_report(report: dict) -> str:
         f"  VIP attempts {attempts['vip_dialed']}, to the dedicated agent "
         f"{attempts['vip_to_dedicated_agent']}",
         f"  AMD verdicts matching the recordings' labels: {amd['matched']} of "
-        f"{amd['judged']}; by label {amd['by_truth']}",
+        f"{amd['judged']}; by label {amd['by_truth']}"
+        + (
+            " (NONE: the call ended before a verdict)"
+            if any("NONE" in verdicts for verdicts in amd["by_truth"].values())
+            else ""
+        ),
         f"  SMS requests {report['sms_requests']}",
         f"  live callers: answered {live['answered']}, abandoned {live['abandoned']}, "
         f"service level {live['service_level']} within "
