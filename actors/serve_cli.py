@@ -109,12 +109,17 @@ def ray_address_problem(address: str) -> str | None:
     """
     if address in RAY_ADDRESS_WORDS:
         return None
-    host, _, port = address.removeprefix(RAY_CLIENT_SCHEME).rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
+    host, port = _host_and_port(address)
     valid_host = host and not any(c.isspace() or c in "/@" for c in host)
     if not valid_host or not port.isdigit() or not 1 <= int(port) <= 65535:
         return f"{RAY_ADDRESS_FORMS}, such as 127.0.0.1:6379"
     return None
+
+
+def _host_and_port(address: str) -> tuple[str, str]:
+    """Split HOST:PORT or ray://HOST:PORT; an IPv6 host loses its brackets."""
+    host, _, port = address.removeprefix(RAY_CLIENT_SCHEME).rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), port
 
 
 def check_ray_address(address: str, name: str) -> None:
@@ -133,8 +138,7 @@ def check_ray_address(address: str, name: str) -> None:
         )
     if address in RAY_ADDRESS_WORDS:
         return
-    host, _, port = address.removeprefix(RAY_CLIENT_SCHEME).rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
+    host, port = _host_and_port(address)
     try:
         with socket.create_connection((host, int(port)), RAY_CONNECT_TIMEOUT_S):
             pass

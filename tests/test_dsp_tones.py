@@ -329,7 +329,7 @@ def test_lone_sound_rule_can_be_turned_off():
     ],
     ids=["two-tones", "long-tone"],
 )
-def test_two_tones_or_a_long_one_are_no_person(signal):
+def test_lone_sound_excludes_two_or_long_tones(signal):
     signal = np.concatenate([signal, silence(7000 - len(signal) * 1000 // RATE_HZ)])
     verdict, _ = run(signal)
     assert verdict.kind is not VerdictKind.HUMAN

@@ -490,6 +490,16 @@ def test_refer_moves_customer_to_agent(defaults, phones, agents, reports):
     assert incoming["headers"][IVR_HISTORY_HEADER] == "greeting,offer%3D3"
 
 
+def person_answering(amd_corpus, **extra) -> dict:
+    """Return a phone behaviour: answer after 0.2 s and play a person."""
+    return {
+        "action": "answer",
+        "delay_s": 0.2,
+        "play": corpus_file(amd_corpus, "HUMAN"),
+        **extra,
+    }
+
+
 def transfer_to(amd_corpus, agent: dict) -> tuple[CallReport, list, dict]:
     """Transfer a person by REFER to an agent phone with the behaviour ``agent``.
 
@@ -499,11 +509,7 @@ def transfer_to(amd_corpus, agent: dict) -> tuple[CallReport, list, dict]:
     phone places the agent call.
     """
     reports = Reports()
-    person = {
-        "action": "answer",
-        "delay_s": 0.2,
-        "play": corpus_file(amd_corpus, "HUMAN"),
-    }
+    person = person_answering(amd_corpus)
 
     with (
         PhoneBank({"+15550000010": person}, name="refer-customers") as phones,
@@ -567,11 +573,7 @@ def test_packet_40_ms_detects_person(amd_corpus):
     # few cores. The phones are the test's own, so calls that other tests
     # leave up cannot fill them.
     reports = Reports()
-    person = {
-        "action": "answer",
-        "delay_s": 0.2,
-        "play": corpus_file(amd_corpus, "HUMAN"),
-    }
+    person = person_answering(amd_corpus)
     with (
         PhoneBank({"+15550000040": person}, name="packet-customers") as phones,
         PhoneBank({"agent-40": {"action": "answer"}}, name="packet-agents") as agents,
@@ -611,13 +613,9 @@ def test_inband_dtmf_confirms_bridge(amd_corpus, tmp_path):
     # sends no RFC 4733 event, so only the analyser can hear the key.
     reports = Reports()
     key_one = dtmf_tone_wav(tmp_path / "key-1.wav")
-    person = {
-        "action": "answer",
-        "delay_s": 0.2,
-        "play": corpus_file(amd_corpus, "HUMAN"),
-        "play_plan": [[6.0, key_one]],
-        "hangup_after_s": 12.0,
-    }
+    person = person_answering(
+        amd_corpus, play_plan=[[6.0, key_one]], hangup_after_s=12.0
+    )
 
     with (
         PhoneBank({"+15550000050": person}, name="inband-customers") as phones,

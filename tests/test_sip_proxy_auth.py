@@ -20,7 +20,7 @@ import time
 
 import pytest
 from sip_peers import PhoneBank
-from test_sip_gateway import Reports, corpus_file, make_order
+from test_sip_gateway import Reports, make_order, person_answering
 
 from callsure.actors.sip.gateway import CallGateway, GatewaySettings
 from callsure.engine.callbacks import Outcome
@@ -174,12 +174,7 @@ def dial_through_proxy(
     Returns the report and the customer phone bank's events.
     """
     reports = Reports()
-    person = {
-        "action": "answer",
-        "delay_s": 0.2,
-        "play": corpus_file(amd_corpus, "HUMAN"),
-        "hangup_after_s": 10.0,
-    }
+    person = person_answering(amd_corpus, hangup_after_s=10.0)
     with (
         PhoneBank({number: person}, name="proxy-customers") as phones,
         PhoneBank({"agent-proxy": {"action": "answer"}}, name="proxy-agents") as agents,
