@@ -20,6 +20,8 @@ import ray  # noqa: E402 - the environment variable above must come first
 
 from callsure.actors.logsetup import configure_logging  # noqa: E402
 
+GCS_PORT_WAIT_S = "60"
+
 
 def start_ray(ray_config, address: str | None = None, log_config=None) -> None:
     """Start a local Ray, or join the cluster at ``address``.
@@ -55,6 +57,9 @@ def start_ray(ray_config, address: str | None = None, log_config=None) -> None:
     # Ray starts workers at nice 15 by default; the coordinator serves
     # every CreateCallback, so it must not yield the CPU to batch jobs.
     os.environ.setdefault("RAY_worker_niceness", "0")
+    # Ray waits 30 s by default for the GCS to write its port file, and a
+    # test run on a busy two-core node has exceeded that wait.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", GCS_PORT_WAIT_S)
     if ray_config.num_cpus:
         options["num_cpus"] = ray_config.num_cpus
     if ray_config.temp_dir:

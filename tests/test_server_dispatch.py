@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
 from ray import cloudpickle  # noqa: E402
-from serve_support import private_folder  # noqa: E402
+from serve_support import start_local_ray  # noqa: E402
 
 from callsure.actors.agent_pool import POOL_NAME_PREFIX, AgentPool  # noqa: E402
 from callsure.actors.coordinator import Coordinator  # noqa: E402
@@ -58,15 +58,7 @@ class AnsweringGateway(Dialer):
 
 @pytest.fixture(scope="module")
 def cluster():
-    folder = private_folder()
-    ray.init(
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        num_cpus=2,
-        namespace="callsure-test",
-        _temp_dir=str(folder / "ray"),
-        configure_logging=False,
-    )
+    folder = start_local_ray("callsure-test")
     yield folder
     ray.shutdown()
     shutil.rmtree(folder, ignore_errors=True)

@@ -18,7 +18,7 @@ import pytest
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
-from serve_support import private_folder  # noqa: E402
+from serve_support import start_local_ray  # noqa: E402
 from sip_peers import PhoneBank, concatenate_wavs  # noqa: E402
 from test_sip_gateway import corpus_file  # noqa: E402
 
@@ -60,15 +60,7 @@ def phones(amd_corpus, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack(phones):
-    folder = private_folder()
-    ray.init(
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        num_cpus=2,
-        namespace=NAMESPACE,
-        _temp_dir=str(folder / "ray"),
-        configure_logging=False,
-    )
+    folder = start_local_ray(NAMESPACE)
     config = load_config(None).replace(
         storage={"path": str(folder / "callsure.db")},
         ray={"dispatch_interval_s": 0.1, "namespace": NAMESPACE},
