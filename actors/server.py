@@ -7,7 +7,9 @@ handles and turn each RPC into actor messages; they keep no domain state.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,9 +145,9 @@ async def start_server(server_config, servicers) -> RunningServer:
             port = server.add_insecure_port(address)
         else:
             port = server.add_secure_port(address, credentials)
-    except RuntimeError as exc:
+    except RuntimeError:
         raise ConfigError(
-            "server.grpc_address", address, f"a free address to bind ({exc})"
+            "server.grpc_address", address, bind_problem(address)
         ) from None
     await server.start()
 
@@ -153,3 +155,31 @@ async def start_server(server_config, servicers) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = address.rpartition(":")[0]
     return RunningServer(server, f"{host}:{port}", health_servicer)
+
+
+# The fix for a failed gRPC bind, by the errno of a plain socket bind to
+# the same address.
+BIND_FIXES = {
+    errno.EADDRINUSE: "a free port: another process listens on this one, so "
+    "stop it or choose another port (port 0 picks a free one)",
+    errno.EACCES: "a port above 1023: lower ports need root",
+    errno.EADDRNOTAVAIL: "an address of one of this machine's interfaces",
+}
+
+
+def bind_problem(address: str) -> str:
+    """Describe the value ``server.grpc_address`` needs after a failed bind.
+
+    grpcio reports only that binding failed, so the same address is bound
+    with a plain socket to find the errno.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, int(port)))
+    except (OSError, ValueError) as exc:
+        fix = BIND_FIXES.get(getattr(exc, "errno", None))
+        return fix or f"an address this machine can listen on ({exc})"
+    return "an address gRPC can listen on (a plain socket could bind it)"

@@ -2,6 +2,7 @@
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -326,3 +327,26 @@ def test_half_tls_config_rejected(certificate):
     with pytest.raises(ConfigError) as raised:
         asyncio.run(check_health(config.server, None, ()))
     assert "tls_key_file" in str(raised.value)
+
+
+def test_port_in_use_names_fix():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        config = load_config(None).replace(server={"grpc_address": address})
+        with pytest.raises(ConfigError) as raised:
+            asyncio.run(check_health(config.server, None, ()))
+    assert raised.value.key == "server.grpc_address"
+    assert raised.value.value == address
+    assert "another process listens on this one" in str(raised.value)
+
+
+def test_foreign_address_names_fix():
+    # 192.0.2.1 (TEST-NET-1) is assigned to no interface of this machine.
+    config = load_config(None).replace(
+        server={"grpc_address": "192.0.2.1:0", "allow_non_loopback": True}
+    )
+    with pytest.raises(ConfigError) as raised:
+        asyncio.run(check_health(config.server, None, ()))
+    assert "an address of one of this machine's interfaces" in str(raised.value)
