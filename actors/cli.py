@@ -171,9 +171,9 @@ def config_check(config, config_path):
     try:
         if config_path:
             config = load_config(config_path)
-        check_config(config)
-        # A running server holds the store's lock, which is no problem of
-        # the configuration, and a check creates no folder.
+        # A running server holds the gRPC port and the store's lock, which
+        # is no problem of the configuration, and a check creates no folder.
+        check_config(config, probe_bind=False)
         check_storage_path(config.storage.path, check_lock=False, create_folder=False)
     except CallsureError as exc:
         raise click.UsageError(str(exc)) from None

@@ -152,8 +152,12 @@ def check_ray_address(address: str, name: str) -> None:
     # that does not respond, still makes ray.init wait for minutes.
 
 
-def check_config(config) -> None:
+def check_config(config, probe_bind: bool = True) -> None:
     """Check the listen, Ray and SIP addresses and the TLS files.
+
+    With ``probe_bind``, the gRPC address is bound once with a plain
+    socket, so a port in use is reported at once (another process can
+    still take it before gRPC binds it).
 
     Serve runs this before Ray starts, because a local Ray took 17 to 37 s
     to start on two shared cores, and a bad setting found later wastes it.
@@ -163,9 +167,13 @@ def check_config(config) -> None:
     ConfigError
         Naming the setting, its value and what it expects.
     """
-    from callsure.actors.server import check_listen_address
+    from callsure.actors.server import bind_problem, check_listen_address
 
-    check_listen_address(config.server.grpc_address, config.server.allow_non_loopback)
+    address = config.server.grpc_address
+    check_listen_address(address, config.server.allow_non_loopback)
+    problem = bind_problem(address) if probe_bind else None
+    if problem:
+        raise ConfigError("server.grpc_address", address, problem)
     check_bind_addresses(config)
     problem = ray_address_problem(config.ray.address) if config.ray.address else None
     if problem:

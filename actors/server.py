@@ -146,9 +146,8 @@ async def start_server(server_config, servicers) -> RunningServer:
         else:
             port = server.add_secure_port(address, credentials)
     except RuntimeError:
-        raise ConfigError(
-            "server.grpc_address", address, bind_problem(address)
-        ) from None
+        problem = bind_problem(address) or "an address gRPC can listen on"
+        raise ConfigError("server.grpc_address", address, problem) from None
     await server.start()
 
     for name in ("", *SERVICE_NAMES):
@@ -167,19 +166,21 @@ BIND_FIXES = {
 }
 
 
-def bind_problem(address: str) -> str:
-    """Describe the value ``server.grpc_address`` needs after a failed bind.
+def bind_problem(address: str) -> str | None:
+    """Describe the value ``server.grpc_address`` needs, or None if it binds.
 
     grpcio reports only that binding failed, so the same address is bound
-    with a plain socket to find the errno.
+    with a plain socket, with SO_REUSEADDR as gRPC sets it, to find the
+    errno.
     """
     host, _, port = address.rpartition(":")
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, int(port)))
     except (OSError, ValueError) as exc:
         fix = BIND_FIXES.get(getattr(exc, "errno", None))
         return fix or f"an address this machine can listen on ({exc})"
-    return "an address gRPC can listen on (a plain socket could bind it)"
+    return None

@@ -231,6 +231,28 @@ def test_serve_refuses_non_loopback(tmp_path):
     assert "allow_non_loopback" in result.stderr
 
 
+def test_serve_port_in_use_before_ray(tmp_path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "callsure.actors.cli", "serve"],
+            env={
+                "CALLSURE_SERVER__GRPC_ADDRESS": address,
+                "CALLSURE_STORAGE__PATH": str(tmp_path / "x.db"),
+                "PATH": "/usr/bin:/bin",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert address in result.stderr
+    assert "another process listens on this one" in result.stderr
+    assert "starting a local Ray" not in result.stderr
+
+
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     openssl = shutil.which("openssl")
