@@ -280,6 +280,12 @@ def callback_to_proto(
         set_timestamp(message.requested_time, callback.promised_time)
     if callback.dedicated_agent_id:
         message.dedicated_agent = AGENT_PREFIX + callback.dedicated_agent_id
+    if callback.time_zone:
+        message.time_zone = callback.time_zone
+    if callback.window_date:
+        message.window_date = callback.window_date
+    if callback.window_period:
+        message.window_period = callback.window_period
     if expected_wait is None and estimate is not None:
         expected_wait = wait_to_proto(estimate)
     if expected_wait is not None:

@@ -312,6 +312,12 @@ class Callback:
     pending_stop : str
         A cancel or drop that arrived while an attempt was in flight; it
         applies when the attempt ends without a connection.
+    time_zone : str or None
+        The customer's IANA zone from the request.
+    window_date : str or None
+        For ``WINDOW``: the requested local date, "YYYY-MM-DD".
+    window_period : str or None
+        For ``WINDOW``: the requested period of the calendar.
     version : int
         Incremented on every stored change.
     updated_at : datetime
@@ -341,6 +347,9 @@ class Callback:
     ivr_history: tuple[str, ...] = ()
     language: str = "en"
     pending_stop: str = ""
+    time_zone: str | None = None
+    window_date: str | None = None
+    window_period: str | None = None
     version: int = 1
     updated_at: datetime | None = None
 

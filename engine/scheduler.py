@@ -239,6 +239,7 @@ class CallbackScheduler(SchedulerAdministration):
             ivr_history=tuple(request.ivr_history),
             language=request.language,
             updated_at=now,
+            **_requested_window(request),
         )
         change = Change(
             callbacks=[callback],
@@ -292,6 +293,7 @@ class CallbackScheduler(SchedulerAdministration):
             fallback_at=fallback_at,
             ivr_history=tuple(request.ivr_history) or callback.ivr_history,
             language=request.language,
+            **_requested_window(request),
         )
         change.callbacks.append(updated)
         change.event(
@@ -885,3 +887,14 @@ def _request_fingerprint(request: CallbackRequest) -> bytes:
         request.window_period,
     ]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest().encode()
+
+
+def _requested_window(request: CallbackRequest) -> dict:
+    """Return the request's zone and window as the callback stores them."""
+    return {
+        "time_zone": request.time_zone,
+        "window_date": (
+            request.window_date.isoformat() if request.window_date else None
+        ),
+        "window_period": request.window_period,
+    }

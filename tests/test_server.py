@@ -157,6 +157,30 @@ def test_callback_reply_times_and_shared_wait():
     assert shared == message
 
 
+def test_callback_reply_echoes_window_request():
+    callback = Callback(
+        callback_id="cb_1",
+        request_id="r-1",
+        customer_id="c-1",
+        queue="billing",
+        phone_number="+14155550100",
+        mode=CallbackMode.WINDOW,
+        entry_time=T0,
+        created_at=T0,
+        promised_time=T0 + timedelta(hours=1),
+        window_end=T0 + timedelta(hours=3),
+        not_before=T0 + timedelta(hours=1),
+        expires_at=T0 + timedelta(hours=4),
+        time_zone="Europe/Berlin",
+        window_date="2026-12-04",
+        window_period="afternoon",
+    )
+    message = callback_to_proto(Callback.from_row(callback.to_row()))
+    assert message.time_zone == "Europe/Berlin"
+    assert message.window_date == "2026-12-04"
+    assert message.window_period == "afternoon"
+
+
 def test_request_id_too_long_rejected():
     request = create_request()
     request.request_id = "x" * 129
