@@ -19,6 +19,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402 - the environment variable above must come first
 
 from callsure.actors.logsetup import configure_logging  # noqa: E402
+from callsure.engine.exceptions import CallsureError  # noqa: E402
 
 GCS_PORT_WAIT_S = "60"
 
@@ -70,6 +71,26 @@ def start_ray(ray_config, address: str | None = None, log_config=None) -> None:
         ray_config.namespace,
     )
     ray.init(**options)
+    check_gcs_host(ray.get_runtime_context().gcs_address, ray_config.node_ip_address)
+
+
+def check_gcs_host(gcs_address: str, node_ip_address: str) -> None:
+    """Stop a local Ray whose GCS listens elsewhere than ``node_ip_address``.
+
+    That happens when ``ray`` was imported before this package set
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, or the environment set it to
+    another value: the GCS then listens on the machine's external address.
+    """
+    host = gcs_address.rpartition(":")[0].strip("[]")
+    if host == node_ip_address:
+        return
+    ray.shutdown()
+    raise CallsureError(
+        f"the local Ray listened on {host}, not on ray.node_ip_address "
+        f"{node_ip_address}, so it was stopped: set "
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in the environment, or import "
+        "callsure.actors before ray"
+    )
 
 
 def _logging_hook(level: str, fmt: str):

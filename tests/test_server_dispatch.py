@@ -3,6 +3,7 @@
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -19,10 +20,11 @@ from callsure.actors.agent_pool import POOL_NAME_PREFIX, AgentPool  # noqa: E402
 from callsure.actors.coordinator import Coordinator  # noqa: E402
 from callsure.actors.gateway_api import Dialer  # noqa: E402
 from callsure.actors.predictors import build_predictor  # noqa: E402
+from callsure.actors.runtime import check_gcs_host  # noqa: E402
 from callsure.engine.agents import AgentState  # noqa: E402
 from callsure.engine.callbacks import CallbackRequest, CallbackState  # noqa: E402
 from callsure.engine.config import load_config  # noqa: E402
-from callsure.engine.exceptions import NotFoundError  # noqa: E402
+from callsure.engine.exceptions import CallsureError, NotFoundError  # noqa: E402
 from callsure.v1 import callback_pb2, common_pb2  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -234,3 +236,50 @@ def test_agent_pool_gates_release(cluster, coordinator):
     held, done = asyncio.run(scenario())
     assert held.state is CallbackState.PENDING
     assert done.state is CallbackState.COMPLETED
+
+
+def descendants(pid: int) -> set[int]:
+    """Ids of the processes below ``pid``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                # The parent id follows the command name, which may contain spaces.
+                parent = int(stat.read().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_ray_listens_only_on_loopback(cluster, coordinator):
+    # Workers rename their process title, so the tree, not the command
+    # line, finds them: the coordinator's worker is among them.
+    ours = descendants(os.getpid()) | {os.getpid()}
+    listing = subprocess.run(
+        ["ss", "-ltnpH"], capture_output=True, text=True, check=True
+    ).stdout
+    listeners = [
+        line.split()[3]
+        for line in listing.splitlines()
+        if any(f"pid={pid}," in line for pid in ours)
+    ]
+    assert len(listeners) >= 3  # the GCS, the raylet and the workers
+    for local in listeners:
+        host = local.rpartition(":")[0]
+        assert host in {"127.0.0.1", "[::ffff:127.0.0.1]", "[::1]"}, local
+
+
+def test_gcs_off_node_address_stops_ray():
+    check_gcs_host("127.0.0.1:6379", "127.0.0.1")
+    with pytest.raises(CallsureError) as raised:
+        check_gcs_host("192.0.2.2:6379", "127.0.0.1")
+    assert "listened on 192.0.2.2" in str(raised.value)
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in str(raised.value)
