@@ -156,9 +156,10 @@ def start_local_ray(namespace: str) -> Path:
     """Start an in-process local Ray on 127.0.0.1 in a private folder.
 
     A failed start is retried once in a fresh folder. If both fail, the
-    error carries the tail of each attempt's GCS and raylet logs.
+    error carries the tail of each attempt's GCS and raylet logs. A Ray
+    listening off loopback is stopped with an error.
     """
-    import ray
+    from callsure.actors.runtime import check_gcs_host, ray
 
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", GCS_PORT_WAIT_S)
     failures = []
@@ -173,11 +174,13 @@ def start_local_ray(namespace: str) -> Path:
                 _temp_dir=str(folder / "ray"),
                 configure_logging=False,
             )
-            return folder
         except Exception as error:  # Ray also raises a bare Exception here
             failures.append(f"{type(error).__name__}: {error}\n{_ray_logs(folder)}")
             ray.shutdown()
             _kill_processes_naming(str(folder).encode())
+            continue
+        check_gcs_host(ray.get_runtime_context().gcs_address, "127.0.0.1")
+        return folder
     raise RuntimeError("local Ray did not start:\n" + "\n".join(failures))
 
 
