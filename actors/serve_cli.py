@@ -148,8 +148,37 @@ def check_ray_address(address: str, name: str) -> None:
             f"cannot connect to the Ray cluster at {address} ({name}): {reason}. "
             "Start the cluster or fix the address"
         ) from None
-    # NOTE: a port that accepts connections but is not a Ray GCS, or a Ray
-    # that does not respond, still makes ray.init wait for minutes.
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        # NOTE: a cluster with TLS is not probed further, so a port that is
+        # not Ray still makes ray.init wait for minutes.
+        return
+    if not _speaks_grpc(host, int(port)):
+        raise click.ClickException(
+            f"the Ray cluster at {address} ({name}) accepts connections but "
+            f"completed no gRPC handshake within {RAY_CONNECT_TIMEOUT_S:.0f} s, "
+            "so it is not a Ray GCS or Ray Client port. Use the address that "
+            "`ray start --head` printed"
+        )
+
+
+def _speaks_grpc(host: str, port: int) -> bool:
+    """Return True when ``host:port`` completes an HTTP/2 handshake.
+
+    The GCS and the Ray Client server are gRPC servers, while ``ray.init``
+    retries for minutes on a port that accepts connections and never
+    answers, or answers in another protocol.
+    """
+    import grpc
+
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=RAY_CONNECT_TIMEOUT_S)
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
+    return True
 
 
 def check_config(config, probe_bind: bool = True) -> None:

@@ -1,5 +1,6 @@
 import json
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -162,6 +163,23 @@ def test_serve_unreachable_ray_address_one_line(tmp_path):
     assert result.exit_code == 1
     assert "cannot connect to the Ray cluster at 127.0.0.1:1" in result.output
     assert "(ray.address)" in result.output
+
+
+def test_serve_silent_ray_port_one_line(tmp_path):
+    # A port that accepts connections and never answers, as no Ray does.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        result = CliRunner().invoke(
+            cli,
+            ["serve", "--ray-address", address],
+            env={"CALLSURE_STORAGE__PATH": str(tmp_path / "cs.db")},
+        )
+    assert result.exit_code == 1
+    assert f"the Ray cluster at {address} (--ray-address)" in result.output
+    assert "completed no gRPC handshake" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("address", ["auto", "127.0.0.1:6379", "ray://[::1]:10001"])

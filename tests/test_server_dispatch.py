@@ -21,6 +21,7 @@ from callsure.actors.coordinator import Coordinator  # noqa: E402
 from callsure.actors.gateway_api import Dialer  # noqa: E402
 from callsure.actors.predictors import build_predictor  # noqa: E402
 from callsure.actors.runtime import check_gcs_host  # noqa: E402
+from callsure.actors.serve_cli import check_ray_address  # noqa: E402
 from callsure.engine.agents import AgentState  # noqa: E402
 from callsure.engine.callbacks import CallbackRequest, CallbackState  # noqa: E402
 from callsure.engine.config import load_config  # noqa: E402
@@ -283,3 +284,7 @@ def test_gcs_off_node_address_stops_ray():
         check_gcs_host("192.0.2.2:6379", "127.0.0.1")
     assert "listened on 192.0.2.2" in str(raised.value)
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in str(raised.value)
+
+
+def test_running_gcs_passes_address_check(cluster):
+    check_ray_address(ray.get_runtime_context().gcs_address, "--ray-address")
