@@ -165,8 +165,8 @@ def _speaks_grpc(host: str, port: int) -> bool:
     """Return True when ``host:port`` completes an HTTP/2 handshake.
 
     The GCS and the Ray Client server are gRPC servers, while ``ray.init``
-    retries for minutes on a port that accepts connections and never
-    answers, or answers in another protocol.
+    retries for minutes on a port that accepts connections and then sends
+    nothing, or replies in another protocol.
     """
     import grpc
 
