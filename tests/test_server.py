@@ -131,22 +131,29 @@ def test_request_converts_local_time():
     assert converted.time_zone == "Europe/Berlin"
 
 
+def stored_callback(**changes) -> Callback:
+    """A pending AT_TIME callback promised for T0 plus one hour."""
+    values = {
+        "callback_id": "cb_1",
+        "request_id": "r-1",
+        "customer_id": "c-1",
+        "queue": "billing",
+        "phone_number": "+14155550100",
+        "mode": CallbackMode.AT_TIME,
+        "entry_time": T0,
+        "created_at": T0,
+        "promised_time": T0 + timedelta(hours=1),
+        "window_end": None,
+        "not_before": T0 + timedelta(hours=1),
+        "expires_at": T0 + timedelta(hours=2),
+    }
+    values.update(changes)
+    return Callback(**values)
+
+
 def test_callback_reply_times_and_shared_wait():
     entry = T0 + timedelta(microseconds=123456)
-    callback = Callback(
-        callback_id="cb_1",
-        request_id="r-1",
-        customer_id="c-1",
-        queue="billing",
-        phone_number="+14155550100",
-        mode=CallbackMode.AT_TIME,
-        entry_time=entry,
-        created_at=T0,
-        promised_time=T0 + timedelta(hours=1),
-        window_end=None,
-        not_before=T0 + timedelta(hours=1),
-        expires_at=T0 + timedelta(hours=2),
-    )
+    callback = stored_callback(entry_time=entry)
     estimate = WaitEstimate(mean_s=90.5, quantiles_s={0.5: 80.0, 0.9: 170.25})
     message = callback_to_proto(callback, estimate)
     shared = callback_to_proto(callback, expected_wait=wait_to_proto(estimate))
@@ -158,19 +165,9 @@ def test_callback_reply_times_and_shared_wait():
 
 
 def test_callback_reply_echoes_window_request():
-    callback = Callback(
-        callback_id="cb_1",
-        request_id="r-1",
-        customer_id="c-1",
-        queue="billing",
-        phone_number="+14155550100",
+    callback = stored_callback(
         mode=CallbackMode.WINDOW,
-        entry_time=T0,
-        created_at=T0,
-        promised_time=T0 + timedelta(hours=1),
         window_end=T0 + timedelta(hours=3),
-        not_before=T0 + timedelta(hours=1),
-        expires_at=T0 + timedelta(hours=4),
         time_zone="Europe/Berlin",
         window_date="2026-12-04",
         window_period="afternoon",
