@@ -10,7 +10,7 @@ error leaves the server as INVALID_ARGUMENT naming that field.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -92,11 +92,49 @@ def set_timestamp(target: timestamp_pb2.Timestamp, when: datetime) -> None:
     target.nanos = since.microseconds * NANOS_PER_MICROSECOND
 
 
-def from_timestamp(message, field: str) -> datetime | None:
-    """Read the ``Timestamp`` field ``field`` of ``message`` as UTC, if set."""
+def from_timestamp(message, field: str, path: str | None = None) -> datetime | None:
+    """Read the ``Timestamp`` field ``field`` of ``message`` as UTC, if set.
+
+    Raises
+    ------
+    ValidationError
+        Naming ``path`` (``field`` by default) when the ``Timestamp`` is
+        outside 0001-01-01 to 9999-12-31 or its nanos outside 0 to 999999999,
+        the ranges that ``google/protobuf/timestamp.proto`` allows.
+    """
     if not message.HasField(field):
         return None
-    return getattr(message, field).ToDatetime(tzinfo=UTC)
+    stamp = getattr(message, field)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ValidationError(
+            path or field,
+            f"seconds={stamp.seconds} nanos={stamp.nanos}",
+            "send a time from 0001-01-01 to 9999-12-31 UTC, nanos 0 to 999999999",
+        ) from None
+
+
+# How far a reported event may lie ahead of the server's clock: clocks of
+# a CTI and the server drift apart by seconds, not minutes.
+MAX_EVENT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def event_time_of(message, field: str, path: str, now: datetime) -> datetime | None:
+    """Read the time of a reported event, which may not lie in the future.
+
+    An agent or a contact keeps its latest event and ignores older ones,
+    so one event from the far future would hide every real one after it.
+    """
+    when = from_timestamp(message, field, path)
+    if when is not None and when > now + MAX_EVENT_CLOCK_SKEW:
+        raise ValidationError(
+            path,
+            when.isoformat(),
+            f"send a time no later than the server's clock {now.isoformat()} "
+            "plus 5 minutes; check the sender's clock",
+        )
+    return when
 
 
 def to_duration(seconds: float) -> duration_pb2.Duration:
@@ -110,8 +148,35 @@ def to_duration(seconds: float) -> duration_pb2.Duration:
     )
 
 
-def duration_seconds(duration: duration_pb2.Duration) -> float:
-    return duration.ToTimedelta().total_seconds()
+# Limits of google/protobuf/duration.proto: about 10,000 years.
+MAX_DURATION_SECONDS = 315_576_000_000
+NANOS_PER_SECOND = 1_000_000_000
+
+
+def duration_seconds(duration: duration_pb2.Duration, field: str = "duration") -> float:
+    """Return a ``Duration`` in seconds.
+
+    Raises
+    ------
+    ValidationError
+        Naming ``field`` when the ``Duration`` breaks the rules of
+        ``google/protobuf/duration.proto``: seconds beyond about 10,000 years,
+        nanos beyond a second, or seconds and nanos of opposite signs.
+    """
+    seconds, nanos = duration.seconds, duration.nanos
+    if (
+        abs(seconds) > MAX_DURATION_SECONDS
+        or abs(nanos) >= NANOS_PER_SECOND
+        or (seconds > 0 and nanos < 0)
+        or (seconds < 0 and nanos > 0)
+    ):
+        raise ValidationError(
+            field,
+            f"seconds={seconds} nanos={nanos}",
+            "send a Duration within 10,000 years, nanos below 1 second and of "
+            "the sign of seconds, such as 300s",
+        )
+    return seconds + nanos / NANOS_PER_SECOND
 
 
 # Resource names.

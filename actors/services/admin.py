@@ -14,15 +14,27 @@ from datetime import date, time
 
 from callsure.actors.convert import OUTCOME_FROM_PROTO, duration_seconds
 from callsure.actors.errors import translate_errors
+from callsure.engine.callbacks import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_length
 from callsure.engine.customers import GradeRules, RepeatCallerRule
 from callsure.engine.exceptions import ValidationError
 from callsure.engine.policy import CapacityLimits, RetryPolicy, RetryRule
 from callsure.engine.windows import CallbackCalendar, Period
-from callsure.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+from callsure.v1 import admin_pb2, admin_pb2_grpc, callback_pb2, common_pb2
 
 logger = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86400.0
+# Customers' contact history is kept for the longest lookback. A lookback
+# of thousands of years starts before the year 1, which no date can hold,
+# and a year covers every repeat-caller and complaint rule.
+MAX_LOOKBACK_S = 366 * SECONDS_PER_DAY
+# Promises expire 4 hours after their time by default, so a week bounds
+# every useful retry delay and keeps retry times far from the last date.
+MAX_RETRY_DELAY_S = 7 * SECONDS_PER_DAY
+MAX_PERIOD_NAME_LENGTH = 64
+NEVER_RETRIED = frozenset(
+    {callback_pb2.CALL_OUTCOME_CONNECTED, callback_pb2.CALL_OUTCOME_NOT_DIALED}
+)
 GRADE_NAMES = {
     common_pb2.CUSTOMER_GRADE_REGULAR: "regular",
     common_pb2.CUSTOMER_GRADE_VIP: "vip",
@@ -35,27 +47,78 @@ def _local_time(value: str, field: str) -> time:
         parsed = time.fromisoformat(value)
     except ValueError:
         parsed = None
-    if parsed is None or len(value) != 5:
+    if parsed is None or len(value) != 5 or value[2] != ":":
         raise ValidationError(field, value, "send a local time HH:MM such as 08:30")
     return parsed
 
 
+def _lookback_seconds(duration, field: str) -> float:
+    seconds = duration_seconds(duration, field)
+    if not 0 < seconds <= MAX_LOOKBACK_S:
+        raise ValidationError(
+            field, f"{seconds:g}s", "send a positive duration of at most 366 days"
+        )
+    return seconds
+
+
+def _period_from_message(period, field: str) -> Period:
+    if not admin_pb2.WEEKDAY_MONDAY <= period.weekday <= admin_pb2.WEEKDAY_SUNDAY:
+        raise ValidationError(f"{field}.weekday", period.weekday, "send a Weekday")
+    if not period.name.strip():
+        raise ValidationError(
+            f"{field}.name", period.name, "send a name such as morning"
+        )
+    check_length(f"{field}.name", period.name, MAX_PERIOD_NAME_LENGTH)
+    start = _local_time(period.start_local_time, f"{field}.start_local_time")
+    end = _local_time(period.end_local_time, f"{field}.end_local_time")
+    if end != time(0) and end <= start:
+        raise ValidationError(
+            f"{field}.end_local_time",
+            period.end_local_time,
+            f"send a time after {period.start_local_time} (00:00 means end of day)",
+        )
+    return Period(period.name, start, end)
+
+
+def _queue_name(value: str, field: str) -> str:
+    check_length(field, value, MAX_QUEUE_LENGTH)
+    return value
+
+
+def _check_subdivision(country: str, subdivision: str) -> None:
+    """Name holiday_subdivision, not holiday_country, when only it is unknown."""
+    check_length("holiday_subdivision", subdivision, MAX_ID_LENGTH)
+    try:
+        CallbackCalendar(holiday_country=country)
+    except ValidationError:
+        return  # the calendar's own check names holiday_country
+    try:
+        CallbackCalendar(holiday_country=country, holiday_subdivision=subdivision)
+    except ValidationError:
+        raise ValidationError(
+            "holiday_subdivision",
+            subdivision,
+            f"send a subdivision of {country} that the holidays package knows",
+        ) from None
+
+
 def calendar_from_request(request) -> CallbackCalendar:
     """Build a ``CallbackCalendar`` from an UpdateCallbackWindowsRequest."""
+    _queue_name(request.queue, "queue")
     weekly: dict[int, list[Period]] = {}
-    for index, period in enumerate(request.periods):
+    for index, message in enumerate(request.periods):
         field = f"periods[{index}]"
-        if not admin_pb2.WEEKDAY_MONDAY <= period.weekday <= admin_pb2.WEEKDAY_SUNDAY:
-            raise ValidationError(f"{field}.weekday", period.weekday, "send a Weekday")
-        if not period.name:
-            raise ValidationError(f"{field}.name", "", "send a name such as morning")
-        weekly.setdefault(period.weekday - 1, []).append(
-            Period(
+        period = _period_from_message(message, field)
+        day = weekly.setdefault(message.weekday - 1, [])
+        # A customer picks a period by its name, so a name names one period
+        # of a day.
+        if any(other.name == period.name for other in day):
+            raise ValidationError(
+                f"{field}.name",
                 period.name,
-                _local_time(period.start_local_time, f"{field}.start_local_time"),
-                _local_time(period.end_local_time, f"{field}.end_local_time"),
+                "send one period of this name per weekday",
             )
-        )
+        day.append(period)
     closed = set()
     for index, value in enumerate(request.closed_dates):
         try:
@@ -68,6 +131,14 @@ def calendar_from_request(request) -> CallbackCalendar:
         raise ValidationError(
             "time_zone", "", "send an IANA zone such as Europe/Berlin"
         )
+    if request.holiday_subdivision and not request.holiday_country:
+        raise ValidationError(
+            "holiday_subdivision",
+            request.holiday_subdivision,
+            "send holiday_country too, such as DE for the subdivision BY",
+        )
+    if request.holiday_subdivision:
+        _check_subdivision(request.holiday_country, request.holiday_subdivision)
     return CallbackCalendar(
         time_zone=request.time_zone,
         weekly={day: tuple(periods) for day, periods in weekly.items()},
@@ -80,39 +151,102 @@ def calendar_from_request(request) -> CallbackCalendar:
 def retry_policy_from_request(request) -> RetryPolicy:
     rules = {}
     for index, rule in enumerate(request.rules):
-        if rule.outcome not in OUTCOME_FROM_PROTO:
+        if rule.outcome not in OUTCOME_FROM_PROTO or rule.outcome in NEVER_RETRIED:
             raise ValidationError(
-                f"rules[{index}].outcome", rule.outcome, "send a CallOutcome"
+                f"rules[{index}].outcome",
+                rule.outcome,
+                "send a CallOutcome other than CONNECTED and NOT_DIALED",
             )
         outcome = OUTCOME_FROM_PROTO[rule.outcome]
         if outcome in rules:
             raise ValidationError(
                 f"rules[{index}].outcome", outcome.value, "send one rule per outcome"
             )
-        rules[outcome] = RetryRule(
-            rule.max_retries, tuple(duration_seconds(d) for d in rule.delays)
+        if rule.max_retries < 0:
+            raise ValidationError(
+                f"rules[{index}].max_retries", rule.max_retries, "send 0 or more"
+            )
+        if rule.max_retries and not rule.delays:
+            raise ValidationError(
+                f"rules[{index}].delays", [], "send at least one delay, such as 300s"
+            )
+        delays = []
+        for number, delay in enumerate(rule.delays):
+            field = f"rules[{index}].delays[{number}]"
+            seconds = duration_seconds(delay, field)
+            if not 0 <= seconds <= MAX_RETRY_DELAY_S:
+                raise ValidationError(
+                    field, f"{seconds:g}s", "send 0 to 7 days, such as 300s"
+                )
+            delays.append(seconds)
+        rules[outcome] = RetryRule(rule.max_retries, tuple(delays))
+    if request.max_attempts < 1:
+        raise ValidationError(
+            "max_attempts", request.max_attempts, "send a count of at least 1"
         )
     return RetryPolicy(rules=rules, max_attempts=request.max_attempts)
 
 
+def _customer_ids(values, field: str) -> frozenset[str]:
+    for index, value in enumerate(values):
+        if not value.strip():
+            raise ValidationError(f"{field}[{index}]", value, "send a CRM id")
+        check_length(f"{field}[{index}]", value, MAX_ID_LENGTH)
+    return frozenset(values)
+
+
+def _attribute_matches(matches, field: str) -> dict[str, tuple[str, ...]]:
+    result = {}
+    for index, match in enumerate(matches):
+        name = f"{field}[{index}].attribute"
+        if not match.attribute.strip():
+            raise ValidationError(name, match.attribute, "send a name such as segment")
+        check_length(name, match.attribute, MAX_ID_LENGTH)
+        if match.attribute in result:
+            raise ValidationError(
+                name, match.attribute, "send one match per attribute, with all values"
+            )
+        for number, value in enumerate(match.values):
+            check_length(f"{field}[{index}].values[{number}]", value, MAX_ID_LENGTH)
+        result[match.attribute] = tuple(match.values)
+    return result
+
+
 def grade_rules_from_request(request) -> GradeRules:
     priorities = {"vip": 0, "complaint": 0, "regular": 0}
+    seen = set()
     for index, item in enumerate(request.priorities):
         if item.grade not in GRADE_NAMES:
             raise ValidationError(
                 f"priorities[{index}].grade", item.grade, "send a CustomerGrade"
             )
+        if item.grade in seen:
+            raise ValidationError(
+                f"priorities[{index}].grade",
+                GRADE_NAMES[item.grade],
+                "send one priority per grade",
+            )
+        seen.add(item.grade)
         priorities[GRADE_NAMES[item.grade]] = item.priority
+    if request.complaint_threshold < 0:
+        raise ValidationError(
+            "complaint_threshold", request.complaint_threshold, "send 1 or more"
+        )
     window_days = 30.0
     if request.HasField("complaint_window"):
-        window_days = duration_seconds(request.complaint_window) / SECONDS_PER_DAY
+        window_days = (
+            _lookback_seconds(request.complaint_window, "complaint_window")
+            / SECONDS_PER_DAY
+        )
     return GradeRules(
-        vip_ids=frozenset(request.vip_customer_ids),
-        vip_attributes={m.attribute: tuple(m.values) for m in request.vip_attributes},
-        complaint_ids=frozenset(request.complaint_customer_ids),
-        complaint_attributes={
-            m.attribute: tuple(m.values) for m in request.complaint_attributes
-        },
+        vip_ids=_customer_ids(request.vip_customer_ids, "vip_customer_ids"),
+        vip_attributes=_attribute_matches(request.vip_attributes, "vip_attributes"),
+        complaint_ids=_customer_ids(
+            request.complaint_customer_ids, "complaint_customer_ids"
+        ),
+        complaint_attributes=_attribute_matches(
+            request.complaint_attributes, "complaint_attributes"
+        ),
         complaint_threshold=request.complaint_threshold or 1,
         complaint_window_days=window_days,
         priorities=priorities,
@@ -122,11 +256,19 @@ def grade_rules_from_request(request) -> GradeRules:
 def repeat_rule_from_request(request) -> RepeatCallerRule:
     if not request.thresholds:
         raise ValidationError("thresholds", [], "send at least one threshold")
+    thresholds = []
+    for index, threshold in enumerate(request.thresholds):
+        field = f"thresholds[{index}]"
+        if threshold.contact_count < 1:
+            raise ValidationError(
+                f"{field}.contact_count", threshold.contact_count, "send 1 or more"
+            )
+        seconds = _lookback_seconds(
+            threshold.lookback_period, f"{field}.lookback_period"
+        )
+        thresholds.append((threshold.contact_count, seconds / SECONDS_PER_DAY))
     return RepeatCallerRule(
-        thresholds=tuple(
-            (t.contact_count, duration_seconds(t.lookback_period) / SECONDS_PER_DAY)
-            for t in request.thresholds
-        ),
+        thresholds=tuple(thresholds),
         priority_boost=request.priority_boost,
         offer_callback=request.offer_callback,
     )
@@ -181,11 +323,29 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         async with translate_errors(context, "UpdateCapacityLimits"):
             interval_s = 900.0
             if request.HasField("interval"):
-                interval_s = duration_seconds(request.interval)
+                interval_s = duration_seconds(request.interval, "interval")
+                if interval_s <= 0 or interval_s % 60 or interval_s > SECONDS_PER_DAY:
+                    raise ValidationError(
+                        "interval",
+                        f"{interval_s:g}s",
+                        "send whole minutes up to 1 day, such as 900s",
+                    )
             limits = {}
             for index, limit in enumerate(request.limits):
+                field = f"limits[{index}]"
                 if not limit.queue:
-                    raise ValidationError(f"limits[{index}].queue", "", "send a queue")
+                    raise ValidationError(f"{field}.queue", "", "send a queue")
+                _queue_name(limit.queue, f"{field}.queue")
+                if limit.queue in limits:
+                    raise ValidationError(
+                        f"{field}.queue", limit.queue, "send one limit per queue"
+                    )
+                if limit.max_callbacks_per_interval < 0:
+                    raise ValidationError(
+                        f"{field}.max_callbacks_per_interval",
+                        limit.max_callbacks_per_interval,
+                        "send 0 or more",
+                    )
                 limits[limit.queue] = limit.max_callbacks_per_interval
             capacity = CapacityLimits(interval_s=interval_s, max_per_interval=limits)
             await self._coordinator.set_capacity_limits.remote(capacity)

@@ -6,10 +6,11 @@ import asyncio
 import re
 from datetime import UTC, datetime
 
-from callsure.actors.convert import from_timestamp, to_timestamp
+from callsure.actors.convert import event_time_of, to_timestamp
 from callsure.actors.errors import translate_errors
 from callsure.actors.services.callbacks import page_size_of
 from callsure.engine.agents import AgentState
+from callsure.engine.callbacks import MAX_ID_LENGTH, check_length
 from callsure.engine.exceptions import NotFoundError, ValidationError
 from callsure.v1 import agent_pb2, agent_pb2_grpc
 
@@ -28,9 +29,31 @@ STATE_TO_PROTO = {state: number for number, state in STATE_FROM_PROTO.items()}
 
 def parse_agent_name(name: str, field: str) -> str:
     agent_id = name.removeprefix(AGENT_PREFIX)
-    if not name.startswith(AGENT_PREFIX) or not agent_id or "/" in agent_id:
+    if not name.startswith(AGENT_PREFIX) or not agent_id.strip() or "/" in agent_id:
         raise ValidationError(field, name, "send a name of the form agents/{agent}")
+    # ContactService names the agent of an ANSWERED event in these bounds.
+    check_length(field, agent_id, MAX_ID_LENGTH)
     return agent_id
+
+
+def check_agent_texts(agent) -> None:
+    """Check the skills and dedicated customers of an ``Agent`` message."""
+    for field in ("skills", "dedicated_customer_ids"):
+        for index, value in enumerate(getattr(agent, field)):
+            path = f"agent.{field}[{index}]"
+            if not value.strip():
+                raise ValidationError(path, value, "send a non-empty value")
+            check_length(path, value, MAX_ID_LENGTH)
+
+
+def check_page_token(token: str) -> None:
+    """Accept only a ``next_page_token`` of ListAgents, which is an agent name."""
+    if token and not (token.startswith(AGENT_PREFIX) and len(token) <= 256):
+        raise ValidationError(
+            "page_token",
+            token[:32],
+            "send the next_page_token of a previous ListAgents reply, or nothing",
+        )
 
 
 def agent_to_proto(agent, group: str) -> agent_pb2.Agent:
@@ -82,6 +105,29 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             )
         )
 
+    async def _check_dedicated(self, agent_id: str, customers) -> None:
+        """Reject a customer who already has another dedicated agent, because
+        a callback goes to one dedicated agent."""
+        requested = set(customers)
+        if not requested:
+            return
+        groups = list(self._actors.pools)
+        rosters = await asyncio.gather(
+            *(self._actors.pools[group].agents.remote() for group in groups)
+        )
+        for agent in (agent for roster in rosters for agent in roster):
+            claimed = requested & agent.dedicated_customers
+            if agent.agent_id == agent_id or not claimed:
+                continue
+            customer = min(claimed)
+            index = list(customers).index(customer)
+            raise ValidationError(
+                f"agent.dedicated_customer_ids[{index}]",
+                customer,
+                f"the customer's dedicated agent is {AGENT_PREFIX}{agent.agent_id}; "
+                "remove the customer there first",
+            )
+
     async def UpdateAgent(self, request, context):
         async with translate_errors(context, "UpdateAgent"):
             agent_id = parse_agent_name(request.agent.name, "agent.name")
@@ -92,9 +138,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     group,
                     "send 1 to 64 letters, digits, '.', '_' or '-', such as billing",
                 )
+            check_agent_texts(request.agent)
             try:
                 known = await self._find_group(agent_id)
             except NotFoundError:
+                if not request.allow_missing:
+                    raise
                 known = None
             if known is not None and known != group:
                 raise ValidationError(
@@ -102,6 +151,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     group,
                     f"the agent belongs to {known}; an agent stays in one group",
                 )
+            await self._check_dedicated(agent_id, request.agent.dedicated_customer_ids)
             pool = await self._actors.pool_for(group)
             agent, released = await pool.update_agent.remote(
                 agent_id,
@@ -119,7 +169,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             agent_id = parse_agent_name(request.agent, "agent")
             if request.state not in STATE_FROM_PROTO:
                 raise ValidationError("state", request.state, "send an AgentState")
-            when = from_timestamp(request, "event_time") or datetime.now(UTC)
+            now = datetime.now(UTC)
+            when = event_time_of(request, "event_time", "event_time", now) or now
             group = await self._find_group(agent_id)
             agent = await self._actors.pools[group].set_state.remote(
                 agent_id, STATE_FROM_PROTO[request.state], when
@@ -136,6 +187,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def ListAgents(self, request, context):
         async with translate_errors(context, "ListAgents"):
             page_size = page_size_of(request.page_size)
+            check_page_token(request.page_token)
             states = set()
             for number in request.states:
                 if number not in STATE_FROM_PROTO:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from callsure.actors.convert import callback_name, from_timestamp, require_text
+from callsure.actors.convert import callback_name, event_time_of, require_text
 from callsure.actors.errors import translate_errors
 from callsure.engine.callbacks import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_length
 from callsure.engine.customers import ContactEvent, ContactKind
@@ -24,7 +24,9 @@ KIND_FROM_PROTO = {
 }
 
 
-def contact_event_from_proto(message, prefix: str = "event") -> ContactEvent:
+def contact_event_from_proto(
+    message, prefix: str = "event", now: datetime | None = None
+) -> ContactEvent:
     """Check a ``ContactEvent`` message and convert it for the customer book."""
     contact_id = require_text(message.contact_id, f"{prefix}.contact_id", "c-1")
     check_length(f"{prefix}.contact_id", contact_id, MAX_ID_LENGTH)
@@ -35,7 +37,8 @@ def contact_event_from_proto(message, prefix: str = "event") -> ContactEvent:
             f"{prefix}.type", message.type, "send a ContactEventType other than 0"
         )
     kind = KIND_FROM_PROTO[message.type]
-    when = from_timestamp(message, "event_time")
+    now = now or datetime.now(UTC)
+    when = event_time_of(message, "event_time", f"{prefix}.event_time", now)
     if when is None:
         raise ValidationError(f"{prefix}.event_time", None, "send the event's time")
     if kind is ContactKind.QUEUED and not message.queue:
