@@ -435,3 +435,45 @@ def test_serve_callback_entry_time_out_of_range_rejected(channel):
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violation_fields(error) == ["callback.entry_time"]
+
+
+def error_info(error: grpc.RpcError, reason: str) -> error_details_pb2.ErrorInfo:
+    for detail in decode_status(error).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.reason == reason:
+                return info
+    raise AssertionError(f"no ErrorInfo {reason} in {decode_status(error)}")
+
+
+@pytest.mark.slow
+def test_serve_stopped_stream_reports_superseded(channel):
+    callbacks = callback_pb2_grpc.CallbackServiceStub(channel)
+    message = callback_pb2.Callback(
+        customer_id="c-stream", phone_number="+14155550100", queue="billing"
+    )
+    created = callbacks.CreateCallback(
+        callback_pb2.CreateCallbackRequest(callback=message, request_id="r-stream"),
+        timeout=CALL_TIMEOUT_S,
+    ).callback
+    answered = contact_pb2.ContactEvent(
+        contact_id="k-stream",
+        type=contact_pb2.CONTACT_EVENT_TYPE_ANSWERED,
+        event_time=timestamp_pb2.Timestamp(seconds=created.create_time.seconds + 1),
+        customer_id="c-stream",
+        agent="agents/any",
+    )
+    invalid = contact_pb2.ContactEvent(
+        type=contact_pb2.CONTACT_EVENT_TYPE_ARRIVED, event_time=now_stamp()
+    )
+    requests = [
+        contact_pb2.StreamContactEventsRequest(event=e) for e in (answered, invalid)
+    ]
+    contacts = contact_pb2_grpc.ContactServiceStub(channel)
+    error = rejected(contacts.StreamContactEvents, iter(requests))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violation_fields(error) == ["event[1].contact_id"]
+    info = error_info(error, "CONTACT_STREAM_STOPPED")
+    assert info.metadata["accepted_count"] == "1"
+    assert info.metadata["superseded_callbacks"] == created.name

@@ -5,8 +5,15 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from google.rpc import error_details_pb2
+
 from callsure.actors.convert import callback_name, event_time_of, require_text
-from callsure.actors.errors import translate_errors
+from callsure.actors.errors import (
+    ERROR_DOMAIN,
+    RpcError,
+    to_rpc_error,
+    translate_errors,
+)
 from callsure.engine.callbacks import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_length
 from callsure.engine.customers import ContactEvent, ContactKind
 from callsure.engine.exceptions import ValidationError
@@ -61,6 +68,30 @@ def contact_event_from_proto(
     )
 
 
+def stream_stopped(
+    exc: ValidationError, accepted: int, superseded: list[str]
+) -> RpcError:
+    """Build the error of a stream stopped at an invalid event.
+
+    The events before it were applied, so the error carries what the
+    response would have: an ``ErrorInfo`` with the metadata
+    ``accepted_count`` and the space-separated ``superseded_callbacks``.
+    Long lists are clipped like every error text, and the event journal
+    has them all.
+    """
+    error = to_rpc_error(exc)
+    metadata = {
+        "accepted_count": str(accepted),
+        "superseded_callbacks": " ".join(superseded),
+    }
+    error.details.append(
+        error_details_pb2.ErrorInfo(
+            reason="CONTACT_STREAM_STOPPED", domain=ERROR_DOMAIN, metadata=metadata
+        )
+    )
+    return error
+
+
 class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
     """Feed contact events to the customer shards and the scheduler."""
 
@@ -96,7 +127,12 @@ class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
         async with translate_errors(context, "StreamContactEvents"):
             accepted, superseded = 0, []
             async for request in request_iterator:
-                event = contact_event_from_proto(request.event, f"event[{accepted}]")
+                try:
+                    event = contact_event_from_proto(
+                        request.event, f"event[{accepted}]"
+                    )
+                except ValidationError as exc:
+                    raise stream_stopped(exc, accepted, superseded) from None
                 superseded.extend(await self._apply(event))
                 accepted += 1
             logger.info(
