@@ -28,8 +28,21 @@ from __future__ import annotations
 from datetime import datetime
 
 
+def _restore(cls, args: tuple, state: dict) -> CallsureError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class CallsureError(Exception):
     """Base class of every error callsure raises on purpose."""
+
+    def __reduce__(self):
+        # The default calls the class with the message alone, which fails
+        # for subclasses whose constructors take other arguments. Ray then
+        # delivered such an error from an actor as UnserializableException.
+        return (_restore, (type(self), self.args, self.__dict__))
 
 
 class ConfigError(CallsureError):

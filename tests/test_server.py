@@ -393,3 +393,20 @@ def test_foreign_address_names_fix():
     with pytest.raises(ConfigError) as raised:
         asyncio.run(check_health(config.server, None, ()))
     assert "an address of one of this machine's interfaces" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError("server.token", "<hidden>", "a token"),
+        ValidationError("callback.queue", " ", "send a queue name"),
+        RequestIdReusedError("r-1"),
+        NotFoundError("callback", "cb_1"),
+        InfeasibleTimeError(T0, T0 + timedelta(hours=1), "no agent"),
+    ],
+)
+def test_error_pickles_with_attributes(error):
+    copy = cloudpickle.loads(cloudpickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert copy.__dict__ == error.__dict__

@@ -288,3 +288,16 @@ def test_gcs_off_node_address_stops_ray():
 
 def test_running_gcs_passes_address_check(cluster):
     check_ray_address(ray.get_runtime_context().gcs_address, "--ray-address")
+
+
+def test_engine_error_crosses_ray_intact(cluster):
+    pool = AgentPool.options(name=POOL_NAME_PREFIX + "errors").remote(
+        "errors", str(cluster / "pool-errors.msgpack")
+    )
+    now = datetime.now(UTC)
+    with pytest.raises(NotFoundError) as raised:
+        ray.get(
+            pool.update_agent.remote("nobody", frozenset(), frozenset(), False, now)
+        )
+    assert raised.value.kind == "agent"
+    assert raised.value.resource_id == "nobody"
