@@ -80,21 +80,30 @@ cdef void track_level(Stream* st, const BlockFeatures* f,
         st.playing_blocks += 1
 
 
+cdef inline int loud_for_tone(const Stream* st, const BlockFeatures* f,
+                              const float* params) noexcept nogil:
+    """Return 1 if the block is loud enough to be taken for a tone."""
+    # A tone that opens the stream is its own floor, so a tone also counts
+    # when it is clearly above the minimum level.
+    return f.level_db > params[P_MIN_LEVEL_DB] and (
+        f.level_db > st.floor_db + params[P_TONE_MARGIN_DB]
+        or f.level_db > params[P_MIN_LEVEL_DB] + params[P_TONE_MARGIN_DB])
+
+
 cdef int detect_tones(Stream* st, const float* x, const BlockFeatures* f,
-                      const float* params, int32_t* ring, int* progress) noexcept nogil:
+                      int loud, const float* params, int32_t* ring,
+                      int* progress) noexcept nogil:
     """Run the tone detectors on the block; return 1 if it is a tone.
 
-    Sets progress to the dual call progress tone heard, if any.
+    loud is loud_for_tone of the block: only then are f's purity,
+    tone_hz and dual_purity filled in. Sets progress to the dual call
+    progress tone heard, if any.
     """
     cdef int single = 0, dual = 0, key = -1, steady, full_bank, age
     cdef float hz = f.tone_hz
     progress[0] = PROG_NONE
 
-    # A tone that opens the stream is its own floor, so a tone also counts
-    # when it is clearly above the minimum level.
-    if f.level_db > params[P_MIN_LEVEL_DB] and (
-            f.level_db > st.floor_db + params[P_TONE_MARGIN_DB]
-            or f.level_db > params[P_MIN_LEVEL_DB] + params[P_TONE_MARGIN_DB]):
+    if loud:
         # Two steady tones leave a far smaller residual than vowels do;
         # the stricter limit keeps the bank off most speech blocks. Two
         # tones fit the order-4 predictor far better than the order-2 one,
@@ -196,11 +205,18 @@ cdef void analyse_block(Stream* st, float* x, const float* params,
                         int32_t* ring) noexcept nogil:
     """Run every detector on one 10 ms block of 80 samples at 8 kHz."""
     cdef BlockFeatures f
-    cdef int progress, tone_block
+    cdef int progress, tone_block, loud
     # 0.9 of the mean noise power keeps the correction from overshooting.
-    block_features(x, 0.9 * st.noise_power, &f)
+    # It is read before track_level updates it with this block.
+    cdef float noise_power = 0.9 * st.noise_power
+    cdef float sums[3]
+    cdef int predictable = block_level(x, &f, sums)
     track_level(st, &f, params)
-    tone_block = detect_tones(st, x, &f, params, ring, &progress)
+    # The tone features only matter on blocks loud enough for a tone.
+    loud = loud_for_tone(st, &f, params)
+    if loud and predictable:
+        block_tone(x, noise_power, &f, sums)
+    tone_block = detect_tones(st, x, &f, loud, params, ring, &progress)
     if tone_block:
         st.tone_blocks += 1
     detect_speech(st, &f, tone_block, params, ring)

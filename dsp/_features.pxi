@@ -9,6 +9,9 @@ cdef float BANK_TABLE[BLOCK * 2 * N_BANK]
 # Phase a tone at the bank frequency advances over one block, wrapped to
 # (-pi, pi]: the reference for phase-derived frequency offsets.
 cdef float BANK_ADVANCE[N_BANK]
+# The same advance as a rotation, cos and -sin, for bank_power_long.
+cdef float BANK_ROTATION_COS[N_BANK]
+cdef float BANK_ROTATION_SIN[N_BANK]
 
 
 cdef void _fill_bank_tables() noexcept nogil:
@@ -17,6 +20,8 @@ cdef void _fill_bank_tables() noexcept nogil:
     for k in range(N_BANK):
         omega = 2.0 * M_PI * BANK_HZ[k] / 8000.0
         BANK_ADVANCE[k] = _wrap_phase(omega * BLOCK)
+        BANK_ROTATION_COS[k] = cosf(omega * BLOCK)
+        BANK_ROTATION_SIN[k] = -sinf(omega * BLOCK)
         for n in range(BLOCK):
             BANK_TABLE[n * 2 * N_BANK + k] = cosf(omega * n)
             BANK_TABLE[n * 2 * N_BANK + N_BANK + k] = -sinf(omega * n)
@@ -128,29 +133,48 @@ cdef extern from *:
     #endif
     }
 
-    /* Order-2 and order-4 prediction sums over n = 4..79, see
-       block_features: ss sv vv uu uv uw vv4 vw ww. */
-    static void callsure_prediction_sums(const float *x, float *out) {
+    /* Order-2 prediction sums over n = 4..79, see block_level: ss sv vv. */
+    static void callsure_order2_sums(const float *x, float *out) {
         int n;
     #if defined(__GNUC__)
-        callsure_v4sf acc[9] = {{0}};
+        callsure_v4sf acc[3] = {{0}};
+        for (n = 4; n < 80; n += 4) {
+            callsure_v4sf x0 = callsure_load4(x + n), x1 = callsure_load4(x + n - 1);
+            callsure_v4sf x2 = callsure_load4(x + n - 2);
+            callsure_v4sf s = x0 + x2;
+            acc[0] += s * s; acc[1] += s * x1; acc[2] += x1 * x1;
+        }
+        for (n = 0; n < 3; n++) out[n] = callsure_sum4(acc[n]);
+    #else
+        for (n = 0; n < 3; n++) out[n] = 0.0f;
+        for (n = 4; n < 80; n++) {
+            float s = x[n] + x[n - 2];
+            out[0] += s * s; out[1] += s * x[n - 1]; out[2] += x[n - 1] * x[n - 1];
+        }
+    #endif
+    }
+
+    /* Order-4 prediction sums over n = 4..79, see block_tone:
+       uu uv uw vv4 vw ww. */
+    static void callsure_order4_sums(const float *x, float *out) {
+        int n;
+    #if defined(__GNUC__)
+        callsure_v4sf acc[6] = {{0}};
         for (n = 4; n < 80; n += 4) {
             callsure_v4sf x0 = callsure_load4(x + n), x1 = callsure_load4(x + n - 1);
             callsure_v4sf x2 = callsure_load4(x + n - 2), x3 = callsure_load4(x + n - 3);
             callsure_v4sf x4 = callsure_load4(x + n - 4);
-            callsure_v4sf s = x0 + x2, u = x0 + x4, v = x1 + x3;
-            acc[0] += s * s; acc[1] += s * x1; acc[2] += x1 * x1;
-            acc[3] += u * u; acc[4] += u * v; acc[5] += u * x2;
-            acc[6] += v * v; acc[7] += v * x2; acc[8] += x2 * x2;
+            callsure_v4sf u = x0 + x4, v = x1 + x3;
+            acc[0] += u * u; acc[1] += u * v; acc[2] += u * x2;
+            acc[3] += v * v; acc[4] += v * x2; acc[5] += x2 * x2;
         }
-        for (n = 0; n < 9; n++) out[n] = callsure_sum4(acc[n]);
+        for (n = 0; n < 6; n++) out[n] = callsure_sum4(acc[n]);
     #else
-        for (n = 0; n < 9; n++) out[n] = 0.0f;
+        for (n = 0; n < 6; n++) out[n] = 0.0f;
         for (n = 4; n < 80; n++) {
-            float s = x[n] + x[n - 2], u = x[n] + x[n - 4], v = x[n - 1] + x[n - 3];
-            out[0] += s * s; out[1] += s * x[n - 1]; out[2] += x[n - 1] * x[n - 1];
-            out[3] += u * u; out[4] += u * v; out[5] += u * x[n - 2];
-            out[6] += v * v; out[7] += v * x[n - 2]; out[8] += x[n - 2] * x[n - 2];
+            float u = x[n] + x[n - 4], v = x[n - 1] + x[n - 3];
+            out[0] += u * u; out[1] += u * v; out[2] += u * x[n - 2];
+            out[3] += v * v; out[4] += v * x[n - 2]; out[5] += x[n - 2] * x[n - 2];
         }
     #endif
     }
@@ -158,7 +182,8 @@ cdef extern from *:
     float center_block "callsure_center_block"(float* x) noexcept nogil
     void dft_bank "callsure_dft_bank"(
         const float* x, const float* table, float* re, float* im, int tones) noexcept nogil
-    void prediction_sums "callsure_prediction_sums"(const float* x, float* out) noexcept nogil
+    void order2_sums "callsure_order2_sums"(const float* x, float* out) noexcept nogil
+    void order4_sums "callsure_order4_sums"(const float* x, float* out) noexcept nogil
 
 
 
@@ -169,37 +194,39 @@ cdef void block_features(float* x, float noise_power, BlockFeatures* out) noexce
     squared), or 0. Its share is taken out of the order-2 sums, which
     otherwise bias a tone's frequency down and its purity up at low SNR.
     """
+    cdef float sums[3]
+    if block_level(x, out, sums):
+        block_tone(x, noise_power, out, sums)
+
+
+cdef int block_level(float* x, BlockFeatures* out, float* sums) noexcept nogil:
+    """Centre x in place and fill energy, level_db, raw_purity and voicing.
+
+    Return 1 when block_tone still has to fill the tone features, with
+    the order-2 sums ss, sv, vv left in sums. Return 0 when the block is
+    too quiet to predict, and out is complete.
+    """
     cdef int n
-    cdef float energy
-    cdef float ss, sv, vv, uu, uv, uw, vv4, vw, ww
-    cdef float s, a, b1, b2, det, residual
-    cdef float sums[9]
+    cdef float energy, s, ss, sv, vv
 
     energy = center_block(x)
     out.energy = energy / BLOCK
     out.level_db = <float>10.0 * log10f(out.energy + <float>1.0)
+    out.tone_hz = 0.0
     if energy <= 1e-3:
         # Digital silence: nothing to predict.
         out.purity = 4.0
         out.raw_purity = 4.0
         out.dual_purity = 4.0
-        out.tone_hz = 0.0
         out.voicing = 0.0
-        return
+        return 0
 
     # Order 2: a pure tone obeys x[n] + x[n-2] = 2 cos(w) x[n-1], summed
-    # over n = 2..79. Symmetric order 4: two tones obey x[n] + x[n-4] =
-    # b1 (x[n-1] + x[n-3]) + b2 x[n-2], summed over n = 4..79.
-    prediction_sums(x, sums)
+    # over n = 2..79.
+    order2_sums(x, sums)
     ss = sums[0]
     sv = sums[1]
     vv = sums[2]
-    uu = sums[3]
-    uv = sums[4]
-    uw = sums[5]
-    vv4 = sums[6]
-    vw = sums[7]
-    ww = sums[8]
     for n in range(2, 4):
         s = x[n] + x[n - 2]
         ss += s * s
@@ -210,12 +237,39 @@ cdef void block_features(float* x, float noise_power, BlockFeatures* out) noexce
         out.purity = 4.0
         out.raw_purity = 4.0
         out.dual_purity = 4.0
-        out.tone_hz = 0.0
         out.voicing = 0.0
-        return
+        return 0
 
     out.voicing = 0.5 * sv / vv
     out.raw_purity = (ss - sv * sv / vv) / vv
+    sums[0] = ss
+    sums[1] = sv
+    sums[2] = vv
+    return 1
+
+
+cdef void block_tone(const float* x, float noise_power, BlockFeatures* out,
+                     const float* sums) noexcept nogil:
+    """Fill purity, tone_hz and dual_purity after block_level returned 1.
+
+    Only the tone detectors read them, and only on blocks loud enough for
+    a tone, so quieter blocks skip this half of the work.
+    """
+    cdef float ss = sums[0], sv = sums[1], vv = sums[2]
+    cdef float uu, uv, uw, vv4, vw, ww
+    cdef float a, b1, b2, det, residual
+    cdef float order4[6]
+
+    # Symmetric order 4: two tones obey x[n] + x[n-4] = b1 (x[n-1] +
+    # x[n-3]) + b2 x[n-2], summed over n = 4..79.
+    order4_sums(x, order4)
+    uu = order4[0]
+    uv = order4[1]
+    uw = order4[2]
+    vv4 = order4[3]
+    vw = order4[4]
+    ww = order4[5]
+
     # White noise adds its power to each x[n-1]^2 and twice to each
     # (x[n] + x[n-2])^2, and nothing on average to the cross terms.
     if vv - (BLOCK - 2) * noise_power > 0.2 * vv:
@@ -328,10 +382,8 @@ cdef float bank_power_long(const Stream* st, int k) noexcept nogil:
 
     Resolves 440 Hz from 480 Hz, which one 10 ms block cannot.
     """
-    cdef float omega = 2.0 * M_PI * BANK_HZ[k] / 8000.0
-    cdef float c = cosf(omega * BLOCK), s = -sinf(omega * BLOCK)
-    cdef float re = st.bank_re[2][k], im = st.bank_im[2][k]
-    cdef float t
+    cdef float c = BANK_ROTATION_COS[k], s = BANK_ROTATION_SIN[k]
+    cdef float re, im, t
     # X = X[k-2] + r X[k-1] + r^2 X[k], evaluated by Horner's rule
     # backwards: ((X[k] r + X[k-1]) r + X[k-2]).
     re = st.bank_re[0][k]
