@@ -276,6 +276,15 @@ class PromisePlanner:
                     "no callback window is open in the next "
                     "year; set the queue's calendar first",
                 )
+            if self._policy.capacity.max_per_interval.get(request.queue) == 0:
+                # The other modes find no slot under this cap, while an ASAP
+                # promise books none and would wait until it expires.
+                raise InfeasibleTimeError(
+                    now,
+                    None,
+                    f"queue {request.queue!r} has a callback capacity limit of 0 "
+                    "per interval; raise it with UpdateCapacityLimits",
+                )
             return None, None, opens
         if mode is CallbackMode.AT_TIME:
             when = self._requested_time(request, now)

@@ -198,3 +198,15 @@ def test_predicted_against_capacity_moves_later(db, clock):
     scheduler.planner.predicted_keeps_place = False
     with pytest.raises(InfeasibleTimeError, match="capacity"):
         scheduler.create(request("c1", mode=CallbackMode.PREDICTED, queue_position=4))
+
+
+@pytest.mark.parametrize("mode", [CallbackMode.ASAP, CallbackMode.PREDICTED])
+def test_zero_cap_refuses_every_mode(db, clock, mode):
+    scheduler = make_scheduler(db, clock, cap=3)
+    scheduler.set_capacity_limits(CapacityLimits(max_per_interval={"billing": 0}))
+    with pytest.raises(InfeasibleTimeError):
+        scheduler.create(request("c1", mode=mode))
+    with pytest.raises(InfeasibleTimeError):
+        scheduler.create(at_time("c2", T0 + timedelta(minutes=5)))
+    # Another queue keeps its callbacks.
+    assert scheduler.create(request("c3", queue="sales")).state is CallbackState.PENDING
