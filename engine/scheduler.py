@@ -272,7 +272,9 @@ class CallbackScheduler(SchedulerAdministration):
             # current promise back rather than changing a call in progress.
             self._commit_create(change, request)
             return callback
-        dedicated = request.dedicated_agent_id or callback.dedicated_agent_id
+        # The request carries the customer's current grading, so an agent who
+        # no longer has the customer stops being the callback's target.
+        dedicated = request.dedicated_agent_id
         fallback_at = plan.fallback_at
         if dedicated and fallback_at is None:
             fallback_at = plan.not_before + timedelta(

@@ -134,6 +134,16 @@ def test_dedicated_agent_then_group_fallback(scheduler, clock):
     assert order.target.queue == "billing"
 
 
+def test_second_request_clears_released_dedication(scheduler):
+    first = scheduler.create(request("vip", dedicated_agent_id="a7", grade="vip"))
+    again = scheduler.create(request("vip", grade="regular"))
+    assert again.callback_id == first.callback_id
+    assert again.dedicated_agent_id is None
+    assert again.fallback_at is None
+    (order,) = scheduler.due(ready_agents={"a1"})
+    assert order.target.agent_id is None
+
+
 def test_agent_first_mode_in_orders(db, clock):
     agent_first = {"billing": DialMode.AGENT_FIRST}
     policy = SchedulerPolicy(promise=PromisePolicy(dial_modes=agent_first))
