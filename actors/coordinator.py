@@ -5,7 +5,7 @@ Owns one ``CallbackScheduler`` over the durable store and the
 the predictor is a ``LivePredictor`` (what ``callsure serve`` builds), the
 coordinator also owns the ``ContactFeed`` that turns the CTI's contact
 events and agent states into the predictor's queue events, as they are
-reported (``record_contact``, ``record_agent_state``). It is
+reported (``record_contacts``, ``record_agent_state``). It is
 a named, detached Ray actor (``COORDINATOR_NAME`` in the configured
 namespace), so callers find it by name and it outlives the process that
 created it when Ray runs as a cluster.
@@ -376,13 +376,22 @@ class Coordinator:
                 ahead = self._predictor.ahead(queue, now, priority)
         return self._predictor.estimate_wait(queue, ahead, now, priority=priority), now
 
-    async def record_contact(self, event, priority: int) -> list:
-        """Feed one contact event to the predictor; when it is an ANSWERED
-        event of a known customer, drop the customer's open promises.
+    async def record_contacts(self, items: list) -> list:
+        """Feed contact events in order to the predictor; an ANSWERED event
+        of a known customer drops the customer's open promises.
 
-        ``priority`` is the customer's, from its shard (0 when unknown).
-        Returns the dropped callbacks.
+        ``items`` contains ``(event, priority)`` pairs, the priority the
+        customer's from its shard (0 when unknown). Returns the dropped
+        callbacks of all the events, in order.
         """
+        dropped = []
+        for event, priority in items:
+            dropped.extend(self._record_contact(event, priority))
+        if dropped:
+            self._events_stored()
+        return dropped
+
+    def _record_contact(self, event, priority: int) -> list:
         now = self._clock.now()
         if self._feed is not None:
             # A clock ahead of this one must not push the queues' time into
@@ -401,12 +410,9 @@ class Coordinator:
             self._prediction_snapshot.changed()
         if event.kind is not ContactKind.ANSWERED or not event.customer_id:
             return []
-        dropped = self._scheduler.customer_reached_agent(
+        return self._scheduler.customer_reached_agent(
             event.customer_id, event.queue or None, event.time
         )
-        if dropped:
-            self._events_stored()
-        return dropped
 
     async def record_agent_state(self, group: str, agent_id: str, state, when):
         """Feed an agent's current state in ``group`` (its queue) to the predictor."""

@@ -86,11 +86,13 @@ class CustomerShard:
 
     # Messages
 
-    async def record(self, event: ContactEvent) -> CustomerStatus:
-        """Record one contact event; return the customer's status after it."""
-        status = self._book.record(event)
-        self._changed()
-        return status
+    async def record_many(self, events: list[ContactEvent]) -> list[int]:
+        """Record contact events in order; return each customer's priority
+        after its event."""
+        priorities = [self._book.record(event).priority for event in events]
+        if events:
+            self._changed()
+        return priorities
 
     async def status(self, customer_id: str, now) -> CustomerStatus:
         return self._book.status(customer_id, now)

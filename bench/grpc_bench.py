@@ -13,6 +13,9 @@ synchronous=FULL) before its reply. Measured:
   from ``/proc/<pid>/stat`` and ``getrusage`` around the load, which shows
   how the machine's cores were shared;
 - EstimateWait latency, one call at a time;
+- contact events per second through StreamContactEvents (the CTI feed of
+  a surge, ``--contact-events`` of them in one stream), against the same
+  kind of events sent one ReportContactEvent call at a time;
 - the cost of one Ray actor message (async actor, empty method), one at a
   time and with many in flight, on a separate local Ray in this process;
 - as the ceiling of this machine, the same create load against an empty
@@ -46,6 +49,8 @@ import grpc
 from callsure.v1 import (
     callback_pb2,
     callback_pb2_grpc,
+    contact_pb2,
+    contact_pb2_grpc,
     prediction_pb2,
     prediction_pb2_grpc,
 )
@@ -212,6 +217,49 @@ async def estimate_latencies(address: str, count: int) -> list[float]:
     return latencies
 
 
+CONTACT_KINDS = (
+    contact_pb2.CONTACT_EVENT_TYPE_ARRIVED,
+    contact_pb2.CONTACT_EVENT_TYPE_QUEUED,
+    contact_pb2.CONTACT_EVENT_TYPE_ABANDONED,
+)
+
+
+def contact_events(count: int, prefix: str) -> list:
+    """Arrived, queued and abandoned events of ``count // 3`` customers."""
+    events = []
+    for index in range(count):
+        event = contact_pb2.ContactEvent(
+            contact_id=f"{prefix}-{index // 3}",
+            type=CONTACT_KINDS[index % 3],
+            customer_id=f"{prefix}-customer-{index // 3}",
+            queue="billing",
+        )
+        event.event_time.GetCurrentTime()
+        events.append(event)
+    return events
+
+
+async def contact_rates(address: str, count: int) -> tuple[float, float]:
+    """Return events per second streamed, and sent one call at a time."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = contact_pb2_grpc.ContactServiceStub(channel)
+        streamed = [
+            contact_pb2.StreamContactEventsRequest(event=event)
+            for event in contact_events(count, "stream")
+        ]
+        started = time.perf_counter()
+        reply = await stub.StreamContactEvents(iter(streamed), timeout=600)
+        stream_rate = reply.accepted_count / (time.perf_counter() - started)
+        single = contact_events(max(3, count // 10), "unary")
+        started = time.perf_counter()
+        for event in single:
+            await stub.ReportContactEvent(
+                contact_pb2.ReportContactEventRequest(event=event), timeout=30
+            )
+        unary_rate = len(single) / (time.perf_counter() - started)
+    return stream_rate, unary_rate
+
+
 def actor_message_cost(count: int, in_flight: int) -> tuple[list[float], float]:
     """Round trips to an empty async actor method: one at a time, then many."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -329,6 +377,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--estimates", type=int, default=500)
     parser.add_argument("--actor-messages", type=int, default=1000)
+    parser.add_argument("--contact-events", type=int, default=3000)
     args = parser.parse_args()
 
     levels = [int(value) for value in args.concurrency.split(",")]
@@ -350,6 +399,9 @@ def main() -> None:
             print_creates("CreateCallback", latencies, elapsed, errors, level, args)
             print_cpu(spent, len(latencies), elapsed)
         estimates = asyncio.run(estimate_latencies(server.address, args.estimates))
+        stream_rate, unary_rate = asyncio.run(
+            contact_rates(server.address, args.contact_events)
+        )
     finally:
         server.terminate()
         shutil.rmtree(folder, ignore_errors=True)
@@ -374,6 +426,10 @@ def main() -> None:
     print(
         f"EstimateWait: p50 {ms(percentile(estimates, 0.5))}, "
         f"p99 {ms(percentile(estimates, 0.99))}, mean {ms(statistics.mean(estimates))}"
+    )
+    print(
+        f"contact events: {stream_rate:.0f}/s in one StreamContactEvents stream, "
+        f"{unary_rate:.0f}/s one ReportContactEvent at a time"
     )
     print(
         f"actor message: p50 {ms(percentile(actor_latencies, 0.5))}, "

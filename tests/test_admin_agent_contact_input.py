@@ -9,6 +9,7 @@ the others send them to a real `callsure serve`.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from datetime import UTC, datetime
@@ -27,7 +28,10 @@ from callsure.actors.services.admin import (
     repeat_rule_from_request,
     retry_policy_from_request,
 )
-from callsure.actors.services.contacts import contact_event_from_proto
+from callsure.actors.services.contacts import (
+    arrived_batches,
+    contact_event_from_proto,
+)
 from callsure.engine.exceptions import ValidationError
 from callsure.v1 import (
     admin_pb2,
@@ -477,3 +481,40 @@ def test_serve_stopped_stream_reports_superseded(channel):
     info = error_info(error, "CONTACT_STREAM_STOPPED")
     assert info.metadata["accepted_count"] == "1"
     assert info.metadata["superseded_callbacks"] == created.name
+
+
+async def collect_batches(requests, size):
+    batches = []
+    async for batch in arrived_batches(requests, size):
+        batches.append(batch)
+    return batches
+
+
+async def numbers(count, fail_after=None):
+    for number in range(count):
+        if number == fail_after:
+            raise RuntimeError("stream broken")
+        yield number
+
+
+def test_arrived_batches_group_fast_sender():
+    batches = asyncio.run(collect_batches(numbers(600), 256))
+    assert [n for batch in batches for n in batch] == list(range(600))
+    assert max(len(batch) for batch in batches) == 256
+    assert len(batches) < 600
+
+
+def test_arrived_batches_yield_before_break():
+    received = []
+
+    async def scenario():
+        async for batch in arrived_batches(numbers(10, fail_after=3), 256):
+            received.extend(batch)
+
+    with pytest.raises(RuntimeError, match="stream broken"):
+        asyncio.run(scenario())
+    assert received == [0, 1, 2]
+
+
+def test_arrived_batches_empty_stream():
+    assert asyncio.run(collect_batches(numbers(0), 256)) == []

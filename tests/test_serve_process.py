@@ -364,6 +364,33 @@ def test_contact_stream_counts_events(channel):
     assert reply.accepted_count == 3
 
 
+def test_contact_stream_many_customers(channel):
+    stub = callback_pb2_grpc.CallbackServiceStub(channel)
+    answered = [f"customer-bulk-{n}" for n in range(3)]
+    names = [create(stub, new_callback(c)).callback.name for c in answered]
+    requests = [
+        contact_pb2.StreamContactEventsRequest(
+            event=contact_event(kind, f"customer-many-{n}")
+        )
+        for n in range(200)
+        for kind in (
+            contact_pb2.CONTACT_EVENT_TYPE_ARRIVED,
+            contact_pb2.CONTACT_EVENT_TYPE_QUEUED,
+            contact_pb2.CONTACT_EVENT_TYPE_ABANDONED,
+        )
+    ]
+    # Answers in the middle and at the end, so they fall in different batches.
+    for position, customer in zip((1, 300, 600), answered, strict=True):
+        event = contact_event(
+            contact_pb2.CONTACT_EVENT_TYPE_ANSWERED, customer, agent="agents/a1"
+        )
+        requests.insert(position, contact_pb2.StreamContactEventsRequest(event=event))
+    contacts = contact_pb2_grpc.ContactServiceStub(channel)
+    reply = contacts.StreamContactEvents(iter(requests), metadata=auth())
+    assert reply.accepted_count == 603
+    assert list(reply.superseded_callbacks) == names
+
+
 def test_answered_contact_without_agent_rejected(channel):
     contacts = contact_pb2_grpc.ContactServiceStub(channel)
     event = contact_event(contact_pb2.CONTACT_EVENT_TYPE_ANSWERED, "customer-x")

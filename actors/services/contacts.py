@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -22,6 +23,9 @@ from callsure.v1 import contact_pb2, contact_pb2_grpc
 logger = logging.getLogger(__name__)
 
 AGENT_PREFIX = "agents/"
+# Events of a contact stream applied with one message per shard and one to
+# the coordinator, at most.
+STREAM_BATCH = 256
 KIND_FROM_PROTO = {
     contact_pb2.CONTACT_EVENT_TYPE_ARRIVED: ContactKind.ARRIVED,
     contact_pb2.CONTACT_EVENT_TYPE_QUEUED: ContactKind.QUEUED,
@@ -98,17 +102,34 @@ class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
     def __init__(self, actors):
         self._actors = actors
 
-    async def _apply(self, event: ContactEvent) -> list[str]:
-        # The shard records the customer's contact history and returns its
-        # priority, which places a queued caller in the live queue; the
-        # coordinator feeds the prediction model and drops the promises of
-        # a customer an agent answered.
-        priority = 0
-        if event.customer_id:
-            shard = self._actors.shards[self._actors.shard_index(event.customer_id)]
-            status = await shard.record.remote(event)
-            priority = status.priority
-        dropped = await self._actors.coordinator.record_contact.remote(event, priority)
+    async def _apply(self, events: list[ContactEvent]) -> list[str]:
+        # The shards record the customers' contact histories and return
+        # their priorities, which place queued callers in the live queue;
+        # the coordinator feeds the prediction model and drops the promises
+        # of customers an agent answered. One message per shard and one to
+        # the coordinator carry all the events of a batch.
+        if not events:
+            return []
+        by_shard: dict[int, list[int]] = {}
+        for position, event in enumerate(events):
+            if event.customer_id:
+                index = self._actors.shard_index(event.customer_id)
+                by_shard.setdefault(index, []).append(position)
+        replies = await asyncio.gather(
+            *(
+                self._actors.shards[index].record_many.remote(
+                    [events[position] for position in positions]
+                )
+                for index, positions in by_shard.items()
+            )
+        )
+        priorities = [0] * len(events)
+        for positions, shard_priorities in zip(by_shard.values(), replies, strict=True):
+            for position, priority in zip(positions, shard_priorities, strict=True):
+                priorities[position] = priority
+        dropped = await self._actors.coordinator.record_contacts.remote(
+            list(zip(events, priorities, strict=True))
+        )
         for callback in dropped:
             logger.info(
                 "callback %s: dropped, customer reached an agent", callback.callback_id
@@ -118,7 +139,7 @@ class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
     async def ReportContactEvent(self, request, context):
         async with translate_errors(context, "ReportContactEvent"):
             event = contact_event_from_proto(request.event)
-            superseded = await self._apply(event)
+            superseded = await self._apply([event])
             return contact_pb2.ReportContactEventResponse(
                 superseded_callbacks=superseded
             )
@@ -126,15 +147,22 @@ class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
     async def StreamContactEvents(self, request_iterator, context):
         async with translate_errors(context, "StreamContactEvents"):
             accepted, superseded = 0, []
-            async for request in request_iterator:
-                try:
-                    event = contact_event_from_proto(
-                        request.event, f"event[{accepted}]"
-                    )
-                except ValidationError as exc:
-                    raise stream_stopped(exc, accepted, superseded) from None
-                superseded.extend(await self._apply(event))
-                accepted += 1
+            async for batch in arrived_batches(request_iterator, STREAM_BATCH):
+                events, invalid = [], None
+                for request in batch:
+                    try:
+                        events.append(
+                            contact_event_from_proto(
+                                request.event, f"event[{accepted + len(events)}]"
+                            )
+                        )
+                    except ValidationError as exc:
+                        invalid = exc
+                        break
+                superseded.extend(await self._apply(events))
+                accepted += len(events)
+                if invalid is not None:
+                    raise stream_stopped(invalid, accepted, superseded) from None
             logger.info(
                 "contact stream closed after %d events at %s",
                 accepted,
@@ -143,3 +171,44 @@ class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
             return contact_pb2.StreamContactEventsResponse(
                 accepted_count=accepted, superseded_callbacks=superseded
             )
+
+
+async def arrived_batches(requests, size: int):
+    """Yield a stream's requests in lists of the ones already received.
+
+    A task reads the stream while the previous list is applied, so a fast
+    sender's events travel in lists of up to ``size`` and a slow sender's
+    one by one, without waiting for more. A broken stream first yields the
+    requests received before the break, then raises its error.
+    """
+    received: asyncio.Queue = asyncio.Queue(maxsize=size)
+
+    async def read() -> None:
+        try:
+            async for request in requests:
+                await received.put(request)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            await received.put(exc)
+            return
+        await received.put(_END)
+
+    reader = asyncio.create_task(read())
+    try:
+        ended = False
+        while not ended:
+            batch = [await received.get()]
+            while len(batch) < size and not received.empty():
+                batch.append(received.get_nowait())
+            if batch[-1] is _END or isinstance(batch[-1], Exception):
+                ended = True
+                last = batch.pop()
+            if batch:
+                yield batch
+            if ended and last is not _END:
+                raise last
+    finally:
+        reader.cancel()
+
+
+# The last item of a stream that ended normally.
+_END = object()
