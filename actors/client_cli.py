@@ -1,4 +1,5 @@
-"""``callsure client``: create, get, list and cancel callbacks; follow events.
+"""``callsure client``: create, get, list and cancel callbacks; follow events;
+read the admin settings in force.
 
 Every subcommand prints the server's reply as JSON (one object per line
 for ``events``), so it works in scripts. Errors print the status code, the
@@ -20,6 +21,8 @@ from google.rpc import error_details_pb2
 from callsure.actors.auth import AUTHORIZATION_KEY, SCHEME
 from callsure.actors.errors import decode_status
 from callsure.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     callback_pb2,
     callback_pb2_grpc,
     common_pb2,
@@ -45,6 +48,27 @@ STATES = {
     for name, number in callback_pb2.CallbackState.items()
     if number
 }
+# Per setting of ``client admin get``: the AdminService method, its request
+# type, and whether the request takes a queue.
+ADMIN_SETTINGS = {
+    "callback-windows": (
+        "GetCallbackWindows",
+        admin_pb2.GetCallbackWindowsRequest,
+        True,
+    ),
+    "retry-policy": ("GetRetryPolicy", admin_pb2.GetRetryPolicyRequest, False),
+    "repeat-caller-rule": (
+        "GetRepeatCallerRule",
+        admin_pb2.GetRepeatCallerRuleRequest,
+        False,
+    ),
+    "grade-rules": ("GetGradeRules", admin_pb2.GetGradeRulesRequest, False),
+    "capacity-limits": (
+        "GetCapacityLimits",
+        admin_pb2.GetCapacityLimitsRequest,
+        True,
+    ),
+}
 
 
 class Connection:
@@ -59,10 +83,15 @@ class Connection:
         self.metadata = ((AUTHORIZATION_KEY, SCHEME + token),) if token else ()
 
 
-def _print(message) -> None:
-    click.echo(
-        json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True))
+def _print(message, with_defaults: bool = False) -> None:
+    """Print ``message`` as JSON; ``with_defaults`` also prints fields at
+    their default (0, false, empty)."""
+    fields = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=with_defaults,
     )
+    click.echo(json.dumps(fields))
 
 
 def _fail(error: grpc.RpcError, hint: str = "") -> None:
@@ -336,3 +365,35 @@ def events(connection, after_cursor, follow):
         _fail(error, hint)
     except KeyboardInterrupt:
         pass
+
+
+@client.group("admin")
+def admin():
+    """Read the operator settings of the engine."""
+
+
+@admin.command("get")
+@click.argument("setting", type=click.Choice(list(ADMIN_SETTINGS)))
+@click.option(
+    "--queue",
+    default="",
+    help="Queue of callback-windows or capacity-limits; empty for the default "
+    "calendar or every queue's limit.",
+)
+@click.pass_obj
+def admin_get(connection, setting, queue):
+    """Print the SETTING in force, in the form its Update request takes."""
+    method, request_type, takes_queue = ADMIN_SETTINGS[setting]
+    if queue and not takes_queue:
+        raise click.UsageError(
+            f"--queue applies to callback-windows and capacity-limits, not {setting}"
+        )
+    request = request_type(queue=queue) if takes_queue else request_type()
+    stub = admin_pb2_grpc.AdminServiceStub(connection.channel)
+    try:
+        response = getattr(stub, method)(
+            request, metadata=connection.metadata, timeout=TIMEOUT_S
+        )
+    except grpc.RpcError as error:
+        _fail(error)
+    _print(response, with_defaults=True)

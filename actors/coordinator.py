@@ -456,6 +456,17 @@ class Coordinator:
         """Return the stored grade rules and repeat-caller rule, for the shards."""
         return self._scheduler.grade_rules, self._scheduler.repeat_caller_rule
 
+    async def calendar(self, queue: str) -> tuple:
+        """Return the calendar in force for ``queue`` and the name it is
+        stored under (``queue``, or ``"*"`` when the default applies)."""
+        return self._scheduler.calendar_in_force(queue)
+
+    async def retry_policy(self):
+        return self._scheduler.policy.retry
+
+    async def capacity_limits(self):
+        return self._scheduler.policy.capacity
+
     # Dialing
 
     async def register_pool(self, group: str, pool) -> None:

@@ -33,6 +33,12 @@ class SchedulerAdministration:
     def calendar_for(self, queue: str) -> CallbackCalendar:
         return self.calendars.get(queue) or self.calendars["*"]
 
+    def calendar_in_force(self, queue: str) -> tuple[CallbackCalendar, str]:
+        """Return the calendar of ``queue`` and the name it is stored under:
+        ``queue`` itself, or ``"*"`` when the default calendar applies."""
+        name = queue if queue in self.calendars else "*"
+        return self.calendars[name], name
+
     def set_calendar(self, queue: str, calendar: CallbackCalendar) -> None:
         """Set the callback windows of ``queue`` (``"*"``: the default)."""
         calendars = {**self.calendars, queue: calendar}

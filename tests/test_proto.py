@@ -37,7 +37,7 @@ def test_every_rpc_has_own_messages():
                 assert method.input_type.name == f"{method.name}Request"
                 assert method.output_type.name == f"{method.name}Response"
                 seen.add(method.input_type.full_name)
-    assert len(seen) == 17
+    assert len(seen) == 22
 
 
 def test_enum_zero_values_unspecified():

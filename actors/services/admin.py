@@ -3,7 +3,9 @@
 Each update is converted into the engine's policy object, whose checks
 name the invalid field, and stored by the coordinator, which journals it.
 Customer rules also go to every customer shard, because the shards grade
-customers.
+customers. Each get reads the policy object in force from the coordinator
+and converts it back into the fields of the update request, so what an
+update accepted comes back in the same form.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import asyncio
 import logging
 from datetime import date, time
 
-from callsure.actors.convert import OUTCOME_FROM_PROTO, duration_seconds
+from callsure.actors.convert import (
+    GRADE_TO_PROTO,
+    OUTCOME_FROM_PROTO,
+    OUTCOME_TO_PROTO,
+    duration_seconds,
+    to_duration,
+)
 from callsure.actors.errors import translate_errors
 from callsure.engine.callbacks import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_length
 from callsure.engine.customers import GradeRules, RepeatCallerRule
@@ -274,6 +282,114 @@ def repeat_rule_from_request(request) -> RepeatCallerRule:
     )
 
 
+# Conversions back: engine policy objects to the fields of the Update
+# requests, which the Get responses share.
+
+
+def _local_time_text(value: time) -> str:
+    return value.isoformat(timespec="minutes")
+
+
+def calendar_to_response(
+    calendar: CallbackCalendar, stored_as: str
+) -> admin_pb2.GetCallbackWindowsResponse:
+    """Convert the calendar stored under ``stored_as`` (``"*"``: the default).
+
+    NOTE: per-date overrides (``CallbackCalendar.overrides``) have no field
+    in the API, because no update sets them, so they are not returned.
+    """
+    periods = [
+        admin_pb2.CallbackPeriod(
+            weekday=weekday + 1,
+            name=period.name,
+            start_local_time=_local_time_text(period.start),
+            end_local_time=_local_time_text(period.end),
+        )
+        for weekday in sorted(calendar.weekly)
+        for period in calendar.weekly[weekday]
+    ]
+    return admin_pb2.GetCallbackWindowsResponse(
+        queue="" if stored_as == "*" else stored_as,
+        time_zone=calendar.time_zone,
+        periods=periods,
+        holiday_country=calendar.holiday_country or "",
+        holiday_subdivision=calendar.holiday_subdivision or "",
+        closed_dates=[day.isoformat() for day in sorted(calendar.extra_holidays)],
+        default_calendar=stored_as == "*",
+    )
+
+
+def retry_policy_to_response(policy: RetryPolicy) -> admin_pb2.GetRetryPolicyResponse:
+    rules = [
+        admin_pb2.RetryRule(
+            outcome=OUTCOME_TO_PROTO[outcome],
+            max_retries=rule.max_retries,
+            delays=[to_duration(seconds) for seconds in rule.delays_s],
+        )
+        for outcome, rule in policy.rules.items()
+    ]
+    return admin_pb2.GetRetryPolicyResponse(
+        max_attempts=policy.max_attempts, rules=rules
+    )
+
+
+def repeat_rule_to_response(
+    rule: RepeatCallerRule,
+) -> admin_pb2.GetRepeatCallerRuleResponse:
+    thresholds = [
+        admin_pb2.RepeatCallerThreshold(
+            contact_count=count, lookback_period=to_duration(days * SECONDS_PER_DAY)
+        )
+        for count, days in rule.thresholds
+    ]
+    return admin_pb2.GetRepeatCallerRuleResponse(
+        thresholds=thresholds,
+        priority_boost=rule.priority_boost,
+        offer_callback=rule.offer_callback,
+    )
+
+
+def _attribute_messages(matches: dict[str, tuple[str, ...]]) -> list:
+    return [
+        admin_pb2.AttributeMatch(attribute=name, values=values)
+        for name, values in matches.items()
+    ]
+
+
+def grade_rules_to_response(rules: GradeRules) -> admin_pb2.GetGradeRulesResponse:
+    # Every grade is listed, those at priority 0 too, in the order of the
+    # grades' precedence.
+    priorities = [
+        admin_pb2.GradePriority(
+            grade=GRADE_TO_PROTO[name], priority=rules.priorities.get(name, 0)
+        )
+        for name in ("vip", "complaint", "regular")
+    ]
+    return admin_pb2.GetGradeRulesResponse(
+        vip_customer_ids=sorted(rules.vip_ids),
+        vip_attributes=_attribute_messages(rules.vip_attributes),
+        complaint_customer_ids=sorted(rules.complaint_ids),
+        complaint_attributes=_attribute_messages(rules.complaint_attributes),
+        complaint_threshold=rules.complaint_threshold,
+        complaint_window=to_duration(rules.complaint_window_days * SECONDS_PER_DAY),
+        priorities=priorities,
+    )
+
+
+def capacity_limits_to_response(
+    capacity: CapacityLimits, queue: str = ""
+) -> admin_pb2.GetCapacityLimitsResponse:
+    """Convert the limits of every queue, or only of ``queue`` when it is set."""
+    limits = [
+        admin_pb2.CapacityLimit(queue=name, max_callbacks_per_interval=limit)
+        for name, limit in capacity.max_per_interval.items()
+        if not queue or name == queue
+    ]
+    return admin_pb2.GetCapacityLimitsResponse(
+        interval=to_duration(capacity.interval_s), limits=limits
+    )
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Store operator settings through the coordinator."""
 
@@ -350,3 +466,30 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             capacity = CapacityLimits(interval_s=interval_s, max_per_interval=limits)
             await self._coordinator.set_capacity_limits.remote(capacity)
             return admin_pb2.UpdateCapacityLimitsResponse(limit_count=len(limits))
+
+    async def GetCallbackWindows(self, request, context):
+        async with translate_errors(context, "GetCallbackWindows"):
+            queue = _queue_name(request.queue, "queue")
+            calendar, stored_as = await self._coordinator.calendar.remote(queue or "*")
+            return calendar_to_response(calendar, stored_as)
+
+    async def GetRetryPolicy(self, request, context):
+        async with translate_errors(context, "GetRetryPolicy"):
+            policy = await self._coordinator.retry_policy.remote()
+            return retry_policy_to_response(policy)
+
+    async def GetRepeatCallerRule(self, request, context):
+        async with translate_errors(context, "GetRepeatCallerRule"):
+            _, rule = await self._coordinator.customer_rules.remote()
+            return repeat_rule_to_response(rule)
+
+    async def GetGradeRules(self, request, context):
+        async with translate_errors(context, "GetGradeRules"):
+            rules, _ = await self._coordinator.customer_rules.remote()
+            return grade_rules_to_response(rules)
+
+    async def GetCapacityLimits(self, request, context):
+        async with translate_errors(context, "GetCapacityLimits"):
+            queue = _queue_name(request.queue, "queue")
+            capacity = await self._coordinator.capacity_limits.remote()
+            return capacity_limits_to_response(capacity, queue)
