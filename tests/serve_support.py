@@ -8,7 +8,9 @@ session group, and those whose command line names the private folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +103,24 @@ class ServeProcess:
                 break
             _kill_processes_naming(marker)
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serving_channel(token: str = ""):
+    """Run a private `callsure serve` and yield a gRPC channel to it.
+
+    The server is killed (SIGKILL) and its folder removed afterwards.
+    """
+    import grpc
+
+    folder = private_folder()
+    server = ServeProcess(folder, token=token)
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            yield channel
+    finally:
+        server.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _processes_naming(marker: bytes) -> list[int]:

@@ -10,7 +10,6 @@ the others send them to a real `callsure serve`.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from datetime import UTC, datetime
 
@@ -18,7 +17,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
-from serve_support import ServeProcess, private_folder
+from serve_support import serving_channel
 
 from callsure.actors.convert import duration_seconds
 from callsure.actors.errors import decode_status
@@ -220,14 +219,8 @@ def test_contact_event_time_out_of_range_rejected(stamp):
 
 @pytest.fixture(scope="module")
 def channel():
-    folder = private_folder()
-    server = ServeProcess(folder)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            yield channel
-    finally:
-        server.kill()
-        shutil.rmtree(folder, ignore_errors=True)
+    with serving_channel() as channel:
+        yield channel
 
 
 def violation_fields(error: grpc.RpcError) -> list[str]:

@@ -8,14 +8,13 @@ The last tests send over-long values to a real `callsure serve`.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from scheduler_support import T0, make_scheduler, request
-from serve_support import ServeProcess, private_folder
+from serve_support import serving_channel
 
 from callsure.actors.convert import parse_cursor
 from callsure.actors.errors import decode_status, to_rpc_error
@@ -137,14 +136,8 @@ METADATA = (("authorization", f"Bearer {TOKEN}"),)
 
 @pytest.fixture(scope="module")
 def channel():
-    folder = private_folder()
-    server = ServeProcess(folder, token=TOKEN)
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            yield channel
-    finally:
-        server.kill()
-        shutil.rmtree(folder, ignore_errors=True)
+    with serving_channel(token=TOKEN) as channel:
+        yield channel
 
 
 def violations(error: grpc.RpcError) -> list[tuple[str, str]]:

@@ -235,18 +235,23 @@ def test_non_loopback_address_rejected():
     check_listen_address("0.0.0.0:50051", allow_non_loopback=True)
 
 
-def test_serve_refuses_non_loopback(tmp_path):
-    result = subprocess.run(
+def run_serve(grpc_address: str, folder) -> subprocess.CompletedProcess:
+    """Run `callsure serve` on ``grpc_address``, for a setting it rejects."""
+    return subprocess.run(
         [sys.executable, "-m", "callsure.actors.cli", "serve"],
         env={
-            "CALLSURE_SERVER__GRPC_ADDRESS": "0.0.0.0:0",
-            "CALLSURE_STORAGE__PATH": str(tmp_path / "x.db"),
+            "CALLSURE_SERVER__GRPC_ADDRESS": grpc_address,
+            "CALLSURE_STORAGE__PATH": str(folder / "x.db"),
             "PATH": "/usr/bin:/bin",
         },
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_serve_refuses_non_loopback(tmp_path):
+    result = run_serve("0.0.0.0:0", tmp_path)
     assert result.returncode == 2
     assert "0.0.0.0:0" in result.stderr
     assert "allow_non_loopback" in result.stderr
@@ -257,17 +262,7 @@ def test_serve_port_in_use_before_ray(tmp_path):
         held.bind(("127.0.0.1", 0))
         held.listen()
         address = f"127.0.0.1:{held.getsockname()[1]}"
-        result = subprocess.run(
-            [sys.executable, "-m", "callsure.actors.cli", "serve"],
-            env={
-                "CALLSURE_SERVER__GRPC_ADDRESS": address,
-                "CALLSURE_STORAGE__PATH": str(tmp_path / "x.db"),
-                "PATH": "/usr/bin:/bin",
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_serve(address, tmp_path)
     assert result.returncode == 2
     assert address in result.stderr
     assert "another process listens on this one" in result.stderr
