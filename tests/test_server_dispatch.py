@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -301,3 +301,13 @@ def test_engine_error_crosses_ray_intact(cluster):
         )
     assert raised.value.kind == "agent"
     assert raised.value.resource_id == "nobody"
+
+
+def test_capacity_chunks_join_seamlessly(coordinator):
+    start = datetime(2026, 12, 7, 9, 0, 0, 500, tzinfo=UTC)
+    end = start + timedelta(minutes=100, seconds=30)
+    slots = ray.get(coordinator.capacity.remote("billing", start, end, 60.0))
+    assert len(slots) == 101  # 100 whole minutes and the last 30 s
+    assert slots[0].start == start
+    assert slots[-1].end == end
+    assert all(a.end == b.start for a, b in zip(slots, slots[1:], strict=False))
