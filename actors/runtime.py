@@ -81,11 +81,18 @@ def check_gcs_host(gcs_address: str, node_ip_address: str) -> None:
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, or the environment set it to
     another value: the GCS then listens on the machine's external address.
     """
+    problem = gcs_host_problem(gcs_address, node_ip_address)
+    if problem:
+        ray.shutdown()
+        raise CallsureError(problem)
+
+
+def gcs_host_problem(gcs_address: str, node_ip_address: str) -> str | None:
+    """Return the error for a GCS listening off ``node_ip_address``, or None."""
     host = gcs_address.rpartition(":")[0].strip("[]")
     if host == node_ip_address:
-        return
-    ray.shutdown()
-    raise CallsureError(
+        return None
+    return (
         f"the local Ray listened on {host}, not on ray.node_ip_address "
         f"{node_ip_address}, so it was stopped: set "
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in the environment, or import "
