@@ -102,31 +102,21 @@ class _Batcher:
         the items the shards accepted, in batch order.
         """
         now = datetime.now(UTC)
-        by_shard: dict[int, list[int]] = defaultdict(list)
-        shard_index = self._actors.shard_index
-        for position, item in enumerate(batch):
-            by_shard[shard_index(item.customer_id)].append(position)
-        shards = self._actors.shards
-        replies = await asyncio.gather(
-            *(
-                shards[shard].prepare_callbacks.remote(
-                    [
-                        (
-                            batch[i].customer_id,
-                            batch[i].grade_hint,
-                            batch[i].open_complaint,
-                        )
-                        for i in positions
-                    ],
-                    now,
+
+        def prepare(shard, positions):
+            hints = [
+                (
+                    batch[i].customer_id,
+                    batch[i].grade_hint,
+                    batch[i].open_complaint,
                 )
-                for shard, positions in by_shard.items()
-            )
+                for i in positions
+            ]
+            return shard.prepare_callbacks.remote(hints, now)
+
+        gradings = await per_shard(
+            self._actors, [item.customer_id for item in batch], prepare
         )
-        gradings: list = [None] * len(batch)
-        for positions, statuses in zip(by_shard.values(), replies, strict=True):
-            for position, grading in zip(positions, statuses, strict=True):
-                gradings[position] = grading
         graded = []
         for item, grading in zip(batch, gradings, strict=True):
             if isinstance(grading, CallsureError):
@@ -134,6 +124,29 @@ class _Batcher:
             else:
                 graded.append((item, grading))
         return graded
+
+
+async def per_shard(actors, customer_ids: list[str], send) -> list:
+    """Send one message to each shard of ``customer_ids``; return the replies in order.
+
+    ``send(shard, positions)`` makes the shard's call for the positions of
+    ``customer_ids`` it owns and returns an awaitable list with one reply
+    per position.
+    """
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for position, customer_id in enumerate(customer_ids):
+        by_shard[actors.shard_index(customer_id)].append(position)
+    replies = await asyncio.gather(
+        *(
+            send(actors.shards[index], positions)
+            for index, positions in by_shard.items()
+        )
+    )
+    results: list = [None] * len(customer_ids)
+    for positions, shard_replies in zip(by_shard.values(), replies, strict=True):
+        for position, reply in zip(positions, shard_replies, strict=True):
+            results[position] = reply
+    return results
 
 
 class CreateBatcher(_Batcher):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from google.rpc import error_details_pb2
 
+from callsure.actors.batching import per_shard
 from callsure.actors.convert import callback_name, event_time_of, require_text
 from callsure.actors.errors import (
     ERROR_DOMAIN,
@@ -104,29 +105,23 @@ class ContactServicer(contact_pb2_grpc.ContactServiceServicer):
 
     async def _apply(self, events: list[ContactEvent]) -> list[str]:
         # The shards record the customers' contact histories and return
-        # their priorities, which place queued callers in the live queue;
-        # the coordinator feeds the prediction model and drops the promises
-        # of customers an agent answered. One message per shard and one to
-        # the coordinator carry all the events of a batch.
+        # their priorities, which place queued callers in the live queue.
+        # The coordinator then feeds the prediction model and drops the
+        # promises of customers an agent took. One message per shard and
+        # one to the coordinator carry all the events of a batch.
         if not events:
             return []
-        by_shard: dict[int, list[int]] = {}
-        for position, event in enumerate(events):
-            if event.customer_id:
-                index = self._actors.shard_index(event.customer_id)
-                by_shard.setdefault(index, []).append(position)
-        replies = await asyncio.gather(
-            *(
-                self._actors.shards[index].record_many.remote(
-                    [events[position] for position in positions]
-                )
-                for index, positions in by_shard.items()
-            )
+        identified = [i for i, event in enumerate(events) if event.customer_id]
+        shard_priorities = await per_shard(
+            self._actors,
+            [events[i].customer_id for i in identified],
+            lambda shard, positions: shard.record_many.remote(
+                [events[identified[position]] for position in positions]
+            ),
         )
         priorities = [0] * len(events)
-        for positions, shard_priorities in zip(by_shard.values(), replies, strict=True):
-            for position, priority in zip(positions, shard_priorities, strict=True):
-                priorities[position] = priority
+        for i, priority in zip(identified, shard_priorities, strict=True):
+            priorities[i] = priority
         dropped = await self._actors.coordinator.record_contacts.remote(
             list(zip(events, priorities, strict=True))
         )
