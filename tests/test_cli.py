@@ -166,7 +166,7 @@ def test_serve_unreachable_ray_address_one_line(tmp_path):
 
 
 def test_serve_silent_ray_port_one_line(tmp_path):
-    # A port that accepts connections and never answers, as no Ray does.
+    # A port that accepts connections and then sends nothing, unlike a Ray GCS.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()

@@ -379,7 +379,7 @@ def test_contact_stream_many_customers(channel):
             contact_pb2.CONTACT_EVENT_TYPE_ABANDONED,
         )
     ]
-    # Answers in the middle and at the end, so they fall in different batches.
+    # ANSWERED events in the middle and at the end, so they fall in different batches.
     for position, customer in zip((1, 300, 600), answered, strict=True):
         event = contact_event(
             contact_pb2.CONTACT_EVENT_TYPE_ANSWERED, customer, agent="agents/a1"
