@@ -1,5 +1,5 @@
 """``callsure client``: create, get, list and cancel callbacks; follow events;
-read the admin settings in force.
+read the admin settings in force and replace the callback windows.
 
 Every subcommand prints the server's reply as JSON (one object per line
 for ``events``), so it works in scripts. Errors print the status code, the
@@ -67,6 +67,15 @@ ADMIN_SETTINGS = {
         "GetCapacityLimits",
         admin_pb2.GetCapacityLimitsRequest,
         True,
+    ),
+}
+# Per setting of ``client admin update``: the AdminService method, its
+# request type, and the Get response type whose output the file may be.
+ADMIN_UPDATES = {
+    "callback-windows": (
+        "UpdateCallbackWindows",
+        admin_pb2.UpdateCallbackWindowsRequest,
+        admin_pb2.GetCallbackWindowsResponse,
     ),
 }
 
@@ -369,7 +378,7 @@ def events(connection, after_cursor, follow):
 
 @client.group("admin")
 def admin():
-    """Read the operator settings of the engine."""
+    """Read the operator settings of the engine, or replace some of them."""
 
 
 @admin.command("get")
@@ -389,6 +398,54 @@ def admin_get(connection, setting, queue):
             f"--queue applies to callback-windows and capacity-limits, not {setting}"
         )
     request = request_type(queue=queue) if takes_queue else request_type()
+    stub = admin_pb2_grpc.AdminServiceStub(connection.channel)
+    try:
+        response = getattr(stub, method)(
+            request, metadata=connection.metadata, timeout=TIMEOUT_S
+        )
+    except grpc.RpcError as error:
+        _fail(error)
+    _print(response, with_defaults=True)
+
+
+def parse_update(text: str, request_type, response_type, source: str):
+    """Parse the JSON of an Update request, as ``client admin update`` reads it.
+
+    Fields that only the Get response has, such as default_calendar, are
+    dropped, so the output of ``client admin get`` can be edited and sent
+    back. Other unknown fields and invalid JSON raise ``click.UsageError``.
+    """
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.UsageError(f"{source} is not valid JSON: {error}") from None
+    if not isinstance(fields, dict):
+        raise click.UsageError(f"{source} must contain a JSON object")
+    request_fields = set(request_type.DESCRIPTOR.fields_by_name)
+    for name in set(response_type.DESCRIPTOR.fields_by_name) - request_fields:
+        fields.pop(name, None)
+    try:
+        return json_format.ParseDict(fields, request_type())
+    except json_format.ParseError as error:
+        raise click.UsageError(
+            f"{source} is not a {request_type.DESCRIPTOR.name}: {error}"
+        ) from None
+
+
+@admin.command("update")
+@click.argument("setting", type=click.Choice(list(ADMIN_UPDATES)))
+@click.argument("file", type=click.File("r"))
+@click.pass_obj
+def admin_update(connection, setting, file):
+    """Replace the SETTING with the JSON object in FILE ("-" reads stdin).
+
+    FILE contains the fields of the Update request, named as in
+    proto/callsure/v1/admin.proto, such as the output of ``client admin
+    get``. For callback-windows, date_periods sets the periods of single
+    dates. Prints the server's reply.
+    """
+    method, request_type, response_type = ADMIN_UPDATES[setting]
+    request = parse_update(file.read(), request_type, response_type, file.name)
     stub = admin_pb2_grpc.AdminServiceStub(connection.channel)
     try:
         response = getattr(stub, method)(

@@ -11,6 +11,7 @@ update accepted comes back in the same form.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import date, time
 
@@ -40,6 +41,10 @@ MAX_LOOKBACK_S = 366 * SECONDS_PER_DAY
 # every useful retry delay and keeps retry times far from the last date.
 MAX_RETRY_DELAY_S = 7 * SECONDS_PER_DAY
 MAX_PERIOD_NAME_LENGTH = 64
+# Dates with periods of their own per calendar. NOTE: a chosen bound, not a
+# measured one. It keeps the stored calendar, which every restart reads
+# back, small and still covers almost three years of days set one by one.
+MAX_DATE_COUNT = 1000
 NEVER_RETRIED = frozenset(
     {callback_pb2.CALL_OUTCOME_CONNECTED, callback_pb2.CALL_OUTCOME_NOT_DIALED}
 )
@@ -70,8 +75,8 @@ def _lookback_seconds(duration, field: str) -> float:
 
 
 def _period_from_message(period, field: str) -> Period:
-    if not admin_pb2.WEEKDAY_MONDAY <= period.weekday <= admin_pb2.WEEKDAY_SUNDAY:
-        raise ValidationError(f"{field}.weekday", period.weekday, "send a Weekday")
+    """Check a CallbackPeriod or a DatePeriod, which share the name and
+    local time fields, and convert it."""
     if not period.name.strip():
         raise ValidationError(
             f"{field}.name", period.name, "send a name such as morning"
@@ -110,12 +115,81 @@ def _check_subdivision(country: str, subdivision: str) -> None:
         ) from None
 
 
+def _end_minute(period: Period) -> int:
+    if period.end == time(0):
+        return 24 * 60
+    return period.end.hour * 60 + period.end.minute
+
+
+def _check_no_overlap(periods: list[Period], field: str) -> None:
+    # Overlapping periods of a date are rejected as a likely mistake in the
+    # times, although the engine would serve them: customers choosing either
+    # period would compete for the same slots. NOTE: weekday periods are not
+    # checked for overlap, so an update may still send overlapping ones.
+    by_start = sorted(periods, key=lambda period: period.start)
+    for earlier, later in itertools.pairwise(by_start):
+        if later.start.hour * 60 + later.start.minute < _end_minute(earlier):
+            raise ValidationError(
+                field,
+                f"{earlier.name} {earlier.start:%H:%M}-{earlier.end:%H:%M} and "
+                f"{later.name} {later.start:%H:%M}-{later.end:%H:%M}",
+                "send periods of a date that do not overlap",
+            )
+
+
+def _date_periods_from_messages(messages) -> dict[date, tuple[Period, ...]]:
+    """Check the date_periods of an UpdateCallbackWindowsRequest and convert
+    them to ``CallbackCalendar.overrides``."""
+    if len(messages) > MAX_DATE_COUNT:
+        raise ValidationError(
+            "date_periods",
+            f"{len(messages)} dates",
+            f"send at most {MAX_DATE_COUNT} dates, dropping dates that have passed",
+        )
+    overrides: dict[date, tuple[Period, ...]] = {}
+    for index, message in enumerate(messages):
+        field = f"date_periods[{index}]"
+        try:
+            day = date.fromisoformat(message.date)
+        except ValueError:
+            day = None
+        # fromisoformat also takes forms such as 20261224, which
+        # closed_dates accepts too, but the API promises YYYY-MM-DD here.
+        if day is None or day.isoformat() != message.date:
+            raise ValidationError(
+                f"{field}.date", message.date, "send a date YYYY-MM-DD"
+            )
+        if day in overrides:
+            raise ValidationError(
+                f"{field}.date",
+                message.date,
+                "send one entry per date, with all of its periods",
+            )
+        periods: list[Period] = []
+        for number, item in enumerate(message.periods):
+            period_field = f"{field}.periods[{number}]"
+            period = _period_from_message(item, period_field)
+            if any(other.name == period.name for other in periods):
+                raise ValidationError(
+                    f"{period_field}.name",
+                    period.name,
+                    "send one period of this name per date",
+                )
+            periods.append(period)
+        _check_no_overlap(periods, f"{field}.periods")
+        overrides[day] = tuple(periods)
+    return overrides
+
+
 def calendar_from_request(request) -> CallbackCalendar:
     """Build a ``CallbackCalendar`` from an UpdateCallbackWindowsRequest."""
     _queue_name(request.queue, "queue")
     weekly: dict[int, list[Period]] = {}
     for index, message in enumerate(request.periods):
         field = f"periods[{index}]"
+        weekday = message.weekday
+        if not admin_pb2.WEEKDAY_MONDAY <= weekday <= admin_pb2.WEEKDAY_SUNDAY:
+            raise ValidationError(f"{field}.weekday", weekday, "send a Weekday")
         period = _period_from_message(message, field)
         day = weekly.setdefault(message.weekday - 1, [])
         # A customer picks a period by its name, so a name names one period
@@ -135,6 +209,7 @@ def calendar_from_request(request) -> CallbackCalendar:
             raise ValidationError(
                 f"closed_dates[{index}]", value, "send a date YYYY-MM-DD"
             ) from None
+    overrides = _date_periods_from_messages(request.date_periods)
     if not request.time_zone:
         raise ValidationError(
             "time_zone", "", "send an IANA zone such as Europe/Berlin"
@@ -153,6 +228,7 @@ def calendar_from_request(request) -> CallbackCalendar:
         holiday_country=request.holiday_country or None,
         holiday_subdivision=request.holiday_subdivision or None,
         extra_holidays=frozenset(closed),
+        overrides=overrides,
     )
 
 
@@ -293,11 +369,7 @@ def _local_time_text(value: time) -> str:
 def calendar_to_response(
     calendar: CallbackCalendar, stored_as: str
 ) -> admin_pb2.GetCallbackWindowsResponse:
-    """Convert the calendar stored under ``stored_as`` (``"*"``: the default).
-
-    NOTE: per-date overrides (``CallbackCalendar.overrides``) have no field
-    in the API, because no update sets them, so they are not returned.
-    """
+    """Convert the calendar stored under ``stored_as`` (``"*"``: the default)."""
     periods = [
         admin_pb2.CallbackPeriod(
             weekday=weekday + 1,
@@ -316,6 +388,20 @@ def calendar_to_response(
         holiday_subdivision=calendar.holiday_subdivision or "",
         closed_dates=[day.isoformat() for day in sorted(calendar.extra_holidays)],
         default_calendar=stored_as == "*",
+        date_periods=[
+            admin_pb2.DatePeriods(
+                date=day.isoformat(),
+                periods=[
+                    admin_pb2.DatePeriod(
+                        name=period.name,
+                        start_local_time=_local_time_text(period.start),
+                        end_local_time=_local_time_text(period.end),
+                    )
+                    for period in calendar.overrides[day]
+                ],
+            )
+            for day in sorted(calendar.overrides)
+        ],
     )
 
 
@@ -404,7 +490,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             await self._coordinator.set_calendar.remote(queue, calendar)
             logger.info("callback windows of %s replaced", queue)
             return admin_pb2.UpdateCallbackWindowsResponse(
-                period_count=len(request.periods)
+                period_count=len(request.periods),
+                date_count=len(calendar.overrides),
             )
 
     async def UpdateRetryPolicy(self, request, context):
