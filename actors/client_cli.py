@@ -381,6 +381,18 @@ def admin():
     """Read the operator settings of the engine, or replace some of them."""
 
 
+def _call_admin(connection, method: str, request) -> None:
+    """Call AdminService ``method`` and print its reply, defaults included."""
+    stub = admin_pb2_grpc.AdminServiceStub(connection.channel)
+    try:
+        response = getattr(stub, method)(
+            request, metadata=connection.metadata, timeout=TIMEOUT_S
+        )
+    except grpc.RpcError as error:
+        _fail(error)
+    _print(response, with_defaults=True)
+
+
 @admin.command("get")
 @click.argument("setting", type=click.Choice(list(ADMIN_SETTINGS)))
 @click.option(
@@ -398,14 +410,7 @@ def admin_get(connection, setting, queue):
             f"--queue applies to callback-windows and capacity-limits, not {setting}"
         )
     request = request_type(queue=queue) if takes_queue else request_type()
-    stub = admin_pb2_grpc.AdminServiceStub(connection.channel)
-    try:
-        response = getattr(stub, method)(
-            request, metadata=connection.metadata, timeout=TIMEOUT_S
-        )
-    except grpc.RpcError as error:
-        _fail(error)
-    _print(response, with_defaults=True)
+    _call_admin(connection, method, request)
 
 
 def parse_update(text: str, request_type, response_type, source: str):
@@ -446,11 +451,4 @@ def admin_update(connection, setting, file):
     """
     method, request_type, response_type = ADMIN_UPDATES[setting]
     request = parse_update(file.read(), request_type, response_type, file.name)
-    stub = admin_pb2_grpc.AdminServiceStub(connection.channel)
-    try:
-        response = getattr(stub, method)(
-            request, metadata=connection.metadata, timeout=TIMEOUT_S
-        )
-    except grpc.RpcError as error:
-        _fail(error)
-    _print(response, with_defaults=True)
+    _call_admin(connection, method, request)

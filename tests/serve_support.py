@@ -123,6 +123,45 @@ def serving_channel(token: str = ""):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class RestartableServer:
+    """One `callsure serve` on a private store that a test can restart.
+
+    ``channel`` is a gRPC channel to the running server; ``stubs`` maps
+    attribute names to stub classes, made anew after each start.
+    """
+
+    def __init__(self, **stubs):
+        self.folder = private_folder()
+        self.stubs = stubs
+        self.process = None
+        self.channel = None
+        self.start()
+
+    def start(self) -> None:
+        import grpc
+
+        self.process = ServeProcess(self.folder)
+        self.channel = grpc.insecure_channel(self.process.address)
+        for name, stub in self.stubs.items():
+            setattr(self, name, stub(self.channel))
+
+    def restart(self) -> int:
+        """Stop the server with SIGTERM, start it on the same store, and
+        return the first server's exit status."""
+        self.channel.close()
+        status = self.process.terminate()
+        self.process = None
+        self.start()
+        return status
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.process is not None:
+            self.process.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def _processes_naming(marker: bytes) -> list[int]:
     """Ids of this user's processes whose command line contains ``marker``."""
     pids = []

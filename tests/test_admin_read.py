@@ -11,13 +11,12 @@ it once with SIGTERM.
 from __future__ import annotations
 
 import json
-import shutil
 
 import grpc
 import pytest
 from click.testing import CliRunner
 from google.protobuf import duration_pb2
-from serve_support import ServeProcess, private_folder
+from serve_support import RestartableServer
 
 from callsure.actors.cli import cli
 from callsure.actors.services.admin import (
@@ -229,40 +228,9 @@ def test_cli_queue_of_setting_without_queue_rejected():
 # A real server.
 
 
-class Served:
-    """One `callsure serve` on a private store, with a channel to it."""
-
-    def __init__(self):
-        self.folder = private_folder()
-        self.process = None
-        self.channel = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = ServeProcess(self.folder)
-        self.channel = grpc.insecure_channel(self.process.address)
-        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
-
-    def restart(self) -> int:
-        """Stop the server with SIGTERM, start it on the same store, and
-        return the first server's exit status."""
-        self.channel.close()
-        status = self.process.terminate()
-        self.process = None
-        self.start()
-        return status
-
-    def close(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
-        if self.process is not None:
-            self.process.kill()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def served():
-    served = Served()
+    served = RestartableServer(admin=admin_pb2_grpc.AdminServiceStub)
     try:
         yield served
     finally:

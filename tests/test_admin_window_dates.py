@@ -11,7 +11,6 @@ can only be booked within the default booking horizon of 2 days.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -21,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
-from serve_support import ServeProcess, private_folder
+from serve_support import RestartableServer
 
 from callsure.actors.cli import cli
 from callsure.actors.errors import decode_status
@@ -267,41 +266,12 @@ def test_max_date_count_accepted():
 # A real server.
 
 
-class Served:
-    """One `callsure serve` on a private store, with stubs to it."""
-
-    def __init__(self):
-        self.folder = private_folder()
-        self.process = None
-        self.channel = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = ServeProcess(self.folder)
-        self.channel = grpc.insecure_channel(self.process.address)
-        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
-        self.callbacks = callback_pb2_grpc.CallbackServiceStub(self.channel)
-
-    def restart(self) -> int:
-        """Stop the server with SIGTERM, start it on the same store, and
-        return the first server's exit status."""
-        self.channel.close()
-        status = self.process.terminate()
-        self.process = None
-        self.start()
-        return status
-
-    def close(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
-        if self.process is not None:
-            self.process.kill()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def served():
-    served = Served()
+    served = RestartableServer(
+        admin=admin_pb2_grpc.AdminServiceStub,
+        callbacks=callback_pb2_grpc.CallbackServiceStub,
+    )
     try:
         yield served
     finally:
