@@ -98,12 +98,17 @@ _FIELDS = {
 
 
 class ScenarioError(ValidationError):
-    """A scenario document is invalid; ``field`` is the path of the bad node."""
+    """A scenario document is invalid; ``field`` is the path of the bad node.
+
+    ``node`` is the name of the node the error belongs to, or None for an
+    error of the document itself (``version``, ``start``, ``queue``).
+    """
 
     def __init__(self, path: str, message: str, source: str = ""):
         super().__init__(path, None, message)
         self.path = path
         self.source = source
+        self.node: str | None = None
 
     def __str__(self) -> str:
         prefix = f"{self.source}: " if self.source else ""
@@ -160,22 +165,52 @@ def load_scenario(path: str | Path | None = None, prompts=None) -> Scenario:
 def parse_scenario(
     document: Any, known_prompts: set[str] | None = None, source: str = ""
 ) -> Scenario:
-    """Validate a scenario document already parsed into Python objects."""
+    """Validate a scenario document already parsed into Python objects.
+
+    Raises
+    ------
+    ScenarioError
+        The first error that `scenario_errors` finds.
+    """
+    for error in _find_errors(document, known_prompts):
+        raise error
+    return Scenario(
+        start=document["start"],
+        queue=document.get("queue", "general"),
+        nodes=document["nodes"],
+        source=source,
+    )
+
+
+def scenario_errors(
+    document: Any, known_prompts: set[str] | None = None
+) -> list[ScenarioError]:
+    """Return every error of a scenario document, at most one per node.
+
+    Editors use it to mark all bad nodes at once. The gateway loads with
+    `parse_scenario`, which raises the first of these errors.
+    """
+    return list(_find_errors(document, known_prompts))
+
+
+def _find_errors(document: Any, known_prompts: set[str] | None):
     if not isinstance(document, dict):
-        raise ScenarioError("scenario", "expected a mapping with version, start, nodes")
+        yield ScenarioError("scenario", "expected a mapping with version, start, nodes")
+        return
     if document.get("version") != 1:
-        raise ScenarioError(
+        yield ScenarioError(
             "version", f"unsupported version {document.get('version')!r}; use 1"
         )
     nodes = document.get("nodes")
     if not isinstance(nodes, dict) or not nodes:
-        raise ScenarioError("nodes", "expected a non-empty mapping of node names")
+        yield ScenarioError("nodes", "expected a non-empty mapping of node names")
+        return
     start = document.get("start")
     if start not in nodes:
-        raise ScenarioError("start", f"unknown node {start!r}")
+        yield ScenarioError("start", f"unknown node {start!r}")
     queue = document.get("queue", "general")
     if not isinstance(queue, str) or not queue:
-        raise ScenarioError("queue", "expected a queue name")
+        yield ScenarioError("queue", "expected a queue name")
 
     variables = set(BUILTIN_VARIABLES)
     for node in nodes.values():
@@ -184,8 +219,11 @@ def parse_scenario(
                 variables.add(node["variable"])
     checker = _Checker(nodes, variables, known_prompts)
     for name, node in nodes.items():
-        checker.node(f"nodes.{name}", node)
-    return Scenario(start=start, queue=queue, nodes=nodes, source=source)
+        try:
+            checker.node(f"nodes.{name}", node)
+        except ScenarioError as error:
+            error.node = name
+            yield error
 
 
 class _Checker:
