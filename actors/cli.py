@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "amd": "callsure.actors.amd_cli:amd",
     "demo": "callsure.actors.demo_cli:demo",
     "replay": "callsure.actors.replay_cli:replay",
+    "scenario": "callsure.actors.scenario_cli:scenario",
 }
 
 
