@@ -8,6 +8,7 @@ gateway's own checker, for the CI pipelines of integrators.
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import click
@@ -53,7 +54,7 @@ def scenario():
 )
 @_PROMPTS_OPTION
 def edit(file, port, prompts_dir):
-    """Serve a web editor for scenario FILE on 127.0.0.1 until Ctrl-C.
+    """Serve a web editor for scenario FILE on 127.0.0.1 until Ctrl-C or SIGTERM.
 
     Creates a minimal valid scenario when FILE does not exist. Open the
     printed URL: it carries a random token that every request must send.
@@ -74,6 +75,9 @@ def edit(file, port, prompts_dir):
     logger.info("scenario editor for %s listening on 127.0.0.1:%d", file, server.port)
     click.echo(f"Editing {file}. Open this URL in a browser (Ctrl-C stops):")
     click.echo(server.url, color=False)
+    # A shell starts background jobs with SIGINT ignored, so SIGTERM is the
+    # way to stop those; both end the loop below the same way.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -82,6 +86,10 @@ def edit(file, port, prompts_dir):
         server.server_close()
     logger.info("scenario editor for %s stopped", file)
     click.echo("Stopped.")
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 @scenario.command("check")

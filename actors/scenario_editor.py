@@ -4,7 +4,8 @@
 API for one scenario file:
 
 ``GET /api/scenario``
-    The file's document as JSON, with its path and current errors.
+    The file's document as JSON, with its path, current errors and the
+    number of comment lines that a save would drop.
 ``POST /api/validate``
     Check the document in the body with the gateway's own checker; every
     error carries the node and field it belongs to.
@@ -101,6 +102,18 @@ def read_document(path: Path) -> Any:
         return yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: not valid {_format(path)}: {error}") from None
+
+
+def count_comment_lines(text: str) -> int:
+    """Count the full-line YAML comments, other than the header of a save."""
+    # NOTE: comments after a value on the same line are not counted, because
+    # telling them from a "#" inside a quoted string needs a YAML tokenizer.
+    header = set(YAML_HEADER.splitlines())
+    return sum(
+        1
+        for line in text.splitlines()
+        if line.lstrip().startswith("#") and line not in header
+    )
 
 
 def find_errors(document: Any, known_prompts: set[str] | None) -> list[dict]:
@@ -312,10 +325,16 @@ class EditorRequestHandler(BaseHTTPRequestHandler):
             logger.error("failed to load scenario: %s", error)
             raise RequestError(500, str(error)) from None
         errors = find_errors(document, self.server.prompts.names())
-        self._send_json(
-            200,
-            {"path": str(path), "document": document, "errors": errors},
-        )
+        comment_lines = 0
+        if path.suffix != ".json":
+            comment_lines = count_comment_lines(path.read_text(encoding="utf-8"))
+        body = {
+            "path": str(path),
+            "document": document,
+            "errors": errors,
+            "comment_lines": comment_lines,
+        }
+        self._send_json(200, body)
 
     def _save(self, document: Any) -> None:
         errors = find_errors(document, self.server.prompts.names())
@@ -383,7 +402,9 @@ class EditorRequestHandler(BaseHTTPRequestHandler):
             ) from None
 
     def _send_json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode("utf-8")
+        # YAML turns unquoted dates into date objects; they reach the page as
+        # text, and the checker reports them where a name belongs.
+        data = json.dumps(body, default=str).encode("utf-8")
         self._send(status, "application/json", data)
 
     def _send(self, status: int, content_type: str, data: bytes) -> None:

@@ -171,6 +171,13 @@ def test_shipped_scenario_loaded(editor, surge_document, scenario_file):
     assert body["document"] == surge_document
     assert body["path"] == str(scenario_file)
     assert body["errors"] == []
+    assert body["comment_lines"] == 3
+
+
+def test_saved_file_reports_no_comments(editor, surge_document):
+    request_json(editor, "POST", "/api/save", surge_document)
+    _, body = request_json(editor, "GET", "/api/scenario")
+    assert body["comment_lines"] == 0
 
 
 def test_good_scenario_validates(editor, surge_document):
@@ -409,7 +416,8 @@ def test_edit_command_rejects_folder(tmp_path):
     assert result.exit_code == 2
 
 
-def test_edit_command_serves_until_interrupted(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_edit_command_serves_until_stopped(tmp_path, stop_signal):
     path = tmp_path / "new.yaml"
     process = subprocess.Popen(
         [sys.executable, "-m", "callsure.actors.cli", "scenario", "edit", str(path)],
@@ -431,7 +439,7 @@ def test_edit_command_serves_until_interrupted(tmp_path):
         assert body["errors"] == []
         assert body["document"]["start"] == "start"
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         stdout, stderr = process.communicate()
     assert process.returncode == 0, stderr
     assert "Stopped." in stdout

@@ -693,7 +693,9 @@ async function start() {
     if (state.dirty) event.preventDefault();
   });
   render();
-  showStatus(state.errors.length ? `Loaded with ${state.errors.length} error(s).` : "Loaded.");
+  const loaded = state.errors.length ? `Loaded with ${state.errors.length} error(s).` : "Loaded.";
+  const comments = scenario.data.comment_lines;
+  showStatus(comments ? `${loaded} Saving drops the ${comments} comment line(s) of the file.` : loaded);
 }
 
 start().catch((error) => showStatus(`The editor failed: ${error.message}`, true));
