@@ -251,6 +251,11 @@ class EditorServer(ThreadingHTTPServer):
                 f"got {type(document).__name__}"
             )
 
+    def handle_error(self, request, client_address) -> None:
+        # The default prints the traceback to stderr, outside the logging
+        # module.
+        logger.exception("failed to handle a request from %s", client_address[0])
+
     def check_token(self, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(
             token.encode("utf-8", "replace"), self.token.encode()
@@ -269,10 +274,19 @@ class EditorRequestHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._handle("POST")
 
+    def log_request(self, code="-", size="-") -> None:
+        # The default logs the whole request line, whose query string may
+        # carry the token when a client sends it there by mistake.
+        # A malformed request line leaves no path.
+        path = urlsplit(getattr(self, "path", "")).path
+        logger.debug("%s %s: %s", self.command or "-", path or "-", code)
+
     def log_message(self, format: str, *args) -> None:
-        # The default writes every request to stderr; the logging module
-        # is the project's one place for records.
-        logger.debug("%s: %s", self.address_string(), format % args)
+        # The default writes to stderr; the logging module is the project's
+        # one place for records. Errors such as a malformed request line
+        # may quote the token, so it is masked.
+        message = (format % args).replace(self.server.token, "<token>")
+        logger.debug("%s: %s", self.address_string(), message)
 
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)

@@ -11,6 +11,7 @@ import http.client
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -416,11 +417,16 @@ def test_edit_command_rejects_folder(tmp_path):
     assert result.exit_code == 2
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"]
+)
 def test_edit_command_serves_until_stopped(tmp_path, stop_signal):
     path = tmp_path / "new.yaml"
     process = subprocess.Popen(
-        [sys.executable, "-m", "callsure.actors.cli", "scenario", "edit", str(path)],
+        [
+            *(sys.executable, "-m", "callsure.actors.cli", "--log-level", "DEBUG"),
+            *("scenario", "edit", str(path)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -438,6 +444,17 @@ def test_edit_command_serves_until_stopped(tmp_path, stop_signal):
             body = json.loads(response.read())
         assert body["errors"] == []
         assert body["document"]["start"] == "start"
+        with pytest.raises(urllib.error.HTTPError) as rejected:
+            urllib.request.urlopen(f"{base}/api/scenario?token={fragment}")
+        assert rejected.value.code == 403
+        # A malformed request line is quoted in the server's error record.
+        port = int(base.rpartition(":")[2])
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(
+                f"GET /?token={fragment} HTTP/1.1 HTTP/1.1\r\n\r\n".encode()
+            )
+            response = connection.makefile("rb").read()
+        assert b"Error code: 400" in response
     finally:
         process.send_signal(stop_signal)
         stdout, stderr = process.communicate()
@@ -455,9 +472,10 @@ def test_model_under_node():
     )
     assert files
     result = subprocess.run(
-        [node, "--test", *files],
+        [node, "--test", "--test-reporter=tap", *files],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# fail 0" in result.stdout
+    assert "# pass 0" not in result.stdout

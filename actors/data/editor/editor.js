@@ -378,7 +378,11 @@ function renderPanel() {
     byId("node-heading").textContent = "Node";
     return;
   }
-  const node = state.document.nodes[name];
+  // A hand-written file may hold a node that is not a mapping (`name:` with
+  // no value); only its type can be chosen until it is one.
+  const stored = state.document.nodes[name];
+  const isMapping = typeof stored === "object" && stored !== null && !Array.isArray(stored);
+  const node = isMapping ? stored : {};
   byId("node-heading").textContent = `Node ${name}`;
   form.replaceChildren(
     element("ul", { id: "node-errors", class: "errors", "aria-label": "Errors of this node" }),
@@ -442,7 +446,7 @@ function typeControl(name, node) {
     select.append(element("option", { value: type, selected: node.type === type }, type));
   }
   if (!model.NODE_TYPES.includes(node.type)) {
-    select.append(element("option", { value: "", selected: true }, `${node.type} (unknown)`));
+    select.append(element("option", { value: "", selected: true }, `${node.type ?? "no type"} (unknown)`));
   }
   return element("div", { class: "row" }, element("label", { for: "node-type" }, "Type"), select);
 }
