@@ -57,6 +57,10 @@ class CallbackMode(enum.Enum):
     """At the time the prediction model gives for the customer's turn."""
     WINDOW = "window"
     """Inside an administered callback window (a date and a named period)."""
+    CAMPAIGN = "campaign"
+    """A target of an outbound campaign (``callsure.engine.campaigns``). The
+    promotion scheduler releases it into capacity that callbacks leave
+    free; ``CallbackScheduler.due`` never does."""
 
 
 class CallbackState(enum.Enum):
@@ -318,6 +322,8 @@ class Callback:
         For ``WINDOW``: the requested local date, "YYYY-MM-DD".
     window_period : str or None
         For ``WINDOW``: the requested period of the calendar.
+    campaign_id : str or None
+        For ``CAMPAIGN``: the campaign the target belongs to.
     version : int
         Incremented on every stored change.
     updated_at : datetime
@@ -350,6 +356,7 @@ class Callback:
     time_zone: str | None = None
     window_date: str | None = None
     window_period: str | None = None
+    campaign_id: str | None = None
     version: int = 1
     updated_at: datetime | None = None
 
@@ -476,6 +483,8 @@ class DialOrder:
     promised_time: datetime | None
     ivr_history: tuple[str, ...]
     language: str
+    campaign_id: str | None = None
+    """The campaign of a ``CAMPAIGN`` target; ``None`` for a callback."""
 
 
 @dataclass(frozen=True)

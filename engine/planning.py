@@ -238,6 +238,12 @@ class PromisePlanner:
         if not isinstance(request.mode, CallbackMode):
             names = ", ".join(m.value for m in CallbackMode)
             raise ValidationError("mode", request.mode, f"send one of {names}")
+        if request.mode is CallbackMode.CAMPAIGN:
+            raise ValidationError(
+                "mode",
+                request.mode.value,
+                "add campaign targets with CampaignService.AddCampaignTargets",
+            )
         if request.queue_position < 0:
             raise ValidationError(
                 "queue_position", request.queue_position, "send 0 or more"

@@ -103,6 +103,7 @@ from callsure.engine.callbacks import (
     Attempt,
     AttemptState,
     Callback,
+    CallbackMode,
     CallbackRequest,
     CallbackState,
     DialOrder,
@@ -583,6 +584,7 @@ class CallbackScheduler(SchedulerAdministration):
             promised_time=callback.promised_time,
             ivr_history=callback.ivr_history,
             language=callback.language,
+            campaign_id=callback.campaign_id,
         )
 
     def start_dialing(self, attempt_id: str, owner: str) -> Attempt:
@@ -760,13 +762,18 @@ class CallbackScheduler(SchedulerAdministration):
                 return count
             change = Change()
             for callback in callbacks:
+                # A campaign target was promised nothing, so the end of its
+                # campaign sends no SMS; a failed ladder still does.
+                campaign = callback.mode is CallbackMode.CAMPAIGN
                 self.outcomes.end(
                     callback,
                     CallbackState.EXPIRED,
-                    "expired before it could be kept",
+                    "campaign ended before the target was called"
+                    if campaign
+                    else "expired before it could be kept",
                     now,
                     change,
-                    sms=True,
+                    sms=not campaign,
                 )
             self.store.commit(change)
             count += len(callbacks)

@@ -108,7 +108,7 @@ def test_fingerprint_stored_in_requests_column(db, clock):
 def test_version_1_migrated_on_open(db, version_1_store):
     store = SQLiteStore(db)
 
-    assert user_version(db) == 2
+    assert user_version(db) == SCHEMA_VERSION
     assert "fingerprint" in columns(db, "requests")
     assert fingerprint_settings(db) == 0
     assert store.request_fingerprint("r-1") is not None

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Protocol
 
 from callsure.engine.callbacks import Attempt, AttemptState, Callback, Event
+from callsure.engine.campaigns import Campaign
 
 
 @dataclass
@@ -55,6 +56,11 @@ class Change:
         ``(time, kind, callback_id, payload)`` to append in order.
     settings : dict[str, bytes]
         Named settings (admin policies) to replace.
+    campaigns : list of Campaign
+        Inserted when ``version == 1``, else replace version ``version - 1``.
+    reached : list of tuple (str, datetime)
+        ``(customer_id, time)``: the customer reached an agent at that
+        time; the store keeps the latest time per customer.
     """
 
     callbacks: list[Callback] = field(default_factory=list)
@@ -64,6 +70,8 @@ class Change:
     )
     events: list[tuple[datetime, str, str, dict]] = field(default_factory=list)
     settings: dict[str, bytes] = field(default_factory=dict)
+    campaigns: list[Campaign] = field(default_factory=list)
+    reached: list[tuple[str, datetime]] = field(default_factory=list)
 
     def event(self, time: datetime, kind: str, callback_id: str, **payload) -> None:
         self.events.append((time, kind, callback_id, payload))
@@ -189,6 +197,63 @@ class CallbackStore(Protocol):
 
     def get_setting(self, name: str) -> bytes | None:
         """Return the named setting, or ``None``."""
+        ...
+
+    # Campaigns (callsure.engine.campaigns). Targets are callbacks of mode
+    # CAMPAIGN; the callback queries above leave them out where noted in
+    # the backend, so callbacks never wait behind them.
+
+    def get_campaign(self, campaign_id: str) -> Campaign | None: ...
+
+    def campaign_for_request(self, request_id: str) -> Campaign | None:
+        """The campaign a create request id made, if any."""
+        ...
+
+    def list_campaigns(self, states: tuple[str, ...]) -> list[Campaign]:
+        """Campaigns in one of ``states``, by ascending id."""
+        ...
+
+    def campaign_targets(
+        self, campaign_id: str, *, state: str | None, limit: int, after_id: str | None
+    ) -> list[Callback]:
+        """Targets of a campaign by ascending id (target order), after
+        ``after_id``."""
+        ...
+
+    def due_targets(
+        self, campaign_id: str, now: datetime, limit: int
+    ) -> list[Callback]:
+        """Pending targets of a campaign with ``not_before <= now``, in
+        target order."""
+        ...
+
+    def count_targets(self, campaign_id: str) -> dict[str, int]:
+        """Targets of a campaign per callback state value."""
+        ...
+
+    def count_targets_in(self, campaign_id: str, states: tuple[str, ...]) -> int:
+        """Targets of a campaign in one of ``states`` (callback state values)."""
+        ...
+
+    def dialing_target_customers(self) -> list[str]:
+        """Customer ids of the campaign targets being dialed, any campaign."""
+        ...
+
+    def count_target_outcomes(self, campaign_id: str) -> dict[str, int]:
+        """Final attempts of a campaign's targets per outcome value."""
+        ...
+
+    def open_targets_of(self, customer_id: str) -> list[Callback]:
+        """Pending or dialing campaign targets of a customer, any campaign."""
+        ...
+
+    def open_callbacks_of(self, customer_id: str) -> list[Callback]:
+        """Pending or dialing callbacks (not campaign targets) of a customer,
+        in any queue."""
+        ...
+
+    def last_reached(self, customer_id: str) -> datetime | None:
+        """The latest time recorded in ``Change.reached`` for a customer."""
         ...
 
     def rebuild_state(self) -> int:

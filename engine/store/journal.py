@@ -32,6 +32,10 @@ ATTEMPT_LEASE_EXPIRED = "attempt.lease_expired"
 ATTEMPT_LATE_OUTCOME = "attempt.late_outcome"
 SMS_REQUESTED = "sms.requested"
 POLICY_CHANGED = "policy.changed"
+CAMPAIGN_CREATED = "campaign.created"
+CAMPAIGN_STARTED = "campaign.started"
+CAMPAIGN_PAUSED = "campaign.paused"
+CAMPAIGN_FINISHED = "campaign.finished"
 
 EVENT_KINDS = frozenset(
     {
@@ -52,6 +56,10 @@ EVENT_KINDS = frozenset(
         ATTEMPT_LATE_OUTCOME,
         SMS_REQUESTED,
         POLICY_CHANGED,
+        CAMPAIGN_CREATED,
+        CAMPAIGN_STARTED,
+        CAMPAIGN_PAUSED,
+        CAMPAIGN_FINISHED,
     }
 )
 
@@ -94,3 +102,16 @@ def rebuild_rows(events) -> tuple[dict[str, dict], dict[str, dict]]:
         if attempt_row is not None:
             attempts[attempt_row["attempt_id"]] = attempt_row
     return callbacks, attempts
+
+
+def rebuild_campaign_rows(events) -> dict[str, dict]:
+    """Replay events into the last campaign row per campaign id.
+
+    Campaign events carry the full campaign row under ``campaign``.
+    """
+    campaigns: dict[str, dict] = {}
+    for event in events:
+        row = event.payload.get("campaign")
+        if row is not None:
+            campaigns[row["campaign_id"]] = row
+    return campaigns

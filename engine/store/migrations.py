@@ -15,6 +15,9 @@ Versions:
 2. ``requests.fingerprint``: the digest of the request fields, used to
    reject a request id replayed with another body. Version 1 kept it in
    ``settings`` under ``request_fingerprint:<request_id>``.
+3. ``callbacks.campaign_id`` and its index, for the targets of outbound
+   campaigns; the ``campaigns`` and ``reached_agents`` tables come from
+   ``_SCHEMA``, which creates missing tables on every open.
 """
 
 from __future__ import annotations
@@ -59,8 +62,27 @@ def add_request_fingerprints(db: sqlite3.Connection) -> int:
     return moved
 
 
+CAMPAIGN_INDEX = (
+    "CREATE INDEX IF NOT EXISTS callbacks_campaign "
+    "ON callbacks (campaign_id, state, callback_id) WHERE campaign_id IS NOT NULL"
+)
+"""Index of campaign targets; the store creates it after the migrations."""
+
+
+def add_campaign_targets(db: sqlite3.Connection) -> int:
+    """Add ``callbacks.campaign_id`` and its index.
+
+    Returns 0: existing callbacks belong to no campaign, so no row changes.
+    """
+    if not _has_column(db, "callbacks", "campaign_id"):
+        db.execute("ALTER TABLE callbacks ADD COLUMN campaign_id TEXT")
+    db.execute(CAMPAIGN_INDEX)
+    return 0
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], int]] = {
     1: add_request_fingerprints,
+    2: add_campaign_targets,
 }
 """The step that migrates a database from the version of its key to the next."""
 

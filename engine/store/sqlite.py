@@ -31,16 +31,22 @@ from callsure.engine.callbacks import (
     Outcome,
     from_epoch,
 )
+from callsure.engine.campaigns import Campaign
 from callsure.engine.exceptions import LeaseError, StorageError
 from callsure.engine.store.files import WriterLock, create_private
 from callsure.engine.store.interface import Change
-from callsure.engine.store.journal import decode_payload, encode_payload, rebuild_rows
-from callsure.engine.store.migrations import migrate
+from callsure.engine.store.journal import (
+    decode_payload,
+    encode_payload,
+    rebuild_campaign_rows,
+    rebuild_rows,
+)
+from callsure.engine.store.migrations import CAMPAIGN_INDEX, migrate
 
 logger = logging.getLogger(__name__)
 
 # Versions and their migrations: callsure.engine.store.migrations.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _OPEN_STATES = (CallbackState.PENDING.value, CallbackState.DIALING.value)
 # Written out in queries on the partial index callbacks_promised: SQLite uses
@@ -49,6 +55,7 @@ _OPEN_STATES_SQL = str(_OPEN_STATES)  # "('pending', 'dialing')"
 # Modes whose promises are places in the queue, on the partial index
 # callbacks_place.
 _PLACE_MODES_SQL = str((CallbackMode.PREDICTED.value, CallbackMode.ASAP.value))
+_CAMPAIGN = CallbackMode.CAMPAIGN.value
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS callbacks (
@@ -63,7 +70,9 @@ CREATE TABLE IF NOT EXISTS callbacks (
     not_before REAL NOT NULL,
     expires_at REAL NOT NULL,
     version INTEGER NOT NULL,
-    row BLOB NOT NULL
+    row BLOB NOT NULL,
+    -- Set for campaign targets (mode 'campaign'); added in version 3.
+    campaign_id TEXT
 );
 CREATE INDEX IF NOT EXISTS callbacks_due
     ON callbacks (state, not_before);
@@ -114,6 +123,19 @@ CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS campaigns (
+    campaign_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    row BLOB NOT NULL
+);
+-- The latest time each customer reached an agent, recorded while a
+-- campaign is running or paused, so a campaign does not call them again.
+CREATE TABLE IF NOT EXISTS reached_agents (
+    customer_id TEXT PRIMARY KEY,
+    reached_at REAL NOT NULL
+) WITHOUT ROWID;
 -- Open timed promises per queue and minute of their promised time, kept by
 -- triggers in the same transaction as the callbacks rows.
 -- NOTE: count_booked no longer reads this table, because a booking stops
@@ -221,6 +243,8 @@ class SQLiteStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
             self._check_schema_version()
+            # After the migrations, because it names a column version 3 adds.
+            self._db.execute(CAMPAIGN_INDEX)
         except sqlite3.Error as error:
             raise StorageError(
                 f"cannot open the store {self.path}: {error}; check that the "
@@ -337,6 +361,15 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)",
                 (name, value),
             )
+        for campaign in change.campaigns:
+            self._write_campaign(campaign)
+        for customer_id, when in change.reached:
+            db.execute(
+                "INSERT INTO reached_agents (customer_id, reached_at) VALUES (?, ?) "
+                "ON CONFLICT (customer_id) DO UPDATE SET "
+                "reached_at = max(reached_at, excluded.reached_at)",
+                (customer_id, when.timestamp()),
+            )
         seqs = []
         for when, kind, callback_id, payload in change.events:
             cursor = db.execute(
@@ -361,6 +394,7 @@ class SQLiteStore:
             row["expires_at"],
             callback.version,
             encode_payload(row),
+            callback.campaign_id,
             callback.callback_id,
         )
         if insert or callback.version == 1:
@@ -368,8 +402,8 @@ class SQLiteStore:
                 self._db.execute(
                     "INSERT INTO callbacks (request_id, customer_id, queue, state, "
                     "mode, entry_time, promised_time, not_before, expires_at, "
-                    "version, row, callback_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "version, row, campaign_id, callback_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     values,
                 )
             except sqlite3.IntegrityError:
@@ -380,7 +414,7 @@ class SQLiteStore:
         cursor = self._db.execute(
             "UPDATE callbacks SET request_id = ?, customer_id = ?, queue = ?, "
             "state = ?, mode = ?, entry_time = ?, promised_time = ?, "
-            "not_before = ?, expires_at = ?, version = ?, row = ? "
+            "not_before = ?, expires_at = ?, version = ?, row = ?, campaign_id = ? "
             "WHERE callback_id = ? AND version = ?",
             (*values, callback.version - 1),
         )
@@ -388,6 +422,38 @@ class SQLiteStore:
             raise LeaseError(
                 f"callback {callback.callback_id} changed concurrently: version "
                 f"{callback.version - 1} is no longer current"
+            )
+
+    def _write_campaign(self, campaign: Campaign, *, insert: bool = False) -> None:
+        values = (
+            campaign.request_id,
+            campaign.state.value,
+            campaign.version,
+            encode_payload(campaign.to_row()),
+            campaign.campaign_id,
+        )
+        if insert or campaign.version == 1:
+            try:
+                self._db.execute(
+                    "INSERT INTO campaigns (request_id, state, version, row, "
+                    "campaign_id) VALUES (?, ?, ?, ?, ?)",
+                    values,
+                )
+            except sqlite3.IntegrityError:
+                raise LeaseError(
+                    f"campaign {campaign.campaign_id} or its request id "
+                    f"{campaign.request_id!r} already exists"
+                ) from None
+            return
+        cursor = self._db.execute(
+            "UPDATE campaigns SET request_id = ?, state = ?, version = ?, row = ? "
+            "WHERE campaign_id = ? AND version = ?",
+            (*values, campaign.version - 1),
+        )
+        if cursor.rowcount != 1:
+            raise LeaseError(
+                f"campaign {campaign.campaign_id} changed concurrently: version "
+                f"{campaign.version - 1} is no longer current"
             )
 
     def _write_attempt(self, attempt: Attempt, expected: AttemptState | None) -> None:
@@ -476,8 +542,8 @@ class SQLiteStore:
     def open_callback_for(self, customer_id: str, queue: str) -> Callback | None:
         rows = self._callbacks(
             "SELECT row FROM callbacks WHERE customer_id = ? AND queue = ? "
-            "AND state IN (?, ?) ORDER BY callback_id LIMIT 1",
-            (customer_id, queue, *_OPEN_STATES),
+            "AND state IN (?, ?) AND mode != ? ORDER BY callback_id LIMIT 1",
+            (customer_id, queue, *_OPEN_STATES, _CAMPAIGN),
         )
         return rows[0] if rows else None
 
@@ -510,16 +576,17 @@ class SQLiteStore:
 
     def due_queues(self, now: datetime) -> list[str]:
         rows = self._query(
-            "SELECT DISTINCT queue FROM callbacks WHERE state = ? AND not_before <= ?",
-            (CallbackState.PENDING.value, now.timestamp()),
+            "SELECT DISTINCT queue FROM callbacks WHERE state = ? AND not_before <= ? "
+            "AND mode != ?",
+            (CallbackState.PENDING.value, now.timestamp(), _CAMPAIGN),
         )
         return sorted(r[0] for r in rows)
 
     def due_callbacks(self, queue: str, now: datetime, limit: int) -> list[Callback]:
         return self._callbacks(
             "SELECT row FROM callbacks WHERE state = ? AND not_before <= ? "
-            "AND queue = ? ORDER BY entry_time, callback_id LIMIT ?",
-            (CallbackState.PENDING.value, now.timestamp(), queue, limit),
+            "AND queue = ? AND mode != ? ORDER BY entry_time, callback_id LIMIT ?",
+            (CallbackState.PENDING.value, now.timestamp(), queue, _CAMPAIGN, limit),
         )
 
     def expired_pending(self, now: datetime, limit: int) -> list[Callback]:
@@ -534,8 +601,14 @@ class SQLiteStore:
     ) -> list[Callback]:
         return self._callbacks(
             "SELECT row FROM callbacks WHERE state = ? AND not_before <= ? "
-            "AND callback_id > ? ORDER BY callback_id LIMIT ?",
-            (CallbackState.PENDING.value, before.timestamp(), after_id or "", limit),
+            "AND callback_id > ? AND mode != ? ORDER BY callback_id LIMIT ?",
+            (
+                CallbackState.PENDING.value,
+                before.timestamp(),
+                after_id or "",
+                _CAMPAIGN,
+                limit,
+            ),
         )
 
     def count_booked(
@@ -676,6 +749,120 @@ class SQLiteStore:
         rows = self._query("SELECT value FROM settings WHERE name = ?", (name,))
         return rows[0][0] if rows else None
 
+    # Campaigns
+
+    def _campaigns(self, sql: str, params: tuple = ()) -> list[Campaign]:
+        return [
+            Campaign.from_row(decode_payload(r[0])) for r in self._query(sql, params)
+        ]
+
+    def get_campaign(self, campaign_id: str) -> Campaign | None:
+        rows = self._campaigns(
+            "SELECT row FROM campaigns WHERE campaign_id = ?", (campaign_id,)
+        )
+        return rows[0] if rows else None
+
+    def campaign_for_request(self, request_id: str) -> Campaign | None:
+        rows = self._campaigns(
+            "SELECT row FROM campaigns WHERE request_id = ?", (request_id,)
+        )
+        return rows[0] if rows else None
+
+    def list_campaigns(self, states: tuple[str, ...]) -> list[Campaign]:
+        marks = ", ".join("?" * len(states))
+        return self._campaigns(
+            f"SELECT row FROM campaigns WHERE state IN ({marks}) ORDER BY campaign_id",
+            tuple(states),
+        )
+
+    def campaign_targets(
+        self,
+        campaign_id: str,
+        *,
+        state: str | None = None,
+        limit: int = 100,
+        after_id: str | None = None,
+    ) -> list[Callback]:
+        # Target ids are "<campaign_id>-<number>", so the targets of one
+        # campaign are the primary-key range from "<campaign_id>-" up to
+        # "<campaign_id>." ("." follows "-" in ASCII).
+        sql = (
+            "SELECT row FROM callbacks WHERE campaign_id = ? AND callback_id > ? "
+            "AND callback_id < ?"
+        )
+        params: list = [campaign_id, after_id or f"{campaign_id}-", f"{campaign_id}."]
+        if state is not None:
+            sql += " AND state = ?"
+            params.append(state)
+        return self._callbacks(f"{sql} ORDER BY callback_id LIMIT ?", (*params, limit))
+
+    def due_targets(
+        self, campaign_id: str, now: datetime, limit: int
+    ) -> list[Callback]:
+        return self._callbacks(
+            # On callbacks_campaign in target order; retries not yet due are
+            # passed over without a sort of every pending target.
+            "SELECT row FROM callbacks INDEXED BY callbacks_campaign "
+            "WHERE campaign_id = ? AND state = ? "
+            "AND not_before <= ? ORDER BY callback_id LIMIT ?",
+            (campaign_id, CallbackState.PENDING.value, now.timestamp(), limit),
+        )
+
+    def count_targets(self, campaign_id: str) -> dict[str, int]:
+        rows = self._query(
+            "SELECT state, COUNT(*) FROM callbacks WHERE campaign_id = ? "
+            "GROUP BY state",
+            (campaign_id,),
+        )
+        return dict(rows)
+
+    def count_targets_in(self, campaign_id: str, states: tuple[str, ...]) -> int:
+        marks = ", ".join("?" * len(states))
+        (count,) = self._query(
+            "SELECT COUNT(*) FROM callbacks INDEXED BY callbacks_campaign "
+            f"WHERE campaign_id = ? AND state IN ({marks})",
+            (campaign_id, *states),
+        )[0]
+        return count
+
+    def dialing_target_customers(self) -> list[str]:
+        rows = self._query(
+            "SELECT customer_id FROM callbacks WHERE state = ? AND mode = ?",
+            (CallbackState.DIALING.value, _CAMPAIGN),
+        )
+        return [row[0] for row in rows]
+
+    def count_target_outcomes(self, campaign_id: str) -> dict[str, int]:
+        rows = self._query(
+            "SELECT attempts.outcome, COUNT(*) FROM attempts JOIN callbacks "
+            "ON attempts.callback_id = callbacks.callback_id "
+            "WHERE callbacks.campaign_id = ? AND attempts.outcome IS NOT NULL "
+            "GROUP BY attempts.outcome",
+            (campaign_id,),
+        )
+        return dict(rows)
+
+    def open_targets_of(self, customer_id: str) -> list[Callback]:
+        return self._callbacks(
+            "SELECT row FROM callbacks WHERE customer_id = ? AND state IN (?, ?) "
+            "AND mode = ? ORDER BY callback_id",
+            (customer_id, *_OPEN_STATES, _CAMPAIGN),
+        )
+
+    def open_callbacks_of(self, customer_id: str) -> list[Callback]:
+        return self._callbacks(
+            "SELECT row FROM callbacks WHERE customer_id = ? AND state IN (?, ?) "
+            "AND mode != ? ORDER BY callback_id",
+            (customer_id, *_OPEN_STATES, _CAMPAIGN),
+        )
+
+    def last_reached(self, customer_id: str) -> datetime | None:
+        rows = self._query(
+            "SELECT reached_at FROM reached_agents WHERE customer_id = ?",
+            (customer_id,),
+        )
+        return from_epoch(rows[0][0]) if rows else None
+
     def count_callbacks(self, state: str | None = None) -> int:
         if state is None:
             return self._query("SELECT COUNT(*) FROM callbacks")[0][0]
@@ -692,15 +879,19 @@ class SQLiteStore:
         is the record, the tables are derived from it.
         """
         callbacks, attempts = rebuild_rows(self.iter_events())
+        campaigns = rebuild_campaign_rows(self.iter_events())
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute("DELETE FROM callbacks")
                 self._db.execute("DELETE FROM attempts")
+                self._db.execute("DELETE FROM campaigns")
                 for row in callbacks.values():
                     self._write_callback(Callback.from_row(row), insert=True)
                 for row in attempts.values():
                     self._write_attempt(Attempt.from_row(row), None)
+                for row in campaigns.values():
+                    self._write_campaign(Campaign.from_row(row), insert=True)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
