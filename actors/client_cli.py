@@ -1,5 +1,6 @@
 """``callsure client``: create, get, list and cancel callbacks; follow events;
-read the admin settings in force and replace the callback windows.
+read the admin settings in force and replace the callback windows; create,
+fill, run and inspect campaigns.
 
 Every subcommand prints the server's reply as JSON (one object per line
 for ``events``), so it works in scripts. Errors print the status code, the
@@ -8,9 +9,11 @@ message and the field violations, and exit with status 1.
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -25,6 +28,8 @@ from callsure.v1 import (
     admin_pb2_grpc,
     callback_pb2,
     callback_pb2_grpc,
+    campaign_pb2,
+    campaign_pb2_grpc,
     common_pb2,
     event_pb2,
     event_pb2_grpc,
@@ -48,6 +53,15 @@ STATES = {
     for name, number in callback_pb2.CallbackState.items()
     if number
 }
+CAMPAIGN_KINDS = {
+    "complaint-follow-up": campaign_pb2.CAMPAIGN_KIND_COMPLAINT_FOLLOW_UP,
+    "voc-ticket-update": campaign_pb2.CAMPAIGN_KIND_VOC_TICKET_UPDATE,
+    "vip-promotion": campaign_pb2.CAMPAIGN_KIND_VIP_PROMOTION,
+}
+# Targets per AddCampaignTargets request, the server's maximum.
+TARGETS_PER_REQUEST = 1000
+# Separator of the context lines in the context column of a targets file.
+CONTEXT_SEPARATOR = "|"
 # Per setting of ``client admin get``: the AdminService method, its request
 # type, and whether the request takes a queue.
 ADMIN_SETTINGS = {
@@ -452,3 +466,206 @@ def admin_update(connection, setting, file):
     method, request_type, response_type = ADMIN_UPDATES[setting]
     request = parse_update(file.read(), request_type, response_type, file.name)
     _call_admin(connection, method, request)
+
+
+# Campaigns
+
+
+def _campaigns(connection: Connection):
+    return campaign_pb2_grpc.CampaignServiceStub(connection.channel)
+
+
+def _call(connection: Connection, method: str, request):
+    """Call CampaignService ``method``; on an error print it and exit 1."""
+    try:
+        return getattr(_campaigns(connection), method)(
+            request, metadata=connection.metadata, timeout=TIMEOUT_S
+        )
+    except grpc.RpcError as error:
+        _fail(error)
+
+
+def _aware_time(value: str, option: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise click.BadParameter(
+            f"{value!r} is not a time with an offset; send one such as "
+            "2026-12-07T09:00:00+01:00 or 2026-12-07T08:00:00Z",
+            param_hint=option,
+        )
+    return when
+
+
+def read_targets(path: str) -> list[campaign_pb2.CampaignTarget]:
+    """Read campaign targets from a CSV file with a header row ("-": stdin).
+
+    Columns: ``customer_id`` and ``phone_number`` (required),
+    ``dedicated_agent`` (an agent id), ``language``, and ``context``, whose
+    lines are separated by ``|``. Other columns are ignored.
+    """
+    stream = sys.stdin if path == "-" else open(path, newline="", encoding="utf-8")
+    try:
+        reader = csv.DictReader(stream)
+        missing = {"customer_id", "phone_number"} - set(reader.fieldnames or ())
+        if missing:
+            raise click.UsageError(
+                f"{path}: the header row lacks {', '.join(sorted(missing))}; the "
+                "columns are customer_id, phone_number and optionally "
+                "dedicated_agent, language, context"
+            )
+        targets = []
+        for row in reader:
+            context = row.get("context") or ""
+            agent = (row.get("dedicated_agent") or "").strip()
+            targets.append(
+                campaign_pb2.CampaignTarget(
+                    customer_id=row["customer_id"] or "",
+                    phone_number=row["phone_number"] or "",
+                    dedicated_agent=f"agents/{agent}" if agent else "",
+                    language=row.get("language") or "",
+                    context=context.split(CONTEXT_SEPARATOR) if context else [],
+                )
+            )
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return targets
+
+
+@client.group("campaign")
+def campaign():
+    """Create, fill, start, pause and inspect outbound campaigns."""
+
+
+@campaign.command("create")
+@click.option("--name", required=True, help="Name shown to operators.")
+@click.option("--kind", type=click.Choice(list(CAMPAIGN_KINDS)), required=True)
+@click.option("--queue", required=True, help="Agent group that takes the calls.")
+@click.option(
+    "--start", "start_time", required=True, help="Start time with offset (ISO 8601)."
+)
+@click.option("--end", "end_time", required=True, help="End time with offset.")
+@click.option(
+    "--max-in-flight",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Calls of the campaign in flight at once.",
+)
+@click.option("--request-id", help="Idempotency key; a new UUID when omitted.")
+@click.pass_obj
+def campaign_create(
+    connection, name, kind, queue, start_time, end_time, max_in_flight, request_id
+):
+    """Create a draft campaign and print it."""
+    message = campaign_pb2.Campaign(
+        display_name=name,
+        kind=CAMPAIGN_KINDS[kind],
+        queue=queue,
+        max_in_flight=max_in_flight,
+    )
+    message.start_time.FromDatetime(_aware_time(start_time, "--start"))
+    message.end_time.FromDatetime(_aware_time(end_time, "--end"))
+    request = campaign_pb2.CreateCampaignRequest(
+        campaign=message, request_id=request_id or str(uuid.uuid4())
+    )
+    _print(_call(connection, "CreateCampaign", request))
+
+
+@campaign.command("add-targets")
+@click.argument("name")
+@click.option(
+    "--file",
+    "path",
+    required=True,
+    help="CSV file with a header row: customer_id, phone_number, and optionally "
+    "dedicated_agent, language and context (lines separated by |); - for stdin.",
+)
+@click.pass_obj
+def campaign_add_targets(connection, name, path):
+    """Add the targets of a CSV file to campaign NAME, 1000 per request.
+
+    Prints one line per request with the targets added. A request that
+    fails stops the command; the requests before it are stored, and
+    running the command again adds only the customers still missing.
+    """
+    targets = read_targets(path)
+    if not targets:
+        raise click.UsageError(f"{path} contains no targets")
+    for start in range(0, len(targets), TARGETS_PER_REQUEST):
+        chunk = targets[start : start + TARGETS_PER_REQUEST]
+        request = campaign_pb2.AddCampaignTargetsRequest(campaign=name, targets=chunk)
+        response = _call(connection, "AddCampaignTargets", request)
+        click.echo(
+            json.dumps(
+                {
+                    "first_row": start + 1,
+                    "targets": len(chunk),
+                    "added_count": response.added_count,
+                    "target_count": response.campaign.target_count,
+                }
+            )
+        )
+
+
+@campaign.command("start")
+@click.argument("name")
+@click.pass_obj
+def campaign_start(connection, name):
+    """Start or resume campaign NAME (campaigns/{id}) and print it."""
+    request = campaign_pb2.StartCampaignRequest(name=name)
+    _print(_call(connection, "StartCampaign", request).campaign)
+
+
+@campaign.command("pause")
+@click.argument("name")
+@click.pass_obj
+def campaign_pause(connection, name):
+    """Pause campaign NAME and print it; calls in flight go on."""
+    request = campaign_pb2.PauseCampaignRequest(name=name)
+    _print(_call(connection, "PauseCampaign", request).campaign)
+
+
+@campaign.command("get")
+@click.argument("name")
+@click.pass_obj
+def campaign_get(connection, name):
+    """Print campaign NAME with its counts per target state and outcome."""
+    request = campaign_pb2.GetCampaignRequest(name=name)
+    _print(_call(connection, "GetCampaign", request))
+
+
+@campaign.command("targets")
+@click.argument("name")
+@click.option("--state", type=click.Choice(sorted(STATES)), help="Only this state.")
+@click.option("--page-size", type=int, default=100, show_default=True)
+@click.option("--all", "all_pages", is_flag=True, help="Follow next_page_token.")
+@click.pass_obj
+def campaign_targets(connection, name, state, page_size, all_pages):
+    """Print the targets of campaign NAME, one JSON object per line."""
+    request = campaign_pb2.ListCampaignTargetsRequest(
+        campaign=name, page_size=page_size, state=STATES[state] if state else 0
+    )
+    while True:
+        response = _call(connection, "ListCampaignTargets", request)
+        for target in response.targets:
+            _print(target)
+        if not all_pages or not response.next_page_token:
+            return
+        request.page_token = response.next_page_token
+
+
+@campaign.command("remove-target")
+@click.argument("name")
+@click.argument("customer_id")
+@click.option("--reason", default="opt-out", show_default=True)
+@click.pass_obj
+def campaign_remove_target(connection, name, customer_id, reason):
+    """Remove CUSTOMER_ID from campaign NAME, such as after an opt-out."""
+    request = campaign_pb2.RemoveCampaignTargetRequest(
+        campaign=name, customer_id=customer_id, reason=reason
+    )
+    _print(_call(connection, "RemoveCampaignTarget", request).target)

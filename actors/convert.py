@@ -28,6 +28,7 @@ from callsure.v1 import callback_pb2, common_pb2, event_pb2
 
 CALLBACK_PREFIX = "callbacks/"
 AGENT_PREFIX = "agents/"
+CAMPAIGN_PREFIX = "campaigns/"
 MAX_REQUEST_ID_CHARS = 128
 
 MODE_FROM_PROTO = {
@@ -42,6 +43,7 @@ MODE_TO_PROTO = {
     CallbackMode.AT_TIME: callback_pb2.CALLBACK_MODE_AT_TIME,
     CallbackMode.PREDICTED: callback_pb2.CALLBACK_MODE_PREDICTED,
     CallbackMode.WINDOW: callback_pb2.CALLBACK_MODE_WINDOW,
+    CallbackMode.CAMPAIGN: callback_pb2.CALLBACK_MODE_CAMPAIGN,
 }
 STATE_TO_PROTO = {
     state: callback_pb2.CallbackState.Value(f"CALLBACK_STATE_{state.name}")
@@ -258,6 +260,12 @@ def callback_request_from_proto(
     if not request.HasField("callback"):
         raise ValidationError("callback", None, "send the callback to create")
     message = request.callback
+    if message.mode == callback_pb2.CALLBACK_MODE_CAMPAIGN:
+        raise ValidationError(
+            "callback.mode",
+            message.mode,
+            "add campaign targets with CampaignService.AddCampaignTargets",
+        )
     if message.mode not in MODE_FROM_PROTO:
         raise ValidationError(
             "callback.mode", message.mode, "send one of the CallbackMode values"
@@ -345,6 +353,8 @@ def callback_to_proto(
         set_timestamp(message.requested_time, callback.promised_time)
     if callback.dedicated_agent_id:
         message.dedicated_agent = AGENT_PREFIX + callback.dedicated_agent_id
+    if callback.campaign_id:
+        message.campaign = CAMPAIGN_PREFIX + callback.campaign_id
     if callback.time_zone:
         message.time_zone = callback.time_zone
     if callback.window_date:

@@ -1,7 +1,10 @@
 """The ``Coordinator`` actor: the callback scheduler and the prediction model.
 
 Owns one ``CallbackScheduler`` over the durable store and the
-``WaitPredictor`` it plans with; it is the only writer of the store. When
+``WaitPredictor`` it plans with, and the ``CampaignScheduler`` (the
+promotion scheduler) over the same store; it is the only writer of the
+store. Each dispatch step releases due callbacks first and then campaign
+targets into the agents left free. When
 the predictor is a ``LivePredictor`` (what ``callsure serve`` builds), the
 coordinator also owns the ``ContactFeed`` that turns the CTI's contact
 events and agent states into the predictor's queue events, as they are
@@ -25,8 +28,10 @@ store: it survives from a snapshot file beside the store
 ``save_snapshot``. Events of the last interval before a crash are lost
 from the learners; no promise depends on them.
 
-Idempotency: ``create_callbacks`` is idempotent per request id, and
-``cancel_callback`` on a cancelled promise returns it. ``report_outcome``
+Idempotency: ``create_callbacks`` and ``create_campaign`` are idempotent
+per request id, ``add_campaign_targets`` per customer and campaign,
+``start_campaign``, ``pause_campaign`` and ``remove_campaign_target`` when
+repeated, and ``cancel_callback`` on a cancelled promise returns it. ``report_outcome``
 is idempotent for the same outcome. ``start_dialing`` is deliberately not,
 because a second claim must raise ``LeaseError``. Queries have no effects.
 
@@ -68,6 +73,7 @@ from callsure.engine.clock import SystemClock
 from callsure.engine.customers import ContactKind
 from callsure.engine.exceptions import CallsureError
 from callsure.engine.policy import SchedulerPolicy
+from callsure.engine.promotion import CampaignScheduler
 from callsure.engine.scheduler import CallbackScheduler
 from callsure.engine.store import open_store
 from callsure.v1 import callback_pb2
@@ -114,6 +120,7 @@ class Coordinator:
             self._clock,
             SchedulerPolicy.from_config(config),
         )
+        self._campaigns = CampaignScheduler(self._scheduler)
         report = self._scheduler.recover()
         logger.info("coordinator: store %s opened; %s", path, report)
         self._dialers: dict[str, Dialer] = {}
@@ -340,9 +347,52 @@ class Coordinator:
 
     async def customer_reached_agent(self, customer_id: str, queue, when) -> list:
         dropped = self._scheduler.customer_reached_agent(customer_id, queue, when)
+        dropped += self._campaigns.customer_reached_agent(customer_id, when)
         if dropped:
             self._events_stored()
         return dropped
+
+    # Campaigns
+
+    async def create_campaign(self, request) -> tuple:
+        """Store a draft campaign; return ``(campaign, replayed)``."""
+        result = self._campaigns.create(request)
+        self._events_stored()
+        return result
+
+    async def add_campaign_targets(self, campaign_id: str, targets: list):
+        """Store targets in one transaction; return ``AddedTargets``."""
+        added = self._campaigns.add_targets(campaign_id, targets)
+        self._events_stored()
+        return added
+
+    async def start_campaign(self, campaign_id: str):
+        campaign = self._campaigns.start(campaign_id)
+        self._events_stored()
+        return campaign
+
+    async def pause_campaign(self, campaign_id: str):
+        campaign = self._campaigns.pause(campaign_id)
+        self._events_stored()
+        return campaign
+
+    async def get_campaign(self, campaign_id: str):
+        """Return the ``CampaignSummary`` of a campaign."""
+        return self._campaigns.summary(campaign_id)
+
+    async def list_campaign_targets(
+        self, campaign_id: str, *, state, page_size: int, page_token: str
+    ) -> tuple:
+        return self._campaigns.list_targets(
+            campaign_id, state=state, page_size=page_size, page_token=page_token
+        )
+
+    async def remove_campaign_target(
+        self, campaign_id: str, customer_id: str, reason: str
+    ):
+        target = self._campaigns.remove_target(campaign_id, customer_id, reason)
+        self._events_stored()
+        return target
 
     # Events
 
@@ -414,8 +464,11 @@ class Coordinator:
             self._prediction_snapshot.changed()
         if event.kind is not ContactKind.ANSWERED or not event.customer_id:
             return []
-        return self._scheduler.customer_reached_agent(
+        dropped = self._scheduler.customer_reached_agent(
             event.customer_id, event.queue or None, event.time
+        )
+        return dropped + self._campaigns.customer_reached_agent(
+            event.customer_id, event.time
         )
 
     async def record_agent_state(self, group: str, agent_id: str, state, when):
@@ -513,7 +566,7 @@ class Coordinator:
         return self._scheduler.renew_lease(attempt_id, owner)
 
     async def report_outcome(self, attempt_id: str, outcome, **details):
-        result = self._scheduler.report_outcome(attempt_id, outcome, **details)
+        result = self._campaigns.report_outcome(attempt_id, outcome, **details)
         self._events_stored()
         return result
 
@@ -534,11 +587,27 @@ class Coordinator:
             return
         free_agents, ready_agents = await self._availability()
         orders = self._scheduler.due(free_agents=free_agents, ready_agents=ready_agents)
+        orders += self._campaigns.due(
+            free_agents=free_agents,
+            ready_agents=ready_agents,
+            waiting=self._waiting(),
+            released=orders,
+        )
         if not orders:
             return
         self._events_stored()
         for order in orders:
             await self._send(order)
+
+    def _waiting(self) -> dict[str, int] | None:
+        """Inbound callers waiting per queue, from the contact feed; ``None``
+        without one."""
+        if self._feed is None:
+            return None
+        now = self._clock.now()
+        return {
+            queue: self._predictor.ahead(queue, now) for queue in self._predictor.queues
+        }
 
     async def _availability(self) -> tuple[dict | None, frozenset | None]:
         """Free agents per group and ready agents, from the agent pools."""

@@ -27,6 +27,8 @@ from callsure.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     callback_pb2,
+    campaign_pb2,
+    campaign_pb2_grpc,
     contact_pb2,
     contact_pb2_grpc,
     event_pb2,
@@ -44,6 +46,7 @@ SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    campaign_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name,
 )
 
 # Unary messages stay small; 4 MiB is gRPC's own default, kept explicit.
@@ -133,6 +136,7 @@ async def start_server(server_config, servicers) -> RunningServer:
     agent_pb2_grpc.add_AgentServiceServicer_to_server(servicers.agent, server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(servicers.admin, server)
     event_pb2_grpc.add_EventServiceServicer_to_server(servicers.event, server)
+    campaign_pb2_grpc.add_CampaignServiceServicer_to_server(servicers.campaign, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

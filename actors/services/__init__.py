@@ -20,6 +20,7 @@ class Servicers:
     agent: object
     admin: object
     event: object
+    campaign: object
 
 
 def build_servicers(actors) -> Servicers:
@@ -27,6 +28,7 @@ def build_servicers(actors) -> Servicers:
     from callsure.actors.services.admin import AdminServicer
     from callsure.actors.services.agents import AgentServicer
     from callsure.actors.services.callbacks import CallbackServicer
+    from callsure.actors.services.campaigns import CampaignServicer
     from callsure.actors.services.contacts import ContactServicer
     from callsure.actors.services.events import EventServicer
     from callsure.actors.services.prediction import PredictionServicer
@@ -38,4 +40,5 @@ def build_servicers(actors) -> Servicers:
         agent=AgentServicer(actors),
         admin=AdminServicer(actors),
         event=EventServicer(actors),
+        campaign=CampaignServicer(actors),
     )

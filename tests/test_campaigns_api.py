@@ -1,0 +1,394 @@
+"""CampaignService and ``callsure client campaign`` against `callsure serve`.
+
+One real `callsure serve` subprocess (a local Ray and gRPC on 127.0.0.1,
+port 0, a private store) with a bearer token. No gateway is registered,
+so nothing is dialed: these tests cover the API, its errors and the
+stored state. Dialing is covered by test_campaigns.py and
+test_campaigns_sip.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from click.testing import CliRunner
+from google.rpc import error_details_pb2
+from serve_support import ServeProcess, private_folder
+
+from callsure.actors.auth import AUTHORIZATION_KEY, SCHEME
+from callsure.actors.cli import cli
+from callsure.actors.errors import decode_status
+from callsure.v1 import (
+    callback_pb2,
+    callback_pb2_grpc,
+    campaign_pb2,
+    campaign_pb2_grpc,
+)
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "campaign-test-token"
+METADATA = ((AUTHORIZATION_KEY, SCHEME + TOKEN),)
+CALL_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def server():
+    folder = private_folder()
+    process = ServeProcess(folder, token=TOKEN)
+    yield process
+    process.kill()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+    with grpc.insecure_channel(server.address) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="module")
+def stub(channel):
+    return campaign_pb2_grpc.CampaignServiceStub(channel)
+
+
+def call(stub, method: str, request):
+    return getattr(stub, method)(request, metadata=METADATA, timeout=CALL_TIMEOUT_S)
+
+
+def campaign_message(**fields) -> campaign_pb2.Campaign:
+    now = datetime.now(UTC)
+    message = campaign_pb2.Campaign(
+        display_name="ticket updates",
+        kind=campaign_pb2.CAMPAIGN_KIND_VOC_TICKET_UPDATE,
+        queue="billing",
+        max_in_flight=3,
+    )
+    message.start_time.FromDatetime(now)
+    message.end_time.FromDatetime(now + timedelta(hours=8))
+    for name, value in fields.items():
+        if name.endswith("_time"):
+            getattr(message, name).FromDatetime(value)
+        else:
+            setattr(message, name, value)
+    return message
+
+
+def create(stub, **fields) -> campaign_pb2.CreateCampaignResponse:
+    request = campaign_pb2.CreateCampaignRequest(
+        campaign=campaign_message(**fields), request_id=uuid.uuid4().hex
+    )
+    return call(stub, "CreateCampaign", request)
+
+
+def target(customer_id: str, phone: str, **fields) -> campaign_pb2.CampaignTarget:
+    return campaign_pb2.CampaignTarget(
+        customer_id=customer_id, phone_number=phone, **fields
+    )
+
+
+def violation(error: grpc.RpcError) -> error_details_pb2.BadRequest.FieldViolation:
+    status = decode_status(error)
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    return bad_request.field_violations[0]
+
+
+def test_create_returns_draft(stub):
+    response = create(stub)
+    assert response.campaign.name.startswith("campaigns/")
+    assert response.campaign.state == campaign_pb2.CAMPAIGN_STATE_DRAFT
+    assert response.campaign.display_name == "ticket updates"
+    assert not response.replayed
+
+
+def test_create_replay_returns_first(stub):
+    request = campaign_pb2.CreateCampaignRequest(
+        campaign=campaign_message(), request_id=uuid.uuid4().hex
+    )
+    first = call(stub, "CreateCampaign", request)
+    again = call(stub, "CreateCampaign", request)
+    assert again.replayed
+    assert again.campaign.name == first.campaign.name
+
+
+def test_call_without_token_unauthenticated(stub):
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetCampaign(
+            campaign_pb2.GetCampaignRequest(name="campaigns/x"), timeout=CALL_TIMEOUT_S
+        )
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"max_in_flight": 0}, "campaign.max_in_flight"),
+        ({"kind": 0}, "campaign.kind"),
+        ({"display_name": ""}, "campaign.display_name"),
+        (
+            {"end_time": datetime.now(UTC) - timedelta(hours=1)},
+            "campaign.end_time",
+        ),
+    ],
+)
+def test_create_invalid_names_field(stub, fields, field):
+    with pytest.raises(grpc.RpcError) as caught:
+        create(stub, **fields)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violation(caught.value).field == field
+
+
+def test_add_targets_normalises_phone(stub):
+    name = create(stub).campaign.name
+    response = call(
+        stub,
+        "AddCampaignTargets",
+        campaign_pb2.AddCampaignTargetsRequest(
+            campaign=name,
+            targets=[
+                target(
+                    "c-1",
+                    "+1 (415) 555-0101",
+                    context=["ticket=T-1042", "status=resolved"],
+                    dedicated_agent="agents/agent-7",
+                ),
+                target("c-1", "+14155550101"),
+            ],
+        ),
+    )
+    first, again = response.targets
+    assert response.added_count == 1
+    assert first.phone_number == "+14155550101"
+    assert first.state == callback_pb2.CALLBACK_STATE_PENDING
+    assert list(first.context) == ["ticket=T-1042", "status=resolved"]
+    assert first.dedicated_agent == "agents/agent-7"
+    assert again.callback == first.callback
+
+
+def test_target_is_campaign_callback(stub, channel):
+    name = create(stub).campaign.name
+    added = call(
+        stub,
+        "AddCampaignTargets",
+        campaign_pb2.AddCampaignTargetsRequest(
+            campaign=name, targets=[target("c-2", "+14155550102")]
+        ),
+    )
+    callbacks = callback_pb2_grpc.CallbackServiceStub(channel)
+    callback = callbacks.GetCallback(
+        callback_pb2.GetCallbackRequest(name=added.targets[0].callback),
+        metadata=METADATA,
+        timeout=CALL_TIMEOUT_S,
+    ).callback
+    assert callback.mode == callback_pb2.CALLBACK_MODE_CAMPAIGN
+    assert callback.campaign == name
+
+
+def test_bad_phone_names_target(stub):
+    name = create(stub).campaign.name
+    request = campaign_pb2.AddCampaignTargetsRequest(
+        campaign=name,
+        targets=[target("c-1", "+14155550101"), target("c-2", "0415-555")],
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        call(stub, "AddCampaignTargets", request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violation(caught.value).field == "targets[1].phone_number"
+    listed = call(
+        stub,
+        "ListCampaignTargets",
+        campaign_pb2.ListCampaignTargetsRequest(campaign=name),
+    )
+    assert list(listed.targets) == []
+
+
+def test_unknown_campaign_not_found(stub):
+    with pytest.raises(grpc.RpcError) as caught:
+        call(stub, "GetCampaign", campaign_pb2.GetCampaignRequest(name="campaigns/no"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_malformed_name_invalid(stub):
+    with pytest.raises(grpc.RpcError) as caught:
+        call(stub, "StartCampaign", campaign_pb2.StartCampaignRequest(name="c-1"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violation(caught.value).field == "name"
+
+
+def test_pause_draft_failed_precondition(stub):
+    name = create(stub).campaign.name
+    with pytest.raises(grpc.RpcError) as caught:
+        call(stub, "PauseCampaign", campaign_pb2.PauseCampaignRequest(name=name))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_start_pause_and_counts(stub):
+    name = create(stub).campaign.name
+    call(
+        stub,
+        "AddCampaignTargets",
+        campaign_pb2.AddCampaignTargetsRequest(
+            campaign=name,
+            targets=[target(f"c-{i}", f"+1415555020{i}") for i in range(3)],
+        ),
+    )
+    started = call(stub, "StartCampaign", campaign_pb2.StartCampaignRequest(name=name))
+    paused = call(stub, "PauseCampaign", campaign_pb2.PauseCampaignRequest(name=name))
+    summary = call(stub, "GetCampaign", campaign_pb2.GetCampaignRequest(name=name))
+    assert started.campaign.state == campaign_pb2.CAMPAIGN_STATE_RUNNING
+    assert started.campaign.HasField("started_time")
+    assert paused.campaign.state == campaign_pb2.CAMPAIGN_STATE_PAUSED
+    assert summary.campaign.target_count == 3
+    assert [(c.state, c.count) for c in summary.target_counts] == [
+        (callback_pb2.CALLBACK_STATE_PENDING, 3)
+    ]
+    assert list(summary.outcome_counts) == []
+
+
+def test_targets_paged_and_removed(stub):
+    name = create(stub).campaign.name
+    call(
+        stub,
+        "AddCampaignTargets",
+        campaign_pb2.AddCampaignTargetsRequest(
+            campaign=name,
+            targets=[target(f"c-{i}", f"+1415555030{i}") for i in range(5)],
+        ),
+    )
+    removed = call(
+        stub,
+        "RemoveCampaignTarget",
+        campaign_pb2.RemoveCampaignTargetRequest(
+            campaign=name, customer_id="c-1", reason="opt-out"
+        ),
+    )
+    request = campaign_pb2.ListCampaignTargetsRequest(campaign=name, page_size=2)
+    customers, pages = [], 0
+    while True:
+        response = call(stub, "ListCampaignTargets", request)
+        customers += [t.customer_id for t in response.targets]
+        pages += 1
+        if not response.next_page_token:
+            break
+        request.page_token = response.next_page_token
+    assert removed.target.state == callback_pb2.CALLBACK_STATE_CANCELLED
+    assert removed.target.state_reason == "opt-out"
+    assert customers == [f"c-{i}" for i in range(5)]
+    assert pages == 3
+
+
+def test_remove_unknown_customer_not_found(stub):
+    name = create(stub).campaign.name
+    with pytest.raises(grpc.RpcError) as caught:
+        call(
+            stub,
+            "RemoveCampaignTarget",
+            campaign_pb2.RemoveCampaignTargetRequest(
+                campaign=name, customer_id="nobody"
+            ),
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_create_callback_of_campaign_mode_rejected(channel):
+    callbacks = callback_pb2_grpc.CallbackServiceStub(channel)
+    request = callback_pb2.CreateCallbackRequest(
+        callback=callback_pb2.Callback(
+            customer_id="c-1",
+            phone_number="+14155550101",
+            queue="billing",
+            mode=callback_pb2.CALLBACK_MODE_CAMPAIGN,
+        ),
+        request_id=uuid.uuid4().hex,
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        callbacks.CreateCallback(request, metadata=METADATA, timeout=CALL_TIMEOUT_S)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violation(caught.value).field == "callback.mode"
+
+
+# The command line
+
+
+def run_client(server, *arguments):
+    result = CliRunner().invoke(
+        cli,
+        ["client", "--address", server.address, "--token", TOKEN, *arguments],
+    )
+    return result
+
+
+def test_cli_campaign_round_trip(server, tmp_path):
+    now = datetime.now(UTC)
+    created = run_client(
+        server,
+        "campaign",
+        "create",
+        "--name",
+        "complaints",
+        "--kind",
+        "complaint-follow-up",
+        "--queue",
+        "billing",
+        "--start",
+        now.isoformat(),
+        "--end",
+        (now + timedelta(hours=2)).isoformat(),
+    )
+    assert created.exit_code == 0, created.output
+    name = json.loads(created.output)["campaign"]["name"]
+
+    targets_file = tmp_path / "targets.csv"
+    targets_file.write_text(
+        "customer_id,phone_number,dedicated_agent,context\n"
+        "c-1,+1 415 555 0401,,ticket=T-1|status=open\n"
+        "c-2,+14155550402,agent-3,\n"
+    )
+    added = run_client(
+        server, "campaign", "add-targets", name, "--file", str(targets_file)
+    )
+    started = run_client(server, "campaign", "start", name)
+    listed = run_client(server, "campaign", "targets", name, "--all")
+    summary = run_client(server, "campaign", "get", name)
+
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.output)["added_count"] == 2
+    assert json.loads(started.output)["state"] == "CAMPAIGN_STATE_RUNNING"
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert [row["context"] for row in rows if "context" in row] == [
+        ["ticket=T-1", "status=open"]
+    ]
+    assert rows[1]["dedicated_agent"] == "agents/agent-3"
+    assert json.loads(summary.output)["campaign"]["target_count"] == 2
+
+
+def test_cli_naive_start_rejected(server):
+    result = run_client(
+        server,
+        "campaign",
+        "create",
+        "--name",
+        "x",
+        "--kind",
+        "vip-promotion",
+        "--queue",
+        "billing",
+        "--start",
+        "2026-12-07T09:00",
+        "--end",
+        "2026-12-07T18:00Z",
+    )
+    assert result.exit_code == 2
+    assert "offset" in result.output
+
+
+def test_cli_error_prints_field(server):
+    result = run_client(server, "campaign", "start", "campaigns/unknown")
+    assert result.exit_code == 1
+    assert "NOT_FOUND" in result.output
