@@ -439,8 +439,11 @@ class Coordinator:
         callbacks of all the events, in order.
         """
         dropped = []
-        for event, priority in items:
-            dropped.extend(self._record_contact(event, priority))
+        # One durable commit for the whole list: while a campaign is active
+        # every ANSWERED event also records the customer as reached.
+        with self._store.batch():
+            for event, priority in items:
+                dropped.extend(self._record_contact(event, priority))
         if dropped:
             self._events_stored()
         return dropped

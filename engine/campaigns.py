@@ -26,6 +26,11 @@ A target's state is its callback's state: ``PENDING`` until released,
 reached an agent after the campaign started), ``CANCELLED`` when removed
 (an opt-out), and ``EXPIRED`` when the campaign ended first, without an
 SMS, because nothing was promised to the customer.
+
+NOTE: the SMS after a failed ladder renders the callback template of
+``SmsPolicy`` ("We tried to call you back about your {queue} request"),
+which suits a complaint follow-up better than a promotion; there is no
+template per campaign kind yet.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ from callsure.v1 import (
     callback_pb2_grpc,
     campaign_pb2,
     campaign_pb2_grpc,
+    contact_pb2,
+    contact_pb2_grpc,
 )
 
 pytestmark = pytest.mark.slow
@@ -281,6 +283,46 @@ def test_targets_paged_and_removed(stub):
     assert removed.target.state_reason == "opt-out"
     assert customers == [f"c-{i}" for i in range(5)]
     assert pages == 3
+
+
+def test_answered_contact_drops_target(stub, channel):
+    name = create(stub).campaign.name
+    added = call(
+        stub,
+        "AddCampaignTargets",
+        campaign_pb2.AddCampaignTargetsRequest(
+            campaign=name,
+            targets=[
+                target("c-contact", "+14155550501"),
+                target("c-other", "+14155550502"),
+            ],
+        ),
+    )
+    call(stub, "StartCampaign", campaign_pb2.StartCampaignRequest(name=name))
+    event = contact_pb2.ContactEvent(
+        contact_id=uuid.uuid4().hex,
+        type=contact_pb2.CONTACT_EVENT_TYPE_ANSWERED,
+        queue="sales",
+        customer_id="c-contact",
+        agent="agents/agent-1",
+    )
+    event.event_time.FromDatetime(datetime.now(UTC))
+
+    reply = contact_pb2_grpc.ContactServiceStub(channel).ReportContactEvent(
+        contact_pb2.ReportContactEventRequest(event=event),
+        metadata=METADATA,
+        timeout=CALL_TIMEOUT_S,
+    )
+
+    listed = call(
+        stub,
+        "ListCampaignTargets",
+        campaign_pb2.ListCampaignTargetsRequest(campaign=name),
+    )
+    states = {t.customer_id: t.state for t in listed.targets}
+    assert list(reply.superseded_callbacks) == [added.targets[0].callback]
+    assert states["c-contact"] == callback_pb2.CALLBACK_STATE_DROPPED
+    assert states["c-other"] == callback_pb2.CALLBACK_STATE_PENDING
 
 
 def test_remove_unknown_customer_not_found(stub):

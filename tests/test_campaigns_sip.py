@@ -2,9 +2,9 @@
 
 A real `callsure serve` subprocess (private folder, Ray, gRPC and SIP on
 127.0.0.1) starts its ``CallGatewayActor``. A campaign created over gRPC
-is dialed to pjsua2 customer phones: one plays a person from the labelled
+is dialed to pjsua2 customer phones. One plays a person from the labelled
 corpus and is bridged to the agent phone of the campaign's queue with the
-target's context lines; one is busy and gets the retry ladder; one
+target's context lines. One is busy and gets the retry ladder. One
 belongs to a customer with an open callback and is skipped. Outcomes are
 read from the event stream and GetCampaign, never timed by the test.
 """
@@ -140,6 +140,7 @@ def campaign(channel):
         ),
         timeout=CALL_TIMEOUT_S,
     )
+
     stub = campaign_pb2_grpc.CampaignServiceStub(channel)
     now = datetime.now(UTC)
     message = campaign_pb2.Campaign(
@@ -156,6 +157,7 @@ def campaign(channel):
         ),
         timeout=CALL_TIMEOUT_S,
     ).campaign
+
     added = stub.AddCampaignTargets(
         campaign_pb2.AddCampaignTargetsRequest(
             campaign=created.name,
