@@ -384,6 +384,11 @@ def event_to_proto(event: Event) -> event_pb2.Event:
     row = payload.get("callback")
     if isinstance(row, dict):
         message.callback_snapshot.CopyFrom(callback_to_proto(Callback.from_row(row)))
+        if row.get("campaign_id"):
+            message.campaign = CAMPAIGN_PREFIX + row["campaign_id"]
+    campaign = payload.get("campaign")
+    if isinstance(campaign, dict):
+        message.campaign = CAMPAIGN_PREFIX + str(campaign.get("campaign_id", ""))
     attempt = payload.get("attempt")
     if isinstance(attempt, dict):
         message.attempt_id = str(attempt.get("attempt_id", ""))

@@ -30,6 +30,8 @@ from callsure.v1 import (
     campaign_pb2_grpc,
     contact_pb2,
     contact_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
 )
 
 pytestmark = pytest.mark.slow
@@ -251,6 +253,33 @@ def test_start_pause_and_counts(stub):
         (callback_pb2.CALLBACK_STATE_PENDING, 3)
     ]
     assert list(summary.outcome_counts) == []
+
+
+def test_events_name_campaign(stub, channel):
+    name = create(stub).campaign.name
+    added = call(
+        stub,
+        "AddCampaignTargets",
+        campaign_pb2.AddCampaignTargetsRequest(
+            campaign=name, targets=[target("c-1", "+14155550601")]
+        ),
+    )
+    call(stub, "StartCampaign", campaign_pb2.StartCampaignRequest(name=name))
+
+    stream = event_pb2_grpc.EventServiceStub(channel).StreamEvents(
+        event_pb2.StreamEventsRequest(), metadata=METADATA, timeout=CALL_TIMEOUT_S
+    )
+
+    kinds = [
+        (response.event.kind, response.event.callback)
+        for response in stream
+        if response.event.campaign == name
+    ]
+    assert kinds == [
+        ("campaign.created", ""),
+        ("callback.created", added.targets[0].callback),
+        ("campaign.started", ""),
+    ]
 
 
 def test_targets_paged_and_removed(stub):
