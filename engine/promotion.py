@@ -566,7 +566,7 @@ class CampaignScheduler:
             return 0
         if waiting and waiting.get(queue, 0) > 0:
             return 0
-        if self.store.due_callbacks(queue, callbacks._due_by(now), 1):
+        if self.store.due_callbacks(queue, callbacks.due_by(now), 1):
             return 0
         admin_room, spare = callbacks.planner.release_room(queue, now)
         room = min(admin_room, spare)
@@ -596,10 +596,10 @@ class CampaignScheduler:
                 continue
             if target.customer_id in dialing:
                 continue
-            dial_target = self.callbacks._target(target, now, ready_agents)
+            dial_target = self.callbacks.dial_target(target, now, ready_agents)
             if dial_target is None:
                 continue
-            order = self.callbacks._issue(target, dial_target, now, change)
+            order = self.callbacks.issue(target, dial_target, now, change)
             dialing.add(target.customer_id)
             orders.append(order)
         return orders

@@ -456,7 +456,7 @@ class CallbackScheduler(SchedulerAdministration):
         self._recover_leases(now)
         self._watch_overdue(now)
         orders: list[DialOrder] = []
-        for queue in self.store.due_queues(self._due_by(now)):
+        for queue in self.store.due_queues(self.due_by(now)):
             orders.extend(
                 self._release_queue(
                     queue, now, free_agents, ready_agents, oldest_waiting or {}
@@ -482,7 +482,7 @@ class CallbackScheduler(SchedulerAdministration):
         change = Change()
         orders = []
         fetch = int(min(limit, MAX_PAGE_SIZE)) + 100
-        due = self.store.due_callbacks(queue, self._due_by(now), fetch)
+        due = self.store.due_callbacks(queue, self.due_by(now), fetch)
         # A timed promise has its room reserved by its booking (and keeps it
         # for retries), so a lower recomputed capacity never holds it. A
         # promise without a booking needs spare capacity, unless a booked
@@ -500,23 +500,25 @@ class CallbackScheduler(SchedulerAdministration):
             booked = callback.promised_time is not None
             if not booked and spare <= 0 and index > last_booked:
                 break
-            target = self._target(callback, now, ready_agents)
+            target = self.dial_target(callback, now, ready_agents)
             if target is None:
                 continue
             if not booked:
                 spare -= 1
-            orders.append(self._issue(callback, target, now, change))
+            orders.append(self.issue(callback, target, now, change))
         if orders:
             self.store.commit(change)
         return orders
 
-    def _due_by(self, now: datetime) -> datetime:
+    def due_by(self, now: datetime) -> datetime:
         """Latest ``not_before`` a promise released at ``now`` may have."""
         return now + timedelta(seconds=self.policy.promise.dial_lead_s)
 
-    def _target(
+    def dial_target(
         self, callback: Callback, now: datetime, ready_agents
     ) -> DialTarget | None:
+        """Return where a released ``callback`` is bridged, or ``None`` while
+        it waits for its dedicated agent (see ``due``)."""
         agent = callback.dedicated_agent_id
         fallback_at = callback.fallback_at
         if agent is None or fallback_at is None or now >= fallback_at:
@@ -525,9 +527,11 @@ class CallbackScheduler(SchedulerAdministration):
             return DialTarget(callback.queue, agent)
         return None
 
-    def _issue(
+    def issue(
         self, callback: Callback, target: DialTarget, now: datetime, change: Change
     ) -> DialOrder:
+        """Add a new leased attempt of ``callback`` to ``change`` and return
+        its order; the caller commits ``change`` before handing it out."""
         number = callback.last_attempt + 1
         lease_expires_at = now + timedelta(seconds=self.policy.promise.lease_s)
         attempt = Attempt(

@@ -876,7 +876,12 @@ class SQLiteStore:
         """Recreate the callbacks and attempts tables from the journal.
 
         Used when the current-state tables are lost or suspect: the journal
-        is the record, the tables are derived from it.
+        is the record, the tables are derived from it. Campaigns are
+        rebuilt from their events too.
+
+        NOTE: ``reached_agents`` is not journaled, so it is kept as it is;
+        when it is lost too, a customer who reached an agent during a
+        campaign may be called by it once more.
         """
         callbacks, attempts = rebuild_rows(self.iter_events())
         campaigns = rebuild_campaign_rows(self.iter_events())
