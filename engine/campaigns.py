@@ -62,12 +62,12 @@ MAX_TARGETS = 1_000_000
 
 
 class CampaignKind(enum.Enum):
-    """What a campaign calls about; the kind orders campaigns at release."""
+    """Subject of a campaign; the kind orders campaigns at release."""
 
     COMPLAINT_FOLLOW_UP = "complaint_follow_up"
     """Calls customers back about a complaint; released first."""
     VOC_TICKET_UPDATE = "voc_ticket_update"
-    """Tells customers how their voice-of-customer ticket stands."""
+    """Tells customers the status of their voice-of-customer ticket."""
     VIP_PROMOTION = "vip_promotion"
     """Offers a promotion to VIP customers; released last."""
 

@@ -22,8 +22,8 @@ Q is released only when:
 * fewer than ``max_in_flight`` calls of the campaign are dialing.
 
 Campaigns go in kind order (complaint follow-up, then ticket update, then
-promotion), then by start time, then by id; targets of one campaign in
-the order they were added.
+promotion), then by start time, then by id. The targets of one campaign go
+in the order they were added.
 
 Do not call a customer twice. At release, a target is skipped (``DROPPED``
 with the reason) when its customer has an open callback in any queue, or
@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -371,8 +372,8 @@ class CampaignScheduler:
             grade=grade,
             priority=self.callbacks.grade_rules.priorities.get(grade, 0),
             dedicated_agent_id=dedicated,
-            # A campaign call waits for the dedicated agent to the end: a
-            # promotion is not urgent, and the agent knows the customer.
+            # A campaign call waits for the dedicated agent up to the end,
+            # because a promotion is not urgent and is the agent's to make.
             fallback_at=campaign.end_time if dedicated else None,
             ivr_history=tuple(target.context),
             language=target.language or "en",
@@ -496,7 +497,7 @@ class CampaignScheduler:
         free_agents: dict[str, int] | None = None,
         ready_agents: set[str] | frozenset[str] | None = None,
         waiting: dict[str, int] | None = None,
-        released: list[DialOrder] = (),
+        released: Sequence[DialOrder] = (),
     ) -> list[DialOrder]:
         """Release campaign targets as dial orders; see the module docstring.
 

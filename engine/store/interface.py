@@ -3,7 +3,8 @@
 A store keeps three things in one database: the current state of every
 promise and attempt (tables read by the scheduler), the map from request
 ids to promises (idempotency), and the append-only journal of events that
-explains every change. ``commit`` writes one ``Change`` atomically and
+explains every change. Campaigns have a table of their own; their targets
+are promises. ``commit`` writes one ``Change`` atomically and
 durably: when it returns, the change survives a crash of the process and,
 with the SQLite backend, of the machine (WAL with ``synchronous=FULL``).
 
@@ -200,13 +201,14 @@ class CallbackStore(Protocol):
         ...
 
     # Campaigns (callsure.engine.campaigns). Targets are callbacks of mode
-    # CAMPAIGN; the callback queries above leave them out where noted in
-    # the backend, so callbacks never wait behind them.
+    # CAMPAIGN. The SQLite backend leaves them out of due_queues,
+    # due_callbacks, overdue_pending and open_callback_for, so callbacks
+    # never wait behind them.
 
     def get_campaign(self, campaign_id: str) -> Campaign | None: ...
 
     def campaign_for_request(self, request_id: str) -> Campaign | None:
-        """The campaign a create request id made, if any."""
+        """Return the campaign a create request id made, if any."""
         ...
 
     def list_campaigns(self, states: tuple[str, ...]) -> list[Campaign]:
@@ -253,7 +255,8 @@ class CallbackStore(Protocol):
         ...
 
     def last_reached(self, customer_id: str) -> datetime | None:
-        """The latest time recorded in ``Change.reached`` for a customer."""
+        """Return the latest time recorded in ``Change.reached`` for a
+        customer, if any."""
         ...
 
     def rebuild_state(self) -> int:
