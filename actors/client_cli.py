@@ -23,6 +23,7 @@ from google.rpc import error_details_pb2
 
 from callsure.actors.auth import AUTHORIZATION_KEY, SCHEME
 from callsure.actors.errors import decode_status
+from callsure.engine.campaigns import CampaignState
 from callsure.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -636,6 +637,32 @@ def campaign_get(connection, name):
     """Print campaign NAME with its counts per target state and outcome."""
     request = campaign_pb2.GetCampaignRequest(name=name)
     _print(_call(connection, "GetCampaign", request))
+
+
+@campaign.command("list")
+@click.option(
+    "--state",
+    type=click.Choice([state.value for state in CampaignState]),
+    help="Only this state.",
+)
+@click.option("--page-size", type=int, default=100, show_default=True)
+@click.option("--all", "all_pages", is_flag=True, help="Follow next_page_token.")
+@click.pass_obj
+def campaign_list(connection, state, page_size, all_pages):
+    """Print campaigns, oldest first, one JSON object per line."""
+    request = campaign_pb2.ListCampaignsRequest(
+        page_size=page_size,
+        state=campaign_pb2.CampaignState.Value(f"CAMPAIGN_STATE_{state.upper()}")
+        if state
+        else 0,
+    )
+    while True:
+        response = _call(connection, "ListCampaigns", request)
+        for item in response.campaigns:
+            _print(item)
+        if not all_pages or not response.next_page_token:
+            return
+        request.page_token = response.next_page_token
 
 
 @campaign.command("targets")

@@ -380,6 +380,11 @@ class Coordinator:
         """Return the ``CampaignSummary`` of a campaign."""
         return self._campaigns.summary(campaign_id)
 
+    async def list_campaigns(self, *, state, page_size: int, page_token: str):
+        return self._campaigns.list(
+            state=state, page_size=page_size, page_token=page_token
+        )
+
     async def list_campaign_targets(
         self, campaign_id: str, *, state, page_size: int, page_token: str
     ) -> tuple:

@@ -21,6 +21,11 @@ Q is released only when:
   (``free_agents``), and a target's dedicated agent is ready;
 * fewer than ``max_in_flight`` calls of the campaign are dialing.
 
+NOTE: a campaign call counts against the interval's capacity as an ASAP
+callback does, so an ASAP callback requested later in the same interval
+may wait for the next one. Timed promises keep the room their booking
+reserved, and a callback that is due goes before any campaign call.
+
 Campaigns go in kind order (complaint follow-up, then ticket update, then
 promotion), then by start time, then by id. The targets of one campaign go
 in the order they were added.
@@ -195,6 +200,27 @@ class CampaignScheduler:
         if campaign is None:
             raise NotFoundError("campaign", campaign_id)
         return campaign
+
+    def list(
+        self,
+        *,
+        state: CampaignState | None = None,
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> tuple[list[Campaign], str]:
+        """Return a page of campaigns, oldest first, and the next page's
+        token ("" after the last page)."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValidationError("page_size", page_size, f"send 1 to {MAX_PAGE_SIZE}")
+        items = self.store.page_campaigns(
+            state=state.value if state else None,
+            limit=page_size + 1,
+            after_id=page_token or None,
+        )
+        if len(items) > page_size:
+            items = items[:page_size]
+            return items, items[-1].campaign_id
+        return items, ""
 
     def summary(self, campaign_id: str) -> CampaignSummary:
         """Return the campaign with its target and outcome counts."""

@@ -470,3 +470,14 @@ def test_customer_callback_not_merged_into_target(callbacks, campaigns):
     assert callback.campaign_id is None
     [target] = campaigns.list_targets(campaign.campaign_id)[0]
     assert target.callback_id != callback.callback_id
+
+
+def test_campaigns_listed_in_pages(campaigns):
+    for kind in CampaignKind:
+        campaigns.create(campaign_request(kind))
+    first, token = campaigns.list(page_size=2)
+    rest, last = campaigns.list(page_size=2, page_token=token)
+    running_only, _ = campaigns.list(state=CampaignState.RUNNING)
+    assert len(first + rest) == 3
+    assert last == ""
+    assert running_only == []

@@ -282,6 +282,27 @@ def test_events_name_campaign(stub, channel):
     ]
 
 
+def test_campaigns_listed_by_state(stub):
+    draft = create(stub).campaign.name
+    running = create(stub).campaign.name
+    call(stub, "StartCampaign", campaign_pb2.StartCampaignRequest(name=running))
+
+    request = campaign_pb2.ListCampaignsRequest(
+        state=campaign_pb2.CAMPAIGN_STATE_RUNNING, page_size=1
+    )
+    names = []
+    while True:
+        response = call(stub, "ListCampaigns", request)
+        names += [campaign.name for campaign in response.campaigns]
+        if not response.next_page_token:
+            break
+        request.page_token = response.next_page_token
+
+    assert running in names
+    assert draft not in names
+    assert names == sorted(names)
+
+
 def test_targets_paged_and_removed(stub):
     name = create(stub).campaign.name
     call(
@@ -427,6 +448,7 @@ def test_cli_campaign_round_trip(server, tmp_path):
     started = run_client(server, "campaign", "start", name)
     listed = run_client(server, "campaign", "targets", name, "--all")
     summary = run_client(server, "campaign", "get", name)
+    running = run_client(server, "campaign", "list", "--state", "running", "--all")
 
     assert added.exit_code == 0, added.output
     assert json.loads(added.output)["added_count"] == 2
@@ -437,6 +459,7 @@ def test_cli_campaign_round_trip(server, tmp_path):
     ]
     assert rows[1]["dedicated_agent"] == "agents/agent-3"
     assert json.loads(summary.output)["campaign"]["target_count"] == 2
+    assert name in [json.loads(line)["name"] for line in running.output.splitlines()]
 
 
 def test_cli_naive_start_rejected(server):

@@ -48,6 +48,9 @@ CAMPAIGN_STATE_TO_PROTO = {
     state: campaign_pb2.CampaignState.Value(f"CAMPAIGN_STATE_{state.name}")
     for state in CampaignState
 }
+CAMPAIGN_STATE_FROM_PROTO = {
+    number: state for state, number in CAMPAIGN_STATE_TO_PROTO.items()
+}
 # Request fields of CreateCampaign that the engine's checks name without
 # the "campaign." prefix.
 CAMPAIGN_FIELDS = {
@@ -251,6 +254,24 @@ class CampaignServicer(campaign_pb2_grpc.CampaignServiceServicer):
             campaign_id = parse_campaign_name(request.name)
             summary = await self._coordinator.get_campaign.remote(campaign_id)
             return summary_to_proto(summary)
+
+    async def ListCampaigns(self, request, context):
+        async with translate_errors(context, "ListCampaigns"):
+            page_size = page_size_of(request.page_size)
+            state = None
+            if request.state:
+                if request.state not in CAMPAIGN_STATE_FROM_PROTO:
+                    raise ValidationError(
+                        "state", request.state, "send a CampaignState value"
+                    )
+                state = CAMPAIGN_STATE_FROM_PROTO[request.state]
+            campaigns, next_token = await self._coordinator.list_campaigns.remote(
+                state=state, page_size=page_size, page_token=request.page_token
+            )
+            return campaign_pb2.ListCampaignsResponse(
+                campaigns=[campaign_to_proto(campaign) for campaign in campaigns],
+                next_page_token=next_token,
+            )
 
     async def ListCampaignTargets(self, request, context):
         async with translate_errors(context, "ListCampaignTargets"):

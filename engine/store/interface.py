@@ -215,6 +215,13 @@ class CallbackStore(Protocol):
         """Campaigns in one of ``states``, by ascending id."""
         ...
 
+    def page_campaigns(
+        self, *, state: str | None, limit: int, after_id: str | None
+    ) -> list[Campaign]:
+        """Campaigns by ascending id (creation order) after ``after_id``,
+        only those in ``state`` when it is given."""
+        ...
+
     def campaign_targets(
         self, campaign_id: str, *, state: str | None, limit: int, after_id: str | None
     ) -> list[Callback]:

@@ -775,6 +775,16 @@ class SQLiteStore:
             tuple(states),
         )
 
+    def page_campaigns(
+        self, *, state: str | None, limit: int, after_id: str | None
+    ) -> list[Campaign]:
+        sql = "SELECT row FROM campaigns WHERE campaign_id > ?"
+        params: list = [after_id or ""]
+        if state is not None:
+            sql += " AND state = ?"
+            params.append(state)
+        return self._campaigns(f"{sql} ORDER BY campaign_id LIMIT ?", (*params, limit))
+
     def campaign_targets(
         self,
         campaign_id: str,
