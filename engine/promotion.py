@@ -443,7 +443,9 @@ class CampaignScheduler:
         """Remove a customer from a campaign (an opt-out).
 
         The target ends ``CANCELLED``; during a dial the stop applies when
-        the attempt ends without a connection. Idempotent.
+        the attempt ends without a connection. A target that already ended
+        (called, skipped, removed) is returned unchanged, because nothing
+        more will dial it.
         """
         self.get(campaign_id)
         stored_id = self.store.callback_for_request(
@@ -451,6 +453,9 @@ class CampaignScheduler:
         )
         if stored_id is None:
             raise NotFoundError("campaign target", f"{campaign_id}/{customer_id}")
+        target = self.callbacks.get(stored_id)
+        if target.state.is_final:
+            return target
         return self.callbacks.cancel(stored_id, reason or "removed from the campaign")
 
     # Contacts and outcomes

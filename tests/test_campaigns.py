@@ -481,3 +481,11 @@ def test_campaigns_listed_in_pages(campaigns):
     assert len(first + rest) == 3
     assert last == ""
     assert running_only == []
+
+
+def test_remove_ended_target_unchanged(callbacks, campaigns):
+    campaign = running(campaigns, customers=("c-1",))
+    [order] = step(callbacks, campaigns)[1]
+    dial(callbacks, campaigns, order, Outcome.CONNECTED)
+    removed = campaigns.remove_target(campaign.campaign_id, "c-1", "opt-out")
+    assert removed.state is CallbackState.COMPLETED
