@@ -39,7 +39,9 @@ Dialing (at most one dial per attempt, see "Leases" below):
   oldest_waiting=None) -> list[DialOrder]``: expires what is past its
   expiry, recovers expired leases, then releases due promises per queue
   in original entry order, within the interval's capacity (booked
-  promises keep the room reserved at booking).
+  promises keep the room reserved at booking). Campaign targets (mode
+  ``CAMPAIGN``) are left to the promotion scheduler,
+  ``callsure.engine.promotion``.
 * ``start_dialing(attempt_id, owner) -> Attempt``: the gateway's
   compare-and-set before it dials. Deliberately not idempotent: a second
   call raises ``LeaseError`` and the gateway must not dial.
