@@ -31,9 +31,10 @@ from the learners; no promise depends on them.
 Idempotency: ``create_callbacks`` and ``create_campaign`` are idempotent
 per request id, ``add_campaign_targets`` per customer and campaign,
 ``start_campaign``, ``pause_campaign`` and ``remove_campaign_target`` when
-repeated, and ``cancel_callback`` on a cancelled promise returns it. ``report_outcome``
-is idempotent for the same outcome. ``start_dialing`` is deliberately not,
-because a second claim must raise ``LeaseError``. Queries have no effects.
+repeated, and ``cancel_callback`` on a cancelled promise returns it.
+``report_outcome`` is idempotent for the same outcome. ``start_dialing`` is
+deliberately not, because a second claim must raise ``LeaseError``.
+Queries have no effects.
 
 Throughput: ``create_callbacks`` takes a batch and stores it with one
 durable commit (group commit, ``CallbackStore.batch``). ``create_replies``
