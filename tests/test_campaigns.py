@@ -489,3 +489,12 @@ def test_remove_ended_target_unchanged(callbacks, campaigns):
     dial(callbacks, campaigns, order, Outcome.CONNECTED)
     removed = campaigns.remove_target(campaign.campaign_id, "c-1", "opt-out")
     assert removed.state is CallbackState.COMPLETED
+
+
+def test_removed_customer_not_added_again(campaigns):
+    campaign, _ = campaigns.create(campaign_request())
+    campaigns.add_targets(campaign.campaign_id, targets("c-1"))
+    campaigns.remove_target(campaign.campaign_id, "c-1", "opt-out")
+    again = campaigns.add_targets(campaign.campaign_id, targets("c-1"))
+    assert again.added == 0
+    assert again.targets[0].state is CallbackState.CANCELLED
