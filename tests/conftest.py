@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+# Ray reads this when it is imported; a test module that imports ray before
+# callsure.actors (which sets it too) would otherwise start a local Ray that
+# listens on the machine's external address, and start_ray stops it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CALLSURE_SHARED", REPO.parent / "shared")).resolve()
 
