@@ -556,10 +556,24 @@ def campaign():
     show_default=True,
     help="Calls of the campaign in flight at once.",
 )
+@click.option(
+    "--sms-text",
+    help="SMS sent to a target whose calls all failed, with the placeholders "
+    "{campaign}, {queue} and {callback_id}; an empty text sends none. Default: "
+    "a text per kind, and no SMS for vip_promotion.",
+)
 @click.option("--request-id", help="Idempotency key; a new UUID when omitted.")
 @click.pass_obj
 def campaign_create(
-    connection, name, kind, queue, start_time, end_time, max_in_flight, request_id
+    connection,
+    name,
+    kind,
+    queue,
+    start_time,
+    end_time,
+    max_in_flight,
+    sms_text,
+    request_id,
 ):
     """Create a draft campaign and print it."""
     message = campaign_pb2.Campaign(
@@ -567,6 +581,7 @@ def campaign_create(
         kind=CAMPAIGN_KINDS[kind],
         queue=queue,
         max_in_flight=max_in_flight,
+        sms_text=sms_text,
     )
     message.start_time.FromDatetime(_aware_time(start_time, "--start"))
     message.end_time.FromDatetime(_aware_time(end_time, "--end"))

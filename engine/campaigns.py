@@ -27,15 +27,17 @@ reached an agent after the campaign started), ``CANCELLED`` when removed
 (an opt-out), and ``EXPIRED`` when the campaign ended first, without an
 SMS, because nothing was promised to the customer.
 
-NOTE: the SMS after a failed ladder renders the callback template of
-``SmsPolicy`` ("We tried to call you back about your {queue} request"),
-which suits a complaint follow-up better than a promotion; there is no
-template per campaign kind yet.
+The SMS after a failed ladder is the campaign's own text, not the callback
+template of ``SmsPolicy``: the campaign's ``sms_text`` when set, otherwise
+the default of its kind in ``DEFAULT_SMS_TEXTS``. A VIP promotion has no
+default, so it sends no SMS unless ``sms_text`` is set, and an empty
+``sms_text`` sends none for any kind.
 """
 
 from __future__ import annotations
 
 import enum
+import string
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -59,6 +61,12 @@ MAX_TARGETS_PER_REQUEST = 1000
 transaction of bounded size."""
 MAX_TARGETS = 1_000_000
 """Maximum targets of one campaign; target ids number them in 7 digits."""
+MAX_SMS_TEXT_LENGTH = 480
+"""Maximum length of a campaign's SMS template, in characters. The text
+sent is longer by the names and ids filled in."""
+SMS_FIELDS = ("campaign", "queue", "callback_id")
+"""Placeholders of a campaign's SMS template: the campaign's name, its
+queue and the target's callback id (the reference the customer quotes)."""
 
 
 class CampaignKind(enum.Enum):
@@ -93,6 +101,20 @@ _GRADES = {
     CampaignKind.VIP_PROMOTION: "vip",
 }
 
+DEFAULT_SMS_TEXTS: dict[CampaignKind, str | None] = {
+    CampaignKind.COMPLAINT_FOLLOW_UP: (
+        "We tried to call you about your complaint but could not reach you. "
+        "Call us at your convenience; reference {callback_id}."
+    ),
+    CampaignKind.VOC_TICKET_UPDATE: (
+        "We tried to call you with an update on your ticket but could not "
+        "reach you. Call us for the status; reference {callback_id}."
+    ),
+    CampaignKind.VIP_PROMOTION: None,
+}
+"""SMS template per kind for a campaign created without ``sms_text``;
+``None`` sends no SMS."""
+
 
 class CampaignState(enum.Enum):
     """Lifecycle state of a campaign; see the module docstring."""
@@ -123,6 +145,11 @@ class CampaignRequest:
     max_in_flight : int
         Pacing cap: calls of the campaign in flight at once, 1 to
         ``MAX_IN_FLIGHT``.
+    sms_text : str or None
+        ``str.format`` template of the SMS sent after a failed ladder, with
+        the placeholders of ``SMS_FIELDS``; at most ``MAX_SMS_TEXT_LENGTH``
+        characters. ``None`` uses the default of the kind, and an empty
+        text sends no SMS.
     """
 
     request_id: str
@@ -132,6 +159,7 @@ class CampaignRequest:
     start_time: datetime
     end_time: datetime
     max_in_flight: int
+    sms_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +197,7 @@ class Campaign:
     Attributes
     ----------
     campaign_id, request_id, name, kind, queue, start_time, end_time,
-    max_in_flight :
+    max_in_flight, sms_text :
         As in the request; times in UTC.
     state : CampaignState
     created_at : datetime
@@ -201,11 +229,28 @@ class Campaign:
     target_count: int = 0
     version: int = 1
     updated_at: datetime | None = None
+    sms_text: str | None = None
 
     @property
     def is_active(self) -> bool:
         """True while running or paused: targets may still be called."""
         return self.state in (CampaignState.RUNNING, CampaignState.PAUSED)
+
+    @property
+    def sms_template(self) -> str:
+        """SMS template sent after a failed ladder; empty when none is sent."""
+        if self.sms_text is not None:
+            return self.sms_text
+        return DEFAULT_SMS_TEXTS[self.kind] or ""
+
+    def render_sms(self, callback_id: str) -> str | None:
+        """Return the SMS text for the target ``callback_id``, or ``None``
+        when the campaign sends no SMS."""
+        if not self.sms_template:
+            return None
+        return self.sms_template.format(
+            campaign=self.name, queue=self.queue, callback_id=callback_id
+        )
 
     def evolve(self, now: datetime, **changes) -> Campaign:
         """Return a copy with ``changes`` applied, the version bumped."""
@@ -286,6 +331,31 @@ def check_request(request: CampaignRequest, now: datetime) -> None:
             request.max_in_flight,
             f"send the number of calls allowed in flight at once, 1 to {MAX_IN_FLIGHT}",
         )
+    if request.sms_text is not None:
+        check_sms_text(request.sms_text)
+
+
+def check_sms_text(text: str) -> None:
+    """Raise ``ValidationError`` when ``text`` is no valid SMS template."""
+    if not isinstance(text, str):
+        raise ValidationError("sms_text", text, "send a text, or nothing")
+    check_length("sms_text", text, MAX_SMS_TEXT_LENGTH)
+    names = ", ".join("{" + name + "}" for name in SMS_FIELDS)
+    fix = f"use only the placeholders {names}, and write {{{{ and }}}} for a brace"
+    try:
+        # Plain placeholders only: a format spec such as {queue:{x}} could
+        # name further fields.
+        for _, name, spec, conversion in string.Formatter().parse(text):
+            if name is not None and (name not in SMS_FIELDS or spec or conversion):
+                placeholder = name + (f"!{conversion}" if conversion else "")
+                placeholder += f":{spec}" if spec else ""
+                raise ValidationError(
+                    "sms_text", text, f"unknown placeholder {{{placeholder}}}: {fix}"
+                )
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        raise ValidationError("sms_text", text, f"{exc}: {fix}") from None
 
 
 def check_target(target: CampaignTarget, field: str) -> None:

@@ -16,6 +16,7 @@ from callsure.engine.callbacks import (
     Attempt,
     AttemptState,
     Callback,
+    CallbackMode,
     CallbackState,
     Outcome,
     OutcomeResult,
@@ -174,15 +175,16 @@ class OutcomeHandler:
         sms: bool = False,
     ) -> tuple[Callback, str | None]:
         """Move ``callback`` to a final state in ``change``; with ``sms``,
-        also request an SMS. Returns the callback and the SMS text."""
+        also request an SMS unless the callback is the target of a campaign
+        that sends none. Returns the callback and the SMS text."""
         updated = callback.evolve(now, state=state, reason=reason, pending_stop="")
         change.callbacks.append(updated)
         change.event(
             now, _END_EVENTS[state], callback.callback_id, callback=updated.to_row()
         )
-        if not sms:
+        text = self._sms_text(updated) if sms else None
+        if text is None:
             return updated, None
-        text = self._sms_text(updated)
         # The event carries the masked number; the sender reads the full
         # number from the store by callback id.
         change.event(
@@ -202,7 +204,14 @@ class OutcomeHandler:
         )
         return updated, text
 
-    def _sms_text(self, callback: Callback) -> str:
+    def _sms_text(self, callback: Callback) -> str | None:
+        if callback.mode is CallbackMode.CAMPAIGN:
+            # A campaign target was called about the campaign, not about a
+            # request of the customer, so it gets the campaign's text.
+            campaign = self.scheduler.store.get_campaign(callback.campaign_id)
+            if campaign is None:
+                return None
+            return campaign.render_sms(callback.callback_id)
         calendar = self.scheduler.calendar_for(callback.queue)
         promised = callback.promised_time or callback.not_before
         local = promised.astimezone(calendar.zone).strftime("%H:%M")

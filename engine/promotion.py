@@ -180,6 +180,7 @@ class CampaignScheduler:
             max_in_flight=request.max_in_flight,
             created_at=now,
             updated_at=now,
+            sms_text=request.sms_text,
         )
         change = Change(campaigns=[campaign])
         change.event(now, journal.CAMPAIGN_CREATED, "", campaign=campaign.to_row())
@@ -694,4 +695,5 @@ def _fields_of(item) -> tuple:
         item.start_time,
         item.end_time,
         item.max_in_flight,
+        item.sms_text,
     )

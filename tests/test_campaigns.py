@@ -14,6 +14,7 @@ from scheduler_support import T0, make_scheduler, office_hours, request
 
 from callsure.engine.callbacks import CallbackMode, CallbackState, Outcome
 from callsure.engine.campaigns import (
+    DEFAULT_SMS_TEXTS,
     CampaignKind,
     CampaignRequest,
     CampaignState,
@@ -403,9 +404,9 @@ def test_attempt_dialed_once(callbacks, campaigns):
         callbacks.start_dialing(order.attempt_id, "gw-2")
 
 
-def test_busy_retried_then_sms(callbacks, campaigns, clock):
-    campaign = running(campaigns, customers=("c-1",))
-    outcomes = []
+def fail_ladder(callbacks, campaigns, clock, campaign):
+    """Dial the campaign's one target until it fails; return its states."""
+    states = []
     for _ in range(20):
         clock.advance(3600)
         orders = step(callbacks, campaigns)[1]
@@ -414,10 +415,87 @@ def test_busy_retried_then_sms(callbacks, campaigns, clock):
                 break
             continue
         result = dial(callbacks, campaigns, orders[0], Outcome.BUSY)
-        outcomes.append(result.callback.state)
-    assert outcomes[0] is CallbackState.PENDING
-    assert outcomes[-1] is CallbackState.FAILED
-    assert "sms.requested" in kinds(callbacks)
+        states.append(result.callback.state)
+    return states
+
+
+def sms_texts(callbacks):
+    return [
+        event.payload["text"]
+        for event in callbacks.read_events(0, 1000)
+        if event.kind == "sms.requested"
+    ]
+
+
+def test_busy_retried_then_sms(callbacks, campaigns, clock):
+    kind = CampaignKind.COMPLAINT_FOLLOW_UP
+    campaign = running(campaigns, kind, customers=("c-1",))
+    states = fail_ladder(callbacks, campaigns, clock, campaign)
+    assert states[0] is CallbackState.PENDING
+    assert states[-1] is CallbackState.FAILED
+    [text] = sms_texts(callbacks)
+    assert "complaint" in text
+    assert "call you back about your" not in text
+    assert f"{campaign.campaign_id}-0000001" in text
+
+
+def test_failed_promotion_sends_no_sms(callbacks, campaigns, clock):
+    campaign = running(campaigns, CampaignKind.VIP_PROMOTION, customers=("c-1",))
+    states = fail_ladder(callbacks, campaigns, clock, campaign)
+    assert states[-1] is CallbackState.FAILED
+    assert sms_texts(callbacks) == []
+
+
+def test_promotion_sms_text_sent(callbacks, campaigns, clock):
+    text = "{campaign}: we missed you; ask for offer {callback_id} {{VIP}}."
+    campaign = running(campaigns, customers=("c-1",), sms_text=text)
+    fail_ladder(callbacks, campaigns, clock, campaign)
+    assert sms_texts(callbacks) == [
+        f"vip_promotion December: we missed you; ask for offer "
+        f"{campaign.campaign_id}-0000001 {{VIP}}."
+    ]
+
+
+def test_empty_sms_text_sends_none(callbacks, campaigns, clock):
+    kind = CampaignKind.VOC_TICKET_UPDATE
+    campaign = running(campaigns, kind, customers=("c-1",), sms_text="")
+    assert fail_ladder(callbacks, campaigns, clock, campaign)[-1] is (
+        CallbackState.FAILED
+    )
+    assert sms_texts(callbacks) == []
+
+
+@pytest.mark.parametrize(
+    "text", ["{name}", "{}", "{queue.upper}", "{queue:>9}", "{queue", "100% }"]
+)
+def test_sms_text_invalid_placeholder_rejected(campaigns, text):
+    with pytest.raises(ValidationError) as caught:
+        campaigns.create(campaign_request(sms_text=text))
+    assert caught.value.field == "sms_text"
+    assert "{campaign}, {queue}, {callback_id}" in caught.value.fix
+
+
+def test_sms_text_too_long_rejected(campaigns):
+    with pytest.raises(ValidationError) as caught:
+        campaigns.create(campaign_request(sms_text="x" * 481))
+    assert caught.value.field == "sms_text"
+
+
+def test_sms_text_stored_and_defaulted(db, clock, callbacks, campaigns):
+    custom, _ = campaigns.create(campaign_request(sms_text="Call {queue}"))
+    kind = CampaignKind.COMPLAINT_FOLLOW_UP
+    default, _ = campaigns.create(campaign_request(kind))
+    callbacks.store.close()
+    reopened = CampaignScheduler(make_scheduler(db, clock))
+    assert reopened.get(custom.campaign_id).sms_text == "Call {queue}"
+    assert reopened.get(default.campaign_id).sms_text is None
+    assert reopened.get(default.campaign_id).sms_template == DEFAULT_SMS_TEXTS[kind]
+
+
+def test_create_replay_other_sms_text_rejected(campaigns):
+    campaigns.create(campaign_request())
+    with pytest.raises(RequestIdReusedError):
+        campaigns.create(campaign_request(sms_text="Call us"))
 
 
 def test_lease_expiry_keeps_place(callbacks, campaigns, clock):

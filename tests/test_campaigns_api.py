@@ -139,6 +139,7 @@ def test_call_without_token_unauthenticated(stub):
             {"end_time": datetime.now(UTC) - timedelta(hours=1)},
             "campaign.end_time",
         ),
+        ({"sms_text": "Hello {customer}"}, "campaign.sms_text"),
     ],
 )
 def test_create_invalid_names_field(stub, fields, field):
@@ -146,6 +147,29 @@ def test_create_invalid_names_field(stub, fields, field):
         create(stub, **fields)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violation(caught.value).field == field
+
+
+def test_sms_text_stored_and_returned(stub):
+    custom = create(stub, sms_text="About {campaign}: call us, ref {callback_id}")
+    promotion = create(stub, kind=campaign_pb2.CAMPAIGN_KIND_VIP_PROMOTION)
+    ticket = create(stub)
+    got = call(
+        stub,
+        "GetCampaign",
+        campaign_pb2.GetCampaignRequest(name=custom.campaign.name),
+    )
+    assert got.campaign.sms_text == "About {campaign}: call us, ref {callback_id}"
+    assert promotion.campaign.HasField("sms_text")
+    assert promotion.campaign.sms_text == ""
+    assert "ticket" in ticket.campaign.sms_text
+
+
+def test_sms_text_error_names_placeholders(stub):
+    with pytest.raises(grpc.RpcError) as caught:
+        create(stub, sms_text="Hello {customer}")
+    description = violation(caught.value).description
+    assert "{customer}" in description
+    assert "{campaign}, {queue}, {callback_id}" in description
 
 
 def test_add_targets_normalises_phone(stub):
@@ -480,6 +504,32 @@ def test_cli_naive_start_rejected(server):
     )
     assert result.exit_code == 2
     assert "offset" in result.output
+
+
+def test_cli_sms_text_option(server):
+    now = datetime.now(UTC)
+    arguments = [
+        "campaign",
+        "create",
+        "--name",
+        "vip",
+        "--kind",
+        "vip-promotion",
+        "--queue",
+        "billing",
+        "--start",
+        now.isoformat(),
+        "--end",
+        (now + timedelta(hours=2)).isoformat(),
+    ]
+    created = run_client(server, *arguments, "--sms-text", "Your {campaign} offer")
+    rejected = run_client(server, *arguments, "--sms-text", "Hi {name}")
+
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["campaign"]["sms_text"] == "Your {campaign} offer"
+    assert rejected.exit_code == 1
+    assert "campaign.sms_text" in rejected.output
+    assert "{name}" in rejected.output
 
 
 def test_cli_error_prints_field(server):

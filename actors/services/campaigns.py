@@ -60,6 +60,7 @@ CAMPAIGN_FIELDS = {
     "start_time": "campaign.start_time",
     "end_time": "campaign.end_time",
     "max_in_flight": "campaign.max_in_flight",
+    "sms_text": "campaign.sms_text",
 }
 
 
@@ -102,6 +103,7 @@ def campaign_request_from_proto(
         start_time=times["start_time"],
         end_time=times["end_time"],
         max_in_flight=message.max_in_flight,
+        sms_text=message.sms_text if message.HasField("sms_text") else None,
     )
 
 
@@ -146,6 +148,7 @@ def campaign_to_proto(campaign: Campaign) -> campaign_pb2.Campaign:
         state=CAMPAIGN_STATE_TO_PROTO[campaign.state],
         state_reason=campaign.reason,
         target_count=campaign.target_count,
+        sms_text=campaign.sms_template,
     )
     set_timestamp(message.start_time, campaign.start_time)
     set_timestamp(message.end_time, campaign.end_time)
