@@ -10,7 +10,9 @@ message and the field violations, and exit with status 1.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 import sys
 import uuid
 from datetime import datetime
@@ -500,40 +502,84 @@ def _aware_time(value: str, option: str) -> datetime:
     return when
 
 
-def read_targets(path: str) -> list[campaign_pb2.CampaignTarget]:
-    """Read campaign targets from a CSV file with a header row ("-": stdin).
+def read_targets(path: str) -> tuple[list[campaign_pb2.CampaignTarget], list[int]]:
+    """Read campaign targets from a UTF-8 CSV file with a header row ("-": stdin).
 
     Columns: ``customer_id`` and ``phone_number`` (required),
     ``dedicated_agent`` (an agent id), ``language``, and ``context``, whose
-    lines are separated by ``|``. Other columns are ignored.
+    lines are separated by ``|``. Other columns are ignored, and so is a
+    byte order mark. Returns the targets and, for each, the line of the
+    file where its row ends. Raises ``click.UsageError`` naming the file
+    and line of a problem.
     """
-    stream = sys.stdin if path == "-" else open(path, newline="", encoding="utf-8")
     try:
-        reader = csv.DictReader(stream)
-        missing = {"customer_id", "phone_number"} - set(reader.fieldnames or ())
-        if missing:
-            raise click.UsageError(
-                f"{path}: the header row lacks {', '.join(sorted(missing))}; the "
-                "columns are customer_id, phone_number and optionally "
-                "dedicated_agent, language, context"
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            data = Path(path).read_bytes()
+    except OSError as exc:
+        raise click.UsageError(
+            f"{path}: cannot read the file ({exc.strerror}); give the path of a "
+            "CSV file, or - for stdin"
+        ) from None
+    try:
+        # utf-8-sig drops the byte order mark that spreadsheets write.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise click.UsageError(
+            f"{path}: line {line} is not UTF-8 ({exc.reason} at byte "
+            f"{exc.start}); save the file as UTF-8"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _read_rows(path, reader)
+    except csv.Error as exc:
+        raise click.UsageError(
+            f"{path}: the row after line {reader.line_num}: {exc}; check the "
+            "quoting of the row, and keep each field under 131072 characters"
+        ) from None
+
+
+def _read_rows(path: str, reader: csv.DictReader):
+    fields = list(reader.fieldnames or ())
+    missing = {"customer_id", "phone_number"} - set(fields)
+    if missing:
+        raise click.UsageError(
+            f"{path}: the header row lacks {', '.join(sorted(missing))}; the "
+            "columns are customer_id, phone_number and optionally "
+            "dedicated_agent, language, context"
+        )
+    targets = []
+    lines = []
+    for row in reader:
+        context = row.get("context") or ""
+        agent = (row.get("dedicated_agent") or "").strip()
+        targets.append(
+            campaign_pb2.CampaignTarget(
+                customer_id=row["customer_id"] or "",
+                phone_number=row["phone_number"] or "",
+                dedicated_agent=f"agents/{agent}" if agent else "",
+                language=row.get("language") or "",
+                context=context.split(CONTEXT_SEPARATOR) if context else [],
             )
-        targets = []
-        for row in reader:
-            context = row.get("context") or ""
-            agent = (row.get("dedicated_agent") or "").strip()
-            targets.append(
-                campaign_pb2.CampaignTarget(
-                    customer_id=row["customer_id"] or "",
-                    phone_number=row["phone_number"] or "",
-                    dedicated_agent=f"agents/{agent}" if agent else "",
-                    language=row.get("language") or "",
-                    context=context.split(CONTEXT_SEPARATOR) if context else [],
-                )
-            )
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-    return targets
+        )
+        lines.append(reader.line_num)
+    return targets, lines
+
+
+def _target_line(error: grpc.RpcError, lines: list[int]) -> int | None:
+    """Return the file line of the target an AddCampaignTargets error names."""
+    status = decode_status(error)
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            for violation in bad_request.field_violations:
+                match = re.match(r"targets\[(\d+)\]", violation.field)
+                if match and int(match.group(1)) < len(lines):
+                    return lines[int(match.group(1))]
+    return None
 
 
 @client.group("campaign")
@@ -560,7 +606,7 @@ def campaign():
     "--sms-text",
     help="SMS sent to a target whose calls all failed, with the placeholders "
     "{campaign}, {queue} and {callback_id}; an empty text sends none. Default: "
-    "a text per kind, and no SMS for vip_promotion.",
+    "a text per kind, and no SMS for vip-promotion.",
 )
 @click.option("--request-id", help="Idempotency key; a new UUID when omitted.")
 @click.pass_obj
@@ -608,13 +654,28 @@ def campaign_add_targets(connection, name, path):
     fails stops the command; the requests before it are stored, and
     running the command again adds only the customers still missing.
     """
-    targets = read_targets(path)
+    targets, lines = read_targets(path)
     if not targets:
         raise click.UsageError(f"{path} contains no targets")
+    stub = _campaigns(connection)
     for start in range(0, len(targets), TARGETS_PER_REQUEST):
         chunk = targets[start : start + TARGETS_PER_REQUEST]
         request = campaign_pb2.AddCampaignTargetsRequest(campaign=name, targets=chunk)
-        response = _call(connection, "AddCampaignTargets", request)
+        try:
+            response = stub.AddCampaignTargets(
+                request, metadata=connection.metadata, timeout=TIMEOUT_S
+            )
+        except grpc.RpcError as error:
+            line = _target_line(error, lines[start : start + TARGETS_PER_REQUEST])
+            hint = f"{path}: rows {start + 1} to {start + len(chunk)} were not added"
+            if line is not None:
+                hint += f"; the target named above is on line {line}"
+            if start:
+                hint += (
+                    f". Rows 1 to {start} are stored; fix the file and run the "
+                    "command again, which adds only the customers still missing"
+                )
+            _fail(error, hint + ".")
         click.echo(
             json.dumps(
                 {

@@ -486,6 +486,94 @@ def test_cli_campaign_round_trip(server, tmp_path):
     assert name in [json.loads(line)["name"] for line in running.output.splitlines()]
 
 
+def cli_campaign(server):
+    now = datetime.now(UTC)
+    created = run_client(
+        server,
+        "campaign",
+        "create",
+        "--name",
+        "imports",
+        "--kind",
+        "voc-ticket-update",
+        "--queue",
+        "billing",
+        "--start",
+        now.isoformat(),
+        "--end",
+        (now + timedelta(hours=2)).isoformat(),
+    )
+    assert created.exit_code == 0, created.output
+    return json.loads(created.output)["campaign"]["name"]
+
+
+def test_cli_targets_byte_order_mark_read(server, tmp_path):
+    name = cli_campaign(server)
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfcustomer_id,phone_number\nc-1,+14155550501\n")
+    added = run_client(server, "campaign", "add-targets", name, "--file", str(path))
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.output)["added_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b"customer_id,phone_number\nc-1,+1415\xe9550501\n",
+            "line 2 is not UTF-8",
+        ),
+        (
+            b"customer_id,phone_number,context\nc-1,+14155550501," + b"x" * 200_000,
+            "keep each field under 131072 characters",
+        ),
+    ],
+    ids=["not-utf8", "huge-field"],
+)
+def test_cli_targets_unreadable_named(server, tmp_path, content, expected):
+    path = tmp_path / "targets.csv"
+    path.write_bytes(content)
+    result = run_client(
+        server, "campaign", "add-targets", "campaigns/x", "--file", str(path)
+    )
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("missing", ["missing.csv", "."])
+def test_cli_targets_missing_file_named(server, tmp_path, missing):
+    path = tmp_path / missing
+    result = run_client(
+        server, "campaign", "add-targets", "campaigns/x", "--file", str(path)
+    )
+    assert result.exit_code == 2
+    assert f"{path}: cannot read the file" in result.output
+
+
+def test_cli_targets_failed_request_names_line(server, tmp_path):
+    name = cli_campaign(server)
+    rows = [f"b-{index},+1415556{index:04d}" for index in range(1500)]
+    rows[1200] = "b-1200,+99"
+    path = tmp_path / "big.csv"
+    path.write_text("customer_id,phone_number\n" + "\n".join(rows) + "\n")
+
+    failed = run_client(server, "campaign", "add-targets", name, "--file", str(path))
+    stored = run_client(server, "campaign", "get", name)
+    rows[1200] = "b-1200,+14155570000"
+    path.write_text("customer_id,phone_number\n" + "\n".join(rows) + "\n")
+    again = run_client(server, "campaign", "add-targets", name, "--file", str(path))
+    complete = run_client(server, "campaign", "get", name)
+
+    assert failed.exit_code == 1
+    assert "on line 1202" in failed.output
+    assert "Rows 1 to 1000 are stored" in failed.output
+    assert "+99" not in failed.output
+    assert json.loads(stored.output)["campaign"]["target_count"] == 1000
+    assert again.exit_code == 0, again.output
+    assert json.loads(complete.output)["campaign"]["target_count"] == 1500
+
+
 def test_cli_naive_start_rejected(server):
     result = run_client(
         server,
