@@ -246,11 +246,7 @@ class CampaignScheduler:
                 f"campaign {campaign_id} is finished ({campaign.reason}); create "
                 "a new campaign to call its customers again"
             )
-        if now >= campaign.end_time:
-            raise InvalidStateError(
-                f"campaign {campaign_id} ended at {campaign.end_time.isoformat()}; "
-                "create a new campaign with a later end_time"
-            )
+        _check_not_ended(campaign, now)
         started_at = campaign.started_at or max(now, campaign.start_time)
         return self._change_state(
             campaign,
@@ -273,6 +269,7 @@ class CampaignScheduler:
                 f"campaign {campaign_id} is {campaign.state.value}; only a running "
                 "campaign can be paused"
             )
+        _check_not_ended(campaign, self.clock.now())
         return self._change_state(
             campaign, CampaignState.PAUSED, "paused", journal.CAMPAIGN_PAUSED
         )
@@ -303,7 +300,7 @@ class CampaignScheduler:
         ValidationError
             Naming ``targets[i]`` and the field; nothing is stored.
         InvalidStateError
-            When the campaign is finished.
+            When the campaign is finished or its end time passed.
         """
         campaign = self.get(campaign_id)
         if campaign.state is CampaignState.FINISHED:
@@ -311,6 +308,7 @@ class CampaignScheduler:
                 f"campaign {campaign_id} is finished; add targets to a campaign "
                 "that has not ended"
             )
+        _check_not_ended(campaign, self.clock.now())
         if not targets or len(targets) > MAX_TARGETS_PER_REQUEST:
             raise ValidationError(
                 "targets",
@@ -678,6 +676,20 @@ class CampaignScheduler:
                 reason,
                 journal.CAMPAIGN_FINISHED,
             )
+
+
+def _check_not_ended(campaign: Campaign, now: datetime) -> None:
+    """Raise ``InvalidStateError`` once ``campaign`` is past its end time.
+
+    The state may still read running or paused until the next dispatch step
+    finishes the campaign, and no dispatch step runs without a gateway.
+    """
+    if now >= campaign.end_time:
+        raise InvalidStateError(
+            f"campaign {campaign.campaign_id} ended at "
+            f"{campaign.end_time.isoformat()}; create a new campaign with a later "
+            "end_time"
+        )
 
 
 def _target_request_id(campaign_id: str, customer_id: str) -> str:

@@ -241,6 +241,16 @@ def test_pause_draft_rejected(campaigns):
         campaigns.pause(campaign.campaign_id)
 
 
+def test_ended_campaign_rejects_changes(campaigns, clock):
+    campaign = running(campaigns, customers=("c-1",))
+    clock.advance(9 * 3600)
+    with pytest.raises(InvalidStateError, match="create a new campaign"):
+        campaigns.pause(campaign.campaign_id)
+    with pytest.raises(InvalidStateError, match="create a new campaign"):
+        campaigns.add_targets(campaign.campaign_id, targets("c-2"))
+    assert campaigns.get(campaign.campaign_id).target_count == 1
+
+
 def test_not_dialed_before_start_time(callbacks, campaigns, clock):
     running(campaigns, customers=("c-1",), start_time=T0 + HOUR)
     assert step(callbacks, campaigns)[1] == []
