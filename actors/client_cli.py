@@ -25,7 +25,7 @@ from google.rpc import error_details_pb2
 
 from callsure.actors.auth import AUTHORIZATION_KEY, SCHEME
 from callsure.actors.errors import decode_status
-from callsure.engine.campaigns import CampaignState
+from callsure.engine.campaigns import MAX_IN_FLIGHT, CampaignState
 from callsure.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -597,7 +597,7 @@ def campaign():
 @click.option("--end", "end_time", required=True, help="End time with offset.")
 @click.option(
     "--max-in-flight",
-    type=int,
+    type=click.IntRange(1, MAX_IN_FLIGHT),
     default=5,
     show_default=True,
     help="Calls of the campaign in flight at once.",

@@ -620,6 +620,30 @@ def test_cli_sms_text_option(server):
     assert "{name}" in rejected.output
 
 
+@pytest.mark.parametrize("value", ["0", "1001", "99999999999"])
+def test_cli_max_in_flight_range_checked(server, value):
+    now = datetime.now(UTC)
+    result = run_client(
+        server,
+        "campaign",
+        "create",
+        "--name",
+        "paced",
+        "--kind",
+        "vip-promotion",
+        "--queue",
+        "billing",
+        "--start",
+        now.isoformat(),
+        "--end",
+        (now + timedelta(hours=2)).isoformat(),
+        "--max-in-flight",
+        value,
+    )
+    assert result.exit_code == 2
+    assert f"{value} is not in the range 1<=x<=1000" in result.output
+
+
 def test_cli_error_prints_field(server):
     result = run_client(server, "campaign", "start", "campaigns/unknown")
     assert result.exit_code == 1
