@@ -134,6 +134,12 @@ def _fail(error: grpc.RpcError, hint: str = "") -> None:
             detail.Unpack(info)
             for key, value in sorted(info.metadata.items()):
                 click.echo(f"  {key}: {value}", err=True)
+    if error.code() is grpc.StatusCode.UNAUTHENTICATED:
+        click.echo(
+            "The server requires a token: give it with --token or in "
+            "CALLSURE_CLIENT_TOKEN.",
+            err=True,
+        )
     if hint:
         click.echo(hint, err=True)
     sys.exit(1)

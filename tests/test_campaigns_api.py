@@ -644,6 +644,15 @@ def test_cli_max_in_flight_range_checked(server, value):
     assert f"{value} is not in the range 1<=x<=1000" in result.output
 
 
+def test_cli_missing_token_hint(server):
+    result = CliRunner().invoke(
+        cli, ["client", "--address", server.address, "campaign", "list", "--all"]
+    )
+    assert result.exit_code == 1
+    assert "UNAUTHENTICATED" in result.output
+    assert "--token or in CALLSURE_CLIENT_TOKEN" in result.output
+
+
 def test_cli_error_prints_field(server):
     result = run_client(server, "campaign", "start", "campaigns/unknown")
     assert result.exit_code == 1
