@@ -677,9 +677,10 @@ def campaign_add_targets(connection, name, path):
             if line is not None:
                 hint += f"; the target named above is on line {line}"
             if start:
+                fix = "fix the file and run" if line is not None else "run"
                 hint += (
-                    f". Rows 1 to {start} are stored; fix the file and run the "
-                    "command again, which adds only the customers still missing"
+                    f". Rows 1 to {start} are stored; {fix} the command again, "
+                    "which adds only the customers still missing"
                 )
             _fail(error, hint + ".")
         click.echo(
