@@ -96,6 +96,11 @@ def read_document(path: Path) -> Any:
         raise ValueError(
             f"{path}: failed to read the file ({error.strerror})"
         ) from None
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
+            "save it as UTF-8"
+        ) from None
     try:
         if path.suffix == ".json":
             return json.loads(text)

@@ -306,6 +306,15 @@ def test_unparsable_file_rejected_at_start(tmp_path):
         EditorServer(path, PromptLibrary())
 
 
+@pytest.mark.parametrize("name", ["binary.yaml", "binary.json"])
+def test_binary_file_rejected_at_start(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"\xff\xfe\x00\x96 not text")
+    with pytest.raises(ValueError, match=f"{name}: not UTF-8 text") as caught:
+        EditorServer(path, PromptLibrary())
+    assert "save it as UTF-8" in str(caught.value)
+
+
 def test_prompt_list_served(editor):
     status, body = request_json(editor, "GET", "/api/prompts")
     assert status == 200
@@ -394,6 +403,17 @@ def test_check_command_one_line_per_file(tmp_path, surge_document):
         f"{bad}: invalid: nodes.offer.options.1.next: unknown node 'nowhere'"
     )
     assert lines[2].startswith(f"{missing}: invalid: scenario: cannot read")
+
+
+def test_check_command_binary_file_invalid(tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\x96\x00\xff binary")
+    result = CliRunner().invoke(cli, ["scenario", "check", str(binary)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"{binary}: invalid: scenario: cannot read {binary}: not UTF-8 text "
+        "(invalid start byte at byte 0); save it as UTF-8\n"
+    )
 
 
 def test_check_command_uses_prompts_option(tmp_path):

@@ -150,6 +150,13 @@ def load_scenario(path: str | Path | None = None, prompts=None) -> Scenario:
         raise ScenarioError(
             "scenario", f"cannot read {file}: {error.strerror}", str(file)
         ) from None
+    except UnicodeDecodeError as error:
+        raise ScenarioError(
+            "scenario",
+            f"cannot read {file}: not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); save it as UTF-8",
+            str(file),
+        ) from None
     try:
         document = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
