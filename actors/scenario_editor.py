@@ -395,7 +395,12 @@ class EditorRequestHandler(BaseHTTPRequestHandler):
 
     def _read_json(self) -> Any:
         length_header = self.headers.get("Content-Length")
-        if length_header is None or not length_header.isdigit():
+        # isdigit alone accepts digits such as "²" that int() rejects.
+        if (
+            length_header is None
+            or not length_header.isascii()
+            or not length_header.isdigit()
+        ):
             raise RequestError(
                 411, "missing or invalid Content-Length: send a JSON body"
             )
@@ -404,7 +409,7 @@ class EditorRequestHandler(BaseHTTPRequestHandler):
             raise RequestError(
                 413,
                 f"request body of {length} bytes is larger than the maximum "
-                f"of {MAX_BODY_BYTES}",
+                f"of {MAX_BODY_BYTES} bytes: send a smaller scenario",
             )
         body = self.rfile.read(length)
         try:
@@ -418,6 +423,12 @@ class EditorRequestHandler(BaseHTTPRequestHandler):
                 400,
                 f"request body is not valid JSON: {error.msg} at line "
                 f"{error.lineno} column {error.colno}",
+            ) from None
+        except RecursionError:
+            raise RequestError(
+                400,
+                "request body nests arrays or objects too deeply to parse: send "
+                "the scenario as the editor page does",
             ) from None
 
     def _send_json(self, status: int, body: dict) -> None:

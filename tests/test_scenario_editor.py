@@ -371,6 +371,43 @@ def test_non_mapping_document_is_an_error(editor):
     assert status == 422
 
 
+def post_raw(server, body: bytes, length: str):
+    """POST ``body`` to /api/save with the Content-Length header ``length``."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest("POST", "/api/save", skip_accept_encoding=True)
+    connection.putheader("X-Callsure-Token", server.token)
+    connection.putheader("Content-Length", length)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    try:
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_oversized_body_rejected(editor, scenario_file):
+    before = scenario_file.read_bytes()
+    status, body = post_raw(editor, b"{}", str(2 << 20))
+    assert status == 413
+    assert "maximum of 1048576 bytes" in body["error"]
+    assert scenario_file.read_bytes() == before
+
+
+def test_non_ascii_content_length_rejected(editor):
+    status, body = post_raw(editor, b"{}", "\xb2")
+    assert status == 411
+    assert "Content-Length" in body["error"]
+
+
+def test_deeply_nested_body_rejected(editor, scenario_file):
+    before = scenario_file.read_bytes()
+    nested = b"[" * 100_000 + b"]" * 100_000
+    status, body = post_raw(editor, nested, str(len(nested)))
+    assert status == 400
+    assert "too deeply" in body["error"]
+    assert scenario_file.read_bytes() == before
+
+
 def test_unknown_api_path_not_found(editor):
     status, _ = request_json(editor, "GET", "/api/nothing")
     assert status == 404
