@@ -250,6 +250,11 @@ class EditorServer(ThreadingHTTPServer):
             write_scenario(path, MINIMAL_SCENARIO)
             logger.info("created minimal scenario %s", path)
         document = read_document(path)
+        if document is None:
+            raise ValueError(
+                f"{path} is empty: delete it, and the editor starts from a "
+                "minimal scenario"
+            )
         if not isinstance(document, dict):
             raise ValueError(
                 f"{path}: expected a mapping with version, start and nodes, "

@@ -306,6 +306,15 @@ def test_unparsable_file_rejected_at_start(tmp_path):
         EditorServer(path, PromptLibrary())
 
 
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n"], ids=["empty", "comment"])
+def test_empty_file_rejected_at_start(tmp_path, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match="empty.yaml is empty: delete it"):
+        EditorServer(path, PromptLibrary())
+    assert path.read_text(encoding="utf-8") == text
+
+
 @pytest.mark.parametrize("name", ["binary.yaml", "binary.json"])
 def test_binary_file_rejected_at_start(tmp_path, name):
     path = tmp_path / name
