@@ -396,6 +396,17 @@ def test_serve_invalid_date_names_value(served):
     assert get_windows(served, "dates-invalid").default_calendar
 
 
+@pytest.mark.slow
+def test_serve_missing_weekday_names_values(served):
+    request = windows_request("dates-invalid")
+    request.periods[0].weekday = admin_pb2.WEEKDAY_UNSPECIFIED
+    with pytest.raises(grpc.RpcError) as raised:
+        served.admin.UpdateCallbackWindows(request, timeout=CALL_TIMEOUT_S)
+    violations = field_violations(raised.value)
+    assert violations[0][0] == "periods[0].weekday"
+    assert "WEEKDAY_MONDAY (1) to WEEKDAY_SUNDAY (7)" in violations[0][1]
+
+
 def run_client(served, *args, stdin=None):
     return CliRunner().invoke(
         cli, ["client", "--address", served.process.address, *args], input=stdin

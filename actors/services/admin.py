@@ -189,7 +189,11 @@ def calendar_from_request(request) -> CallbackCalendar:
         field = f"periods[{index}]"
         weekday = message.weekday
         if not admin_pb2.WEEKDAY_MONDAY <= weekday <= admin_pb2.WEEKDAY_SUNDAY:
-            raise ValidationError(f"{field}.weekday", weekday, "send a Weekday")
+            raise ValidationError(
+                f"{field}.weekday",
+                weekday,
+                "send a Weekday from WEEKDAY_MONDAY (1) to WEEKDAY_SUNDAY (7)",
+            )
         period = _period_from_message(message, field)
         day = weekly.setdefault(message.weekday - 1, [])
         # A customer picks a period by its name, so a name names one period
