@@ -456,13 +456,15 @@ def parse_update(text: str, request_type, response_type, source: str):
         return json_format.ParseDict(fields, request_type())
     except json_format.ParseError as error:
         raise click.UsageError(
-            f"{source} is not a {request_type.DESCRIPTOR.name}: {error}"
+            f"{source} is not a {request_type.DESCRIPTOR.name}: {error}. Write "
+            "the fields and values as `callsure client admin get` prints them, "
+            'such as weekday WEEKDAY_MONDAY and start_local_time "09:00"'
         ) from None
 
 
 @admin.command("update")
 @click.argument("setting", type=click.Choice(list(ADMIN_UPDATES)))
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.File("rb"))
 @click.pass_obj
 def admin_update(connection, setting, file):
     """Replace the SETTING with the JSON object in FILE ("-" reads stdin).
@@ -473,7 +475,18 @@ def admin_update(connection, setting, file):
     dates. Prints the server's reply.
     """
     method, request_type, response_type = ADMIN_UPDATES[setting]
-    request = parse_update(file.read(), request_type, response_type, file.name)
+    # click's binary stdin has no name.
+    source = getattr(file, "name", "<stdin>")
+    data = file.read()
+    try:
+        # utf-8-sig drops the byte order mark that some editors write.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise click.UsageError(
+            f"{source} is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); save it as UTF-8"
+        ) from None
+    request = parse_update(text, request_type, response_type, source)
     _call_admin(connection, method, request)
 
 

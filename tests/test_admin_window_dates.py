@@ -479,6 +479,43 @@ def test_cli_update_unknown_field_rejected(tmp_path):
     assert "UpdateCallbackWindowsRequest" in result.output
 
 
+def update_offline(path):
+    """Run admin update callback-windows on ``path`` against a closed port."""
+    # Port 1 on loopback: these files are rejected before a call is made.
+    return CliRunner().invoke(
+        cli,
+        ["client", "--address", "127.0.0.1:1", "admin", "update"]
+        + ["callback-windows", str(path)],
+    )
+
+
+def test_cli_update_not_utf8_named(tmp_path):
+    path = tmp_path / "windows.json"
+    path.write_bytes(b'{"queue": "b\xe9"}')
+    result = update_offline(path)
+    assert result.exit_code == 2
+    assert "windows.json is not UTF-8 text" in result.output
+    assert "save it as UTF-8" in result.output
+
+
+def test_cli_update_byte_order_mark_read(tmp_path):
+    path = tmp_path / "windows.json"
+    path.write_bytes(b'\xef\xbb\xbf{"time_zone": "UTC", "date_period": []}')
+    result = update_offline(path)
+    assert result.exit_code == 2
+    assert 'no field named "date_period"' in result.output
+
+
+def test_cli_update_weekday_name_hint(tmp_path):
+    path = tmp_path / "windows.json"
+    period = {"weekday": "MONDAY", "name": "day"}
+    path.write_text(json.dumps({"time_zone": "UTC", "periods": [period]}))
+    result = update_offline(path)
+    assert result.exit_code == 2
+    assert "Invalid enum value MONDAY" in result.output
+    assert "such as weekday WEEKDAY_MONDAY" in result.output
+
+
 # Last: the restart, after every update above.
 
 
