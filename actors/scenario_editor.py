@@ -373,8 +373,12 @@ class EditorRequestHandler(BaseHTTPRequestHandler):
             try:
                 backup = write_scenario(path, document)
             except OSError as error:
+                # The file that failed may be the backup or the temporary file.
+                failed = error.filename or path
                 raise RequestError(
-                    500, f"failed to write {path}: {error.strerror}"
+                    500,
+                    f"failed to write {failed}: {error.strerror}; make the folder "
+                    f"{path.parent} writable and free that name, then save again",
                 ) from None
         logger.info("saved scenario %s (%d nodes)", path, len(document["nodes"]))
         self._send_json(

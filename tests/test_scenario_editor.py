@@ -256,6 +256,16 @@ def test_save_leaves_no_temporary_files(editor, surge_document, scenario_file):
     assert names == ["surge.yaml", "surge.yaml.bak"]
 
 
+def test_blocked_backup_named_on_save(editor, surge_document, scenario_file):
+    backup = scenario_file.with_name(scenario_file.name + ".bak")
+    backup.mkdir()
+    before = scenario_file.read_bytes()
+    status, body = request_json(editor, "POST", "/api/save", surge_document)
+    assert status == 500
+    assert f"failed to write {backup}: Is a directory" in body["error"]
+    assert scenario_file.read_bytes() == before
+
+
 def test_invalid_scenario_not_saved(editor, surge_document, scenario_file):
     before = scenario_file.read_bytes()
     document = copy.deepcopy(surge_document)
