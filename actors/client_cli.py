@@ -504,7 +504,14 @@ def _call(connection: Connection, method: str, request):
             request, metadata=connection.metadata, timeout=TIMEOUT_S
         )
     except grpc.RpcError as error:
-        _fail(error)
+        hint = ""
+        if error.code() is grpc.StatusCode.NOT_FOUND:
+            hint = (
+                "List the campaigns with `callsure client campaign list --all`, "
+                "and the customers of one with `callsure client campaign "
+                "targets NAME --all`."
+            )
+        _fail(error, hint)
 
 
 def _aware_time(value: str, option: str) -> datetime:

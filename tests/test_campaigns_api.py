@@ -657,3 +657,13 @@ def test_cli_error_prints_field(server):
     result = run_client(server, "campaign", "start", "campaigns/unknown")
     assert result.exit_code == 1
     assert "NOT_FOUND" in result.output
+
+
+def test_cli_not_found_lists_campaigns(server):
+    created = cli_campaign(server)
+    unknown = run_client(server, "campaign", "get", "campaigns/unknown")
+    removed = run_client(server, "campaign", "remove-target", created, "nobody")
+    for result in (unknown, removed):
+        assert result.exit_code == 1
+        assert "NOT_FOUND" in result.output
+        assert "callsure client campaign list --all" in result.output
