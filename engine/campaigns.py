@@ -113,7 +113,12 @@ DEFAULT_SMS_TEXTS: dict[CampaignKind, str | None] = {
     CampaignKind.VIP_PROMOTION: None,
 }
 """SMS template per kind for a campaign created without ``sms_text``;
-``None`` sends no SMS."""
+``None`` sends no SMS.
+
+NOTE: a campaign has one SMS text whatever each target's language, unlike
+the per-language templates of ``SmsPolicy``, so a target whose language is
+not English gets the English default unless ``sms_text`` is in its
+language."""
 
 
 class CampaignState(enum.Enum):
@@ -179,8 +184,9 @@ class CampaignTarget:
         Lines shown to the agent, such as ``ticket=T-1042`` and
         ``status=resolved``; the limits of an IVR history apply.
     language : str
-        Language tag of the customer, for the SMS at the end of a failed
-        ladder.
+        Language tag of the customer, sent with the SMS request at the end
+        of a failed ladder. The campaign's SMS text is the same in every
+        language.
     """
 
     customer_id: str
