@@ -594,6 +594,22 @@ def _read_rows(path: str, reader: csv.DictReader):
     return targets, lines
 
 
+def _warn_repeated_customers(path: str, targets, lines: list[int]) -> None:
+    """Warn about customers on more than one row: the server keeps the first."""
+    first_line: dict[str, int] = {}
+    for target, line in zip(targets, lines, strict=True):
+        customer_id = target.customer_id.strip()
+        if customer_id not in first_line:
+            first_line[customer_id] = line
+            continue
+        click.echo(
+            f"warning: {path}: customer {customer_id!r} on line {line} was "
+            f"already on line {first_line[customer_id]}; a campaign calls a "
+            "customer once, so this row is not added",
+            err=True,
+        )
+
+
 def _target_line(error: grpc.RpcError, lines: list[int]) -> int | None:
     """Return the file line of the target an AddCampaignTargets error names."""
     status = decode_status(error)
@@ -683,6 +699,7 @@ def campaign_add_targets(connection, name, path):
     targets, lines = read_targets(path)
     if not targets:
         raise click.UsageError(f"{path} contains no targets")
+    _warn_repeated_customers(path, targets, lines)
     stub = _campaigns(connection)
     for start in range(0, len(targets), TARGETS_PER_REQUEST):
         chunk = targets[start : start + TARGETS_PER_REQUEST]

@@ -667,3 +667,18 @@ def test_cli_not_found_lists_campaigns(server):
         assert result.exit_code == 1
         assert "NOT_FOUND" in result.output
         assert "callsure client campaign list --all" in result.output
+
+
+def test_cli_repeated_customer_warned(server, tmp_path):
+    name = cli_campaign(server)
+    path = tmp_path / "repeated.csv"
+    path.write_text(
+        "customer_id,phone_number\n"
+        "c-1,+14155550601\n"
+        "c-2,+14155550602\n"
+        "c-1,+14155550603\n"
+    )
+    added = run_client(server, "campaign", "add-targets", name, "--file", str(path))
+    assert added.exit_code == 0, added.output
+    assert "customer 'c-1' on line 4 was already on line 2" in added.output
+    assert "+14155550603" not in added.output
