@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-# Ray reads this when it is imported; a test module that imports ray before
-# callsure.actors (which sets it too) would otherwise start a local Ray that
-# listens on the machine's external address, and start_ray stops it.
+# Ray reads this variable when it is imported, and callsure.actors sets it.
+# A test module that imports ray first would otherwise start a local Ray on
+# the machine's external address, which start_ray then stops.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 REPO = Path(__file__).resolve().parent.parent
