@@ -34,8 +34,8 @@ Do not call a customer twice. At release, a target is skipped (``DROPPED``
 with the reason) when its customer has an open callback in any queue, or
 reached an agent at or after the campaign's ``started_at``. Reaching an
 agent is what the contact feed reports (``customer_reached_agent``) and
-any callback or campaign call that connects (``report_outcome``); the
-store keeps the latest time per customer while a campaign is active. A
+any callback or campaign call that connects (``report_outcome``). The
+store keeps the latest such time per customer while a campaign is active. A
 target whose customer has a call of another campaign in flight waits for
 a later step.
 """

@@ -889,9 +889,9 @@ class SQLiteStore:
         is the record, the tables are derived from it. Campaigns are
         rebuilt from their events too.
 
-        NOTE: ``reached_agents`` is not journaled, so it is kept as it is;
-        when it is lost too, a customer who reached an agent during a
-        campaign may be called by it once more.
+        NOTE: ``reached_agents`` is not journaled, so a rebuild keeps the
+        table as it is. If the table is lost too, a customer who reached an
+        agent during a campaign may be called by it once more.
         """
         callbacks, attempts = rebuild_rows(self.iter_events())
         campaigns = rebuild_campaign_rows(self.iter_events())

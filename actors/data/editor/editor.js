@@ -378,8 +378,8 @@ function renderPanel() {
     byId("node-heading").textContent = "Node";
     return;
   }
-  // A hand-written file may hold a node that is not a mapping (`name:` with
-  // no value); only its type can be chosen until it is one.
+  // A hand-written file may contain a node that is not a mapping (`name:`
+  // with no value). Until it is one, only its type can be chosen.
   const stored = state.document.nodes[name];
   const isMapping = typeof stored === "object" && stored !== null && !Array.isArray(stored);
   const node = isMapping ? stored : {};
