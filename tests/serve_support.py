@@ -123,6 +123,33 @@ def serving_channel(token: str = ""):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def sip_serving(customers, agents):
+    """Run a private `callsure serve` with its SIP gateway and yield it.
+
+    The gateway dials the phones of the PhoneBank ``customers`` by number
+    and those of ``agents`` by agent id, and dispatches every 0.1 s.
+    """
+    folder = private_folder()
+    environment = {
+        "CALLSURE_SIP__ENABLED": "true",
+        "CALLSURE_SIP__BIND_ADDRESS": "127.0.0.1",
+        "CALLSURE_SIP__SIP_PORT": "0",
+        "CALLSURE_SIP__RTP_PORT": "0",
+        "CALLSURE_SIP__ENDPOINT_PROCESSES": "2",
+        "CALLSURE_SIP__RING_TIMEOUT_S": "5",
+        "CALLSURE_SIP__CUSTOMER_URI_TEMPLATE": customers.uri_template("number"),
+        "CALLSURE_SIP__AGENT_URI_TEMPLATE": agents.uri_template("agent"),
+        "CALLSURE_RAY__DISPATCH_INTERVAL_S": "0.1",
+    }
+    process = ServeProcess(folder, extra_env=environment)
+    try:
+        yield process
+    finally:
+        process.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class RestartableServer:
     """One `callsure serve` on a private store that a test can restart.
 

@@ -11,14 +11,13 @@ read from the event stream and GetCampaign, never timed by the test.
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from serve_support import ServeProcess, private_folder
+from serve_support import sip_serving
 from sip_peers import PhoneBank, concatenate_wavs, wav_rms
 from test_sip_gateway import corpus_file
 
@@ -79,22 +78,8 @@ def agents(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(customers, agents):
-    folder = private_folder()
-    environment = {
-        "CALLSURE_SIP__ENABLED": "true",
-        "CALLSURE_SIP__BIND_ADDRESS": "127.0.0.1",
-        "CALLSURE_SIP__SIP_PORT": "0",
-        "CALLSURE_SIP__RTP_PORT": "0",
-        "CALLSURE_SIP__ENDPOINT_PROCESSES": "2",
-        "CALLSURE_SIP__RING_TIMEOUT_S": "5",
-        "CALLSURE_SIP__CUSTOMER_URI_TEMPLATE": customers.uri_template("number"),
-        "CALLSURE_SIP__AGENT_URI_TEMPLATE": agents.uri_template("agent"),
-        "CALLSURE_RAY__DISPATCH_INTERVAL_S": "0.1",
-    }
-    process = ServeProcess(folder, extra_env=environment)
-    yield process
-    process.kill()
-    shutil.rmtree(folder, ignore_errors=True)
+    with sip_serving(customers, agents) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
