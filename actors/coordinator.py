@@ -592,7 +592,11 @@ class Coordinator:
     async def _dispatch_once(self) -> None:
         if not self._dialers:
             # Without a gateway nothing can dial; promises stay pending
-            # (and expire visibly) rather than being released into a void.
+            # rather than being released into a void, and still expire, and
+            # campaigns still finish, at their times.
+            changed = self._scheduler.housekeep()
+            if changed + self._campaigns.finish_ended():
+                self._events_stored()
             return
         free_agents, ready_agents = await self._availability()
         orders = self._scheduler.due(free_agents=free_agents, ready_agents=ready_agents)

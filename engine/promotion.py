@@ -548,7 +548,7 @@ class CampaignScheduler:
             counted in ``free_agents``.
         """
         now = now or self.clock.now()
-        self._finish_ended(now)
+        self.finish_ended(now)
         running = [
             c
             for c in self.store.list_campaigns((CampaignState.RUNNING.value,))
@@ -651,13 +651,17 @@ class CampaignScheduler:
             )
         return ""
 
-    def _finish_ended(self, now: datetime) -> None:
+    def finish_ended(self, now: datetime | None = None) -> int:
         """Finish campaigns past their end time, and running campaigns whose
         every target ended.
 
-        Pending targets past the end expire in ``CallbackScheduler.due``,
-        which runs first, without an SMS.
+        Pending targets past the end expire in ``CallbackScheduler.housekeep``,
+        which runs first, without an SMS. ``due`` runs this first; the
+        coordinator runs it alone while no gateway is registered. Returns
+        how many campaigns it finished.
         """
+        now = now or self.clock.now()
+        finished = 0
         for campaign in self.store.list_campaigns(
             (CampaignState.DRAFT.value, *_ACTIVE)
         ):
@@ -676,6 +680,8 @@ class CampaignScheduler:
                 reason,
                 journal.CAMPAIGN_FINISHED,
             )
+            finished += 1
+        return finished
 
 
 def _check_not_ended(campaign: Campaign, now: datetime) -> None:

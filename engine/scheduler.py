@@ -454,9 +454,7 @@ class CallbackScheduler(SchedulerAdministration):
         ``callsure.engine.planning``).
         """
         now = now or self.clock.now()
-        self._expire_pending(now)
-        self._recover_leases(now)
-        self._watch_overdue(now)
+        self.housekeep(now)
         orders: list[DialOrder] = []
         for queue in self.store.due_queues(self.due_by(now)):
             orders.extend(
@@ -465,6 +463,20 @@ class CallbackScheduler(SchedulerAdministration):
                 )
             )
         return orders
+
+    def housekeep(self, now: datetime | None = None) -> int:
+        """Expire promises past their expiry, finalise expired leases and
+        journal overdue promises, without releasing anything.
+
+        ``due`` runs this first; the coordinator runs it alone while no
+        gateway is registered, so a promise nobody can dial still ends
+        visibly at its expiry. Returns how many records it changed or
+        journaled.
+        """
+        now = now or self.clock.now()
+        count = self._expire_pending(now)
+        count += sum(self._recover_leases(now))
+        return count + self._watch_overdue(now)
 
     def _release_queue(
         self,
@@ -784,15 +796,16 @@ class CallbackScheduler(SchedulerAdministration):
             self.store.commit(change)
             count += len(callbacks)
 
-    def _watch_overdue(self, now: datetime) -> None:
+    def _watch_overdue(self, now: datetime) -> int:
         """Journal pending promises that went past their time unreleased.
 
         Nothing may release them (no gateway dials, no agent is free), so
         each gets one overdue event and the log one warning per check.
+        Returns how many it journaled.
         """
         checked = self._overdue_checked_at
         if checked is not None and (now - checked).total_seconds() < OVERDUE_CHECK_S:
-            return
+            return 0
         self._overdue_checked_at = now
         count = self._mark_overdue(now)
         if count:
@@ -802,6 +815,7 @@ class CallbackScheduler(SchedulerAdministration):
                 count,
                 self.policy.promise.overdue_grace_s,
             )
+        return count
 
     def _mark_overdue(self, now: datetime) -> int:
         """Journal each pending promise past its time plus the grace, once."""

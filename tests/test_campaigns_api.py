@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -277,6 +278,34 @@ def test_start_pause_and_counts(stub):
         (callback_pb2.CALLBACK_STATE_PENDING, 3)
     ]
     assert list(summary.outcome_counts) == []
+
+
+def test_campaign_ends_without_gateway(stub):
+    # No gateway is registered, yet the campaign and its pending target
+    # must end at the end time rather than read RUNNING forever.
+    end = datetime.now(UTC) + timedelta(seconds=3)
+    name = create(stub, end_time=end).campaign.name
+    call(
+        stub,
+        "AddCampaignTargets",
+        campaign_pb2.AddCampaignTargetsRequest(
+            campaign=name, targets=[target("c-1", "+14155550801")]
+        ),
+    )
+    call(stub, "StartCampaign", campaign_pb2.StartCampaignRequest(name=name))
+    request = campaign_pb2.GetCampaignRequest(name=name)
+    deadline = time.monotonic() + CALL_TIMEOUT_S
+    summary = call(stub, "GetCampaign", request)
+    while (
+        summary.campaign.state != campaign_pb2.CAMPAIGN_STATE_FINISHED
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+        summary = call(stub, "GetCampaign", request)
+    assert summary.campaign.state == campaign_pb2.CAMPAIGN_STATE_FINISHED
+    assert [(c.state, c.count) for c in summary.target_counts] == [
+        (callback_pb2.CALLBACK_STATE_EXPIRED, 1)
+    ]
 
 
 def test_events_name_campaign(stub, channel):
