@@ -238,6 +238,36 @@ def test_invalid_date_periods_rejected(case):
     assert raised.value.value == value
 
 
+def test_overlapping_weekday_periods_rejected():
+    request = admin_pb2.UpdateCallbackWindowsRequest(
+        queue="billing",
+        time_zone=ZONE,
+        periods=[
+            weekday_period(2, "late", "11:00", "13:00"),
+            weekday_period(1, "late", "11:00", "13:00"),
+            weekday_period(2, "early", "09:00", "11:30"),
+        ],
+    )
+    with pytest.raises(ValidationError) as raised:
+        calendar_from_request(request)
+    assert raised.value.field == "periods"
+    assert raised.value.value == "early 09:00-11:30 and late 11:00-13:00"
+    assert "WEEKDAY_TUESDAY" in str(raised.value)
+
+
+def test_adjacent_weekday_periods_accepted():
+    request = admin_pb2.UpdateCallbackWindowsRequest(
+        queue="billing",
+        time_zone=ZONE,
+        periods=[
+            weekday_period(1, "evening", "18:00", "00:00"),
+            weekday_period(1, "day", "08:00", "18:00"),
+        ],
+    )
+    calendar = calendar_from_request(request)
+    assert sorted(p.name for p in calendar.weekly[0]) == ["day", "evening"]
+
+
 def test_adjacent_date_periods_accepted():
     request = dates_request(
         one_date(

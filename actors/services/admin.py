@@ -121,11 +121,11 @@ def _end_minute(period: Period) -> int:
     return period.end.hour * 60 + period.end.minute
 
 
-def _check_no_overlap(periods: list[Period], field: str) -> None:
-    # Overlapping periods of a date are rejected as a likely mistake in the
+def _check_no_overlap(periods: list[Period], field: str, day: str) -> None:
+    # Overlapping periods of one day are rejected as a likely mistake in the
     # times, although the engine would serve them: customers choosing either
-    # period would compete for the same slots. NOTE: weekday periods are not
-    # checked for overlap, so an update may still send overlapping ones.
+    # period would compete for the same slots. Calendars stored before this
+    # check may still contain overlapping weekday periods, and they still load.
     by_start = sorted(periods, key=lambda period: period.start)
     for earlier, later in itertools.pairwise(by_start):
         if later.start.hour * 60 + later.start.minute < _end_minute(earlier):
@@ -133,7 +133,7 @@ def _check_no_overlap(periods: list[Period], field: str) -> None:
                 field,
                 f"{earlier.name} {earlier.start:%H:%M}-{earlier.end:%H:%M} and "
                 f"{later.name} {later.start:%H:%M}-{later.end:%H:%M}",
-                "send periods of a date that do not overlap",
+                f"send periods of {day} that do not overlap",
             )
 
 
@@ -176,7 +176,7 @@ def _date_periods_from_messages(messages) -> dict[date, tuple[Period, ...]]:
                     "send one period of this name per date",
                 )
             periods.append(period)
-        _check_no_overlap(periods, f"{field}.periods")
+        _check_no_overlap(periods, f"{field}.periods", message.date)
         overrides[day] = tuple(periods)
     return overrides
 
@@ -205,6 +205,8 @@ def calendar_from_request(request) -> CallbackCalendar:
                 "send one period of this name per weekday",
             )
         day.append(period)
+    for weekday, periods in sorted(weekly.items()):
+        _check_no_overlap(periods, "periods", admin_pb2.Weekday.Name(weekday + 1))
     closed = set()
     for index, value in enumerate(request.closed_dates):
         try:
