@@ -29,6 +29,15 @@ def analyse_file(path: str) -> dict:
         audio = read_wav(path)
     except OSError as error:
         raise ValueError(f"{path}: cannot read the file ({error.strerror})") from None
+    # Shorter than one 10 ms frame, a recording ends before the detector
+    # hears anything, and SILENCE would read as a measured verdict.
+    frame = audio.sample_rate_hz // 100
+    if len(audio.samples) < frame:
+        raise ValueError(
+            f"{path}: contains {len(audio.samples)} samples of audio, less than "
+            f"one 10 ms frame ({frame} samples at {audio.sample_rate_hz} Hz); "
+            "record at least one frame"
+        )
     analyzer = StreamAnalyzer(audio.sample_rate_hz, audio.encoding)
     digits = []
     sit_code = None

@@ -71,6 +71,8 @@ def test_amd_cli_reads_digits(amd_cases):
         (wav_bytes(tag=85), "format tag 85"),
         (wav_bytes()[:60], "truncated"),
         (b"not a wav file at all", "not a WAV file"),
+        (wav_bytes(data=b""), "contains 0 samples"),
+        (wav_bytes(data=b"\x00\x00" * 79), "less than one 10 ms frame (80 samples"),
     ],
 )
 def test_amd_cli_rejects_bad_file_keeps_good(tmp_path, amd_cases, content, message):
