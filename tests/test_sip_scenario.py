@@ -61,6 +61,11 @@ def test_unknown_next_node_names_its_path(document):
          "nodes.offer.options.x"),
         (lambda d: d["nodes"]["offer"].update(timeout_s=-1), "nodes.offer.timeout_s"),
         (lambda d: d["nodes"]["ask_time"].update(digits=0), "nodes.ask_time.digits"),
+        (lambda d: d["nodes"]["ask_time"].update(digits=100000000),
+         "nodes.ask_time.digits"),
+        (lambda d: d.pop("version"), "version"),
+        (lambda d: d["nodes"]["greeting"].update(next="greeting"),
+         "nodes.greeting.next"),
         (lambda d: d["nodes"]["request_asap"].update(mode="never"),
          "nodes.request_asap.mode"),
         (lambda d: d["nodes"]["greeting"]["prompts"].append("$shoe_size"),
@@ -75,6 +80,21 @@ def test_invalid_node_rejected_with_path(document, change, path):
     with pytest.raises(ScenarioError) as caught:
         parse_scenario(broken)
     assert caught.value.path == path
+
+
+def test_loop_without_input_names_nodes(document):
+    document["nodes"]["time_not_available"]["next"] = "request_at_time"
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(document)
+    assert caught.value.path == "nodes.time_not_available.next"
+    assert "request_at_time -> time_not_available -> request_at_time" in str(
+        caught.value
+    )
+
+
+def test_loop_through_menu_accepted(document):
+    # time_not_available goes back to the offer menu, which waits for a key.
+    assert parse_scenario(document).node("time_not_available")["next"] == "offer"
 
 
 def test_unknown_prompt_rejected_when_library_given(document, tmp_path):

@@ -64,6 +64,12 @@ NODE_TYPES = ("play", "menu", "collect", "callback", "hangup")
 CALLBACK_MODES = ("asap", "at_time", "predicted")
 DTMF_KEYS = set("0123456789*#")
 BUILTIN_VARIABLES = ("wait_minutes", "promised_time", "caller")
+# Most digits one collect node takes. An E.164 number has at most 15, so
+# this leaves room for longer account numbers.
+MAX_COLLECT_DIGITS = 32
+# Nodes that go on without input from the caller.
+_NO_INPUT_TYPES = ("play", "callback")
+_LINKS = ("next", "on_failure", "on_infeasible")
 
 _FIELDS = {
     "play": {"type", "prompts", "next"},
@@ -204,9 +210,11 @@ def _find_errors(document: Any, known_prompts: set[str] | None):
     if not isinstance(document, dict):
         yield ScenarioError("scenario", "expected a mapping with version, start, nodes")
         return
-    if document.get("version") != 1:
+    if "version" not in document:
+        yield ScenarioError("version", "missing; add version: 1")
+    elif document["version"] != 1:
         yield ScenarioError(
-            "version", f"unsupported version {document.get('version')!r}; use 1"
+            "version", f"unsupported version {document['version']!r}; use 1"
         )
     nodes = document.get("nodes")
     if not isinstance(nodes, dict) or not nodes:
@@ -225,12 +233,59 @@ def _find_errors(document: Any, known_prompts: set[str] | None):
             if isinstance(node.get("variable"), str):
                 variables.add(node["variable"])
     checker = _Checker(nodes, variables, known_prompts)
+    failed = set()
     for name, node in nodes.items():
         try:
             checker.node(f"nodes.{name}", node)
         except ScenarioError as error:
             error.node = name
+            failed.add(name)
             yield error
+    if not failed:
+        yield from _input_free_loops(nodes)
+
+
+def _input_free_loops(nodes: dict):
+    """Yield an error for the first loop found of nodes that never wait for
+    the caller, which would hold the call forever."""
+
+    def links(name: str) -> list[tuple[str, str]]:
+        node = nodes[name]
+        if node["type"] not in _NO_INPUT_TYPES:
+            return []
+        return [(link, node[link]) for link in _LINKS if link in node]
+
+    done: set[str] = set()
+    for first in nodes:
+        if first in done:
+            continue
+        # Depth-first search; `path` is the chain of nodes being explored,
+        # each with its links not yet followed.
+        path = [(first, iter(links(first)))]
+        on_path = {first}
+        while path:
+            name, pending = path[-1]
+            step = next(pending, None)
+            if step is None:
+                path.pop()
+                on_path.discard(name)
+                done.add(name)
+                continue
+            link, following = step
+            if following in on_path:
+                names = [n for n, _ in path]
+                loop = names[names.index(following) :] + [following]
+                error = ScenarioError(
+                    f"nodes.{name}.{link}",
+                    f"loops back through {' -> '.join(loop)} without waiting for "
+                    "the caller; route it to a menu, collect or hangup node",
+                )
+                error.node = name
+                yield error
+                return
+            if following not in done:
+                path.append((following, iter(links(following))))
+                on_path.add(following)
 
 
 class _Checker:
@@ -255,7 +310,7 @@ class _Checker:
                 f"allowed: {', '.join(sorted(_FIELDS[kind]))}",
             )
         self.prompt_list(f"{path}.prompts", node.get("prompts", []))
-        for link in ("next", "on_failure", "on_infeasible"):
+        for link in _LINKS:
             if link in node:
                 self.link(f"{path}.{link}", node[link])
         getattr(self, f"check_{kind}")(path, node)
@@ -321,6 +376,11 @@ class _Checker:
 
     def check_collect(self, path: str, node: dict) -> None:
         self.positive(f"{path}.digits", node.get("digits"), integer=True)
+        if node["digits"] > MAX_COLLECT_DIGITS:
+            raise ScenarioError(
+                f"{path}.digits",
+                f"expected at most {MAX_COLLECT_DIGITS} digits, got {node['digits']}",
+            )
         if not isinstance(node.get("variable"), str) or not node["variable"]:
             raise ScenarioError(f"{path}.variable", "expected a variable name")
         if "next" not in node:
