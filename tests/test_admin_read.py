@@ -157,6 +157,17 @@ def test_default_calendar_converts_with_empty_queue():
     assert response.default_calendar
 
 
+def test_inherited_calendar_names_requested_queue():
+    calendar = calendar_from_request(DEFAULT_WINDOWS)
+    response = calendar_to_response(calendar, "*", "sales")
+    expected = admin_pb2.UpdateCallbackWindowsRequest()
+    expected.CopyFrom(DEFAULT_WINDOWS)
+    expected.queue = "sales"
+    assert response.queue == "sales"
+    assert response.default_calendar
+    assert as_update(response, admin_pb2.UpdateCallbackWindowsRequest) == expected
+
+
 def test_calendar_periods_come_back_by_weekday():
     request = admin_pb2.UpdateCallbackWindowsRequest(
         time_zone="UTC",
@@ -346,11 +357,12 @@ def test_serve_callback_windows_round_trip(served):
 @pytest.mark.slow
 def test_serve_queue_without_calendar_gets_default(served):
     response = get_windows(served, "never-seen-queue")
+    expected = admin_pb2.UpdateCallbackWindowsRequest()
+    expected.CopyFrom(DEFAULT_WINDOWS)
+    expected.queue = "never-seen-queue"
     assert response.default_calendar
-    assert response.queue == ""
-    assert as_update(response, admin_pb2.UpdateCallbackWindowsRequest) == (
-        DEFAULT_WINDOWS
-    )
+    assert response.queue == "never-seen-queue"
+    assert as_update(response, admin_pb2.UpdateCallbackWindowsRequest) == expected
 
 
 @pytest.mark.slow
@@ -421,6 +433,46 @@ def test_cli_admin_get_prints_zero_fields(served):
     }
 
 
+@pytest.mark.slow
+def test_cli_inherited_windows_sent_back_keep_default(served, tmp_path):
+    # A queue without windows of its own prints the default calendar. Sent
+    # back, that output gives the queue its own copy and keeps the default.
+    client = ["client", "--address", served.process.address, "admin"]
+    runner = CliRunner()
+    got = runner.invoke(cli, client + ["get", "callback-windows", "--queue", "sales"])
+    path = tmp_path / "rt.json"
+    path.write_text(got.output)
+    updated = runner.invoke(cli, client + ["update", "callback-windows", str(path)])
+    sales = get_windows(served, "sales")
+    default = get_windows(served)
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output)["queue"] == "sales"
+    assert json.loads(got.output)["default_calendar"] is True
+    assert updated.exit_code == 0, updated.output
+    assert not sales.default_calendar
+    assert sales.time_zone == DEFAULT_WINDOWS.time_zone
+    assert default.default_calendar
+    assert as_update(default, admin_pb2.UpdateCallbackWindowsRequest) == (
+        DEFAULT_WINDOWS
+    )
+
+
+@pytest.mark.slow
+def test_cli_default_windows_sent_back_stay_default(served, tmp_path):
+    client = ["client", "--address", served.process.address, "admin"]
+    runner = CliRunner()
+    got = runner.invoke(cli, client + ["get", "callback-windows"])
+    path = tmp_path / "default.json"
+    path.write_text(got.output)
+    updated = runner.invoke(cli, client + ["update", "callback-windows", str(path)])
+    default = get_windows(served, "never-seen-queue")
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output)["queue"] == ""
+    assert updated.exit_code == 0, updated.output
+    assert default.default_calendar
+    assert default.time_zone == DEFAULT_WINDOWS.time_zone
+
+
 # Last: the restart, after every update above.
 
 
@@ -428,7 +480,7 @@ def test_cli_admin_get_prints_zero_fields(served):
 def test_serve_settings_survive_sigterm_restart(served):
     status = served.restart()
     billing = get_windows(served, "billing")
-    default = get_windows(served, "never-seen-queue")
+    default = get_windows(served)
     windows_type = admin_pb2.UpdateCallbackWindowsRequest
     assert status == 0
     assert as_update(billing, windows_type) == BILLING_WINDOWS

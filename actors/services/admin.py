@@ -373,9 +373,17 @@ def _local_time_text(value: time) -> str:
 
 
 def calendar_to_response(
-    calendar: CallbackCalendar, stored_as: str
+    calendar: CallbackCalendar, stored_as: str, queue: str | None = None
 ) -> admin_pb2.GetCallbackWindowsResponse:
-    """Convert the calendar stored under ``stored_as`` (``"*"``: the default)."""
+    """Convert the calendar stored under ``stored_as`` (``"*"``: the default)
+    that applies to the requested ``queue`` (``stored_as`` when None).
+
+    The response names the requested queue even when the default calendar
+    applies to it, so sending it back as an update gives that queue a
+    calendar of its own instead of replacing the default of every queue.
+    """
+    if queue is None:
+        queue = stored_as
     periods = [
         admin_pb2.CallbackPeriod(
             weekday=weekday + 1,
@@ -387,7 +395,7 @@ def calendar_to_response(
         for period in calendar.weekly[weekday]
     ]
     return admin_pb2.GetCallbackWindowsResponse(
-        queue="" if stored_as == "*" else stored_as,
+        queue="" if queue == "*" else queue,
         time_zone=calendar.time_zone,
         periods=periods,
         holiday_country=calendar.holiday_country or "",
@@ -564,7 +572,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         async with translate_errors(context, "GetCallbackWindows"):
             queue = _queue_name(request.queue, "queue")
             calendar, stored_as = await self._coordinator.calendar.remote(queue or "*")
-            return calendar_to_response(calendar, stored_as)
+            return calendar_to_response(calendar, stored_as, queue)
 
     async def GetRetryPolicy(self, request, context):
         async with translate_errors(context, "GetRetryPolicy"):
