@@ -162,8 +162,9 @@ def config_group():
 def config_check(config, config_path):
     """Check the configuration as `callsure serve` does, without starting it.
 
-    Checks every value, the listen, Ray and SIP addresses, the TLS files
-    and the store's folder and file. Prints one line and exits with status
+    Checks every value, the listen, Ray and SIP addresses, the TLS files,
+    the SIP codecs and IVR scenario when the gateway is enabled, and the
+    store's folder and file. Prints one line and exits with status
     0, or prints the first problem and exits with status 2.
     """
     from callsure.actors.serve_cli import check_config, check_storage_path

@@ -1,11 +1,11 @@
 """``callsure serve``: Ray, the actors and the gRPC API in one process.
 
 Start-up: check the Ray address to join, the listen address, the TLS
-files and the storage path, start or join
-Ray, create (or find)
-the actors, start the SIP gateway when ``[sip] enabled`` is true, serve
-gRPC, then print one line ``callsure serving gRPC on HOST:PORT`` on
-standard output, which scripts and tests parse for the bound port. On
+files, the SIP codecs and IVR scenario and the storage path, start or
+join Ray, create (or find) the actors, start the SIP gateway when
+``[sip] enabled`` is true, serve gRPC, then print one line
+``callsure serving gRPC on HOST:PORT`` on standard output, which scripts
+and tests parse for the bound port. On
 SIGTERM or SIGINT the server stops accepting calls, lets accepted calls
 finish (up to ``STOP_GRACE_S``), stops the SIP gateway's endpoint
 processes, stops Ray if it started it, and exits with status 0.
@@ -52,6 +52,11 @@ RAY_CONNECT_TIMEOUT_S = 5.0
 RAY_ADDRESS_WORDS = ("auto", "local")
 RAY_CLIENT_SCHEME = "ray://"
 RAY_ADDRESS_FORMS = "HOST:PORT, ray://HOST:PORT, auto or local"
+# Codecs the SIP gateway may offer. The endpoint processes enable the
+# configured names (any letter case) and disable every other PJSIP codec,
+# so a name PJSIP does not know would be dropped silently. Only G.711 is
+# allowed, because the call-progress analyser was tuned for G.711 audio.
+SIP_CODECS = ("PCMU/8000", "PCMA/8000")
 
 
 async def run_server(config, ray_address: str | None) -> None:
@@ -182,7 +187,8 @@ def _speaks_grpc(host: str, port: int) -> bool:
 
 
 def check_config(config, probe_bind: bool = True) -> None:
-    """Check the listen, Ray and SIP addresses and the TLS files.
+    """Check the listen, Ray and SIP addresses, the TLS files and, with the
+    SIP gateway enabled, its codecs, prompt folder and IVR scenario.
 
     With ``probe_bind``, the gRPC address is bound once with a plain
     socket, so a port in use is reported at once (another process can
@@ -208,6 +214,40 @@ def check_config(config, probe_bind: bool = True) -> None:
     if problem:
         raise ConfigError("ray.address", config.ray.address, problem)
     check_tls_files(config.server)
+    if config.sip.enabled:
+        check_sip_codecs(config.sip.codecs)
+        check_sip_scenario(config.sip)
+
+
+def check_sip_codecs(codecs) -> None:
+    """Raise ``ConfigError`` unless ``sip.codecs`` names gateway codecs only."""
+    supported = {name.lower() for name in SIP_CODECS}
+    expected = f"codec names from {', '.join(SIP_CODECS)}, most preferred first"
+    if not codecs:
+        raise ConfigError("sip.codecs", list(codecs), expected)
+    for name in codecs:
+        if str(name).lower() not in supported:
+            raise ConfigError("sip.codecs", name, expected)
+
+
+def check_sip_scenario(sip_config) -> None:
+    """Raise ``ConfigError`` unless the IVR scenario loads as the gateway loads it.
+
+    The prompt folder is checked too, and every prompt the scenario plays
+    must be in it.
+    """
+    from callsure.actors.sip.prompts import PromptLibrary
+    from callsure.actors.sip.scenario import ScenarioError, load_scenario
+
+    prompts = PromptLibrary(sip_config.prompts_dir or None)
+    try:
+        load_scenario(sip_config.scenario or None, prompts)
+    except ScenarioError as error:
+        raise ConfigError(
+            "sip.scenario",
+            sip_config.scenario,
+            f"a valid IVR scenario ({error}); check it with `callsure scenario check`",
+        ) from None
 
 
 def check_tls_files(server_config) -> None:

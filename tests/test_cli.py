@@ -286,3 +286,87 @@ def test_config_check_bad_tls_one_line(tmp_path, key_pairs):
     assert result.exit_code == 2
     assert "server.tls_key_file" in result.output
     assert "belongs to another certificate" in result.output
+
+
+BAD_SCENARIO = """\
+version: 1
+start: greeting
+nodes:
+  greeting:
+    type: play
+    prompts: [welcome]
+    next: nowhere
+"""
+
+
+def sip_env(tmp_path, **settings):
+    env = {
+        "CALLSURE_SIP__ENABLED": "true",
+        "CALLSURE_SERVER__GRPC_ADDRESS": "127.0.0.1:0",
+        "CALLSURE_STORAGE__PATH": str(tmp_path / "cs.db"),
+        "CALLSURE_RAY__TEMP_DIR": str(tmp_path / "ray"),
+    }
+    env.update(
+        {f"CALLSURE_SIP__{key.upper()}": value for key, value in settings.items()}
+    )
+    return env
+
+
+def sip_cases(tmp_path):
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(BAD_SCENARIO)
+    return {
+        "scenario": (
+            {"scenario": str(scenario)},
+            "sip.scenario",
+            "nodes.greeting.next: unknown node 'nowhere'",
+        ),
+        "codec": (
+            {"codecs": "PCMU/8000,bogus"},
+            "sip.codecs = 'bogus'",
+            "PCMU/8000, PCMA/8000",
+        ),
+        "missing scenario": (
+            {"scenario": str(tmp_path / "missing.yaml")},
+            "sip.scenario",
+            "No such file",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["scenario", "codec", "missing scenario"])
+def test_config_check_bad_sip_one_line(tmp_path, case):
+    settings, key, message = sip_cases(tmp_path)[case]
+    result = CliRunner().invoke(
+        cli, ["config", "check"], env=sip_env(tmp_path, **settings)
+    )
+    assert result.exit_code == 2
+    assert f"invalid config {key}" in result.output
+    assert message in result.output
+    assert "configuration OK" not in result.output
+
+
+@pytest.mark.parametrize("case", ["scenario", "codec"])
+def test_serve_bad_sip_stops_before_ray(tmp_path, case):
+    settings, key, message = sip_cases(tmp_path)[case]
+    result = CliRunner().invoke(cli, ["serve"], env=sip_env(tmp_path, **settings))
+    assert result.exit_code == 2
+    assert f"invalid config {key}" in result.output
+    assert message in result.output
+    assert not (tmp_path / "ray").exists()
+    assert not (tmp_path / "cs.db.lock").exists()
+
+
+def test_config_check_sip_codecs_any_case(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["config", "check"], env=sip_env(tmp_path, codecs="pcma/8000,PCMU/8000")
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("configuration OK: ")
+
+
+def test_config_check_sip_disabled_skips_scenario(tmp_path):
+    env = sip_env(tmp_path, scenario=str(tmp_path / "missing.yaml"))
+    env["CALLSURE_SIP__ENABLED"] = "false"
+    result = CliRunner().invoke(cli, ["config", "check"], env=env)
+    assert result.exit_code == 0, result.output
