@@ -338,6 +338,12 @@ def _zone(name: str):
 def replay(**arguments):
     """Replay days of LOG.tsv (default: the demo's log) with and without
     callbacks, and print what changed."""
+    # The engine logs each callback's changes at INFO, thousands of lines a
+    # day in a replay, so they show only with --log-level DEBUG.
+    engine_logger = logging.getLogger("callsure.engine")
+    level = engine_logger.level
+    if not engine_logger.isEnabledFor(logging.DEBUG):
+        engine_logger.setLevel(logging.WARNING)
     # Errors of the engine reach the user as one line, not a traceback.
     try:
         _replay(**arguments)
@@ -345,6 +351,8 @@ def replay(**arguments):
         raise click.UsageError(str(error)) from None
     except CallsureError as error:
         raise click.ClickException(str(error)) from None
+    finally:
+        engine_logger.setLevel(level)
 
 
 def _replay(

@@ -469,7 +469,7 @@ class CallbackScheduler(SchedulerAdministration):
         journal overdue promises, without releasing anything.
 
         ``due`` runs this first; the coordinator runs it alone while no
-        gateway is registered, so a promise nobody can dial still ends
+        gateway is registered, so a promise that no gateway can dial still ends
         visibly at its expiry. Returns how many records it changed or
         journaled.
         """

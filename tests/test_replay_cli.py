@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import click
 import pytest
@@ -47,6 +49,20 @@ def test_replay_writes_table_json_and_plot(tmp_path):
     png = plots / "replay-1999-02-06.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "store" / "callbacks-1999-02-06.db").exists()
+
+
+@pytest.mark.slow
+def test_replay_omits_callback_lines(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "callsure.actors.cli", "replay", "--days", SATURDAY]
+        + ["--store-dir", str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1999-02-06 Sat" in result.stdout
+    assert "callsure.engine" not in result.stderr
 
 
 @pytest.mark.slow
