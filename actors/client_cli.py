@@ -1,6 +1,6 @@
 """``callsure client``: create, get, list and cancel callbacks; follow events;
-read the admin settings in force and replace the callback windows; create,
-fill, run and inspect campaigns.
+read and replace the admin settings; create, fill, run and inspect
+campaigns.
 
 Every subcommand prints the server's reply as JSON (one object per line
 for ``events``), so it works in scripts. Errors print the status code, the
@@ -88,12 +88,23 @@ ADMIN_SETTINGS = {
 }
 # Per setting of ``client admin update``: the AdminService method, its
 # request type, and the Get response type whose output the file may be.
+# Every setting that ``client admin get`` prints can be sent back.
 ADMIN_UPDATES = {
-    "callback-windows": (
-        "UpdateCallbackWindows",
-        admin_pb2.UpdateCallbackWindowsRequest,
-        admin_pb2.GetCallbackWindowsResponse,
-    ),
+    setting: (
+        "Update" + get_method.removeprefix("Get"),
+        getattr(admin_pb2, f"Update{get_method.removeprefix('Get')}Request"),
+        getattr(admin_pb2, f"{get_method}Response"),
+    )
+    for setting, (get_method, _, _) in ADMIN_SETTINGS.items()
+}
+# Per setting: fields and values in the JSON form, for the hint of a parse
+# error.
+ADMIN_UPDATE_EXAMPLES = {
+    "callback-windows": 'weekday WEEKDAY_MONDAY and start_local_time "09:00"',
+    "retry-policy": 'outcome CALL_OUTCOME_BUSY and delays ["120s", "300s"]',
+    "repeat-caller-rule": 'contact_count 4 and lookback_period "86400s"',
+    "grade-rules": 'grade CUSTOMER_GRADE_VIP and complaint_window "2592000s"',
+    "capacity-limits": 'interval "900s" and max_callbacks_per_interval 12',
 }
 
 
@@ -401,7 +412,7 @@ def events(connection, after_cursor, follow):
 
 @client.group("admin")
 def admin():
-    """Read the operator settings of the engine, or replace some of them."""
+    """Read or replace the operator settings of the engine."""
 
 
 def _call_admin(connection, method: str, request) -> None:
@@ -436,13 +447,15 @@ def admin_get(connection, setting, queue):
     _call_admin(connection, method, request)
 
 
-def parse_update(text: str, request_type, response_type, source: str):
-    """Parse the JSON of an Update request, as ``client admin update`` reads it.
+def parse_update(text: str, setting: str, source: str):
+    """Parse the JSON of the Update request of ``setting``, read from ``source``.
 
     Fields that only the Get response has, such as default_calendar, are
     dropped, so the output of ``client admin get`` can be edited and sent
-    back. Other unknown fields and invalid JSON raise ``click.UsageError``.
+    back. Other unknown fields and invalid JSON raise ``click.UsageError``
+    naming ``source`` and the field.
     """
+    _, request_type, response_type = ADMIN_UPDATES[setting]
     try:
         fields = json.loads(text)
     except json.JSONDecodeError as error:
@@ -457,8 +470,8 @@ def parse_update(text: str, request_type, response_type, source: str):
     except json_format.ParseError as error:
         raise click.UsageError(
             f"{source} is not a {request_type.DESCRIPTOR.name}: {error}. Write "
-            "the fields and values as `callsure client admin get` prints them, "
-            'such as weekday WEEKDAY_MONDAY and start_local_time "09:00"'
+            f"the fields and values as `callsure client admin get {setting}` "
+            f"prints them, such as {ADMIN_UPDATE_EXAMPLES[setting]}"
         ) from None
 
 
@@ -471,10 +484,14 @@ def admin_update(connection, setting, file):
 
     FILE contains the fields of the Update request, named as in
     proto/callsure/v1/admin.proto, such as the output of ``client admin
-    get``. For callback-windows, date_periods sets the periods of single
-    dates. Prints the server's reply.
+    get SETTING``. Each update replaces the whole setting: for
+    callback-windows the calendar of the file's queue (the default calendar
+    when queue is empty), for capacity-limits the limits of every queue, so
+    send back the output of ``admin get capacity-limits`` without --queue.
+    For callback-windows, date_periods sets the periods of single dates.
+    Prints the server's reply.
     """
-    method, request_type, response_type = ADMIN_UPDATES[setting]
+    method = ADMIN_UPDATES[setting][0]
     # click's binary stdin has no name.
     source = getattr(file, "name", "<stdin>")
     data = file.read()
@@ -486,7 +503,7 @@ def admin_update(connection, setting, file):
             f"{source} is not UTF-8 text ({error.reason} at byte "
             f"{error.start}); save it as UTF-8"
         ) from None
-    request = parse_update(text, request_type, response_type, source)
+    request = parse_update(text, setting, source)
     _call_admin(connection, method, request)
 
 
