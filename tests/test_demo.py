@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from callsure.actors.demo.workload import DEFAULT_RECORDINGS
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # The command's own budget is three minutes on two cores; the margin
@@ -142,3 +144,29 @@ def test_demo_live_callers_counted(report):
     assert live["abandoned"] >= 1
     assert 0.0 <= live["service_level"] <= 1.0
     assert live["left_with_promise"] >= report["promises"]["made"] // 2
+
+
+def test_demo_missing_recording_stops_before_start(tmp_path):
+    # A folder with labels.csv but none of its WAV files.
+    labels = DEFAULT_RECORDINGS / "labels.csv"
+    (tmp_path / "labels.csv").write_text(labels.read_text())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "callsure.actors.cli",
+            "demo",
+            "--quick",
+            "--no-view",
+            "--recordings",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+    )
+    errors = [line for line in result.stderr.splitlines() if "Error" in line]
+    assert result.returncode == 2
+    assert len(errors) == 1
+    assert "dev-0000.wav listed in labels.csv is missing" in errors[0]
+    assert "Ray" not in result.stderr

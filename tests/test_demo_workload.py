@@ -145,6 +145,19 @@ def test_recordings_without_labels_rejected(tmp_path):
         DemoWorkload.build(DEFAULT_LOG, tmp_path, QUICK_START, 15, 15, 1, AGENTS)
 
 
+def test_recordings_missing_wav_rejected(tmp_path):
+    shutil.copy(DEFAULT_RECORDINGS / "labels.csv", tmp_path)
+    with pytest.raises(ValidationError, match=r"dev-0000\.wav listed in labels.csv"):
+        DemoWorkload.build(DEFAULT_LOG, tmp_path, QUICK_START, 15, 15, 1, AGENTS)
+
+
+def test_recordings_without_human_rejected(tmp_path):
+    shutil.copy(DEFAULT_RECORDINGS / "dev-0000.wav", tmp_path)
+    (tmp_path / "labels.csv").write_text("file,label\ndev-0000.wav,MACHINE\n")
+    with pytest.raises(ValidationError, match="HUMAN"):
+        DemoWorkload.build(DEFAULT_LOG, tmp_path, QUICK_START, 15, 15, 1, AGENTS)
+
+
 def test_keyed_time_rejects_bad_digits():
     zone = ZoneInfo("Asia/Jerusalem")
     for keyed in ("2400", "1260", "12a4", "123"):

@@ -153,9 +153,11 @@ class DemoWorkload:
         Raises
         ------
         ValidationError
-            For a start that does not parse, a window without queued calls,
-            or a recordings folder without labels.
+            For recordings that ``read_labels`` rejects (checked first), a
+            start that does not parse, or a window without queued calls.
         """
+        # The recordings are checked first: reading the log takes seconds.
+        by_label = read_labels(recordings)
         zone = ZoneInfo(LOCAL_ZONE)
         try:
             start_local = datetime.fromisoformat(start).replace(tzinfo=zone)
@@ -230,7 +232,7 @@ class DemoWorkload:
             + [f"premium-{i}" for i in range(1, agents_per_group[PREMIUM])],
         }
         answers, truth = assign_answers(
-            sorted({c.phone_number for c in calls}), calls, recordings, seed
+            sorted({c.phone_number for c in calls}), calls, by_label, seed
         )
         return cls(
             calls=calls,
@@ -336,7 +338,15 @@ def _read_log_cached(name: str, modified_ns: int) -> tuple:
 
 
 def read_labels(recordings: Path) -> dict[str, list[Path]]:
-    """Read the recordings per label from ``labels.csv`` (``file``, ``label``)."""
+    """Read the recordings per label from ``labels.csv`` (``file``, ``label``).
+
+    Raises
+    ------
+    ValidationError
+        For a folder without ``labels.csv``, a ``labels.csv`` without the
+        two columns or without a HUMAN recording, or a listed file that is
+        missing, so that the demo stops before it starts anything.
+    """
     labels_file = recordings / "labels.csv"
     if not labels_file.exists():
         raise ValidationError(
@@ -346,20 +356,46 @@ def read_labels(recordings: Path) -> dict[str, list[Path]]:
         )
     by_label: dict[str, list[Path]] = {}
     with labels_file.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            by_label.setdefault(row["label"], []).append(recordings / row["file"])
+        reader = csv.DictReader(handle)
+        if not {"file", "label"} <= set(reader.fieldnames or ()):
+            raise ValidationError(
+                "recordings",
+                str(labels_file),
+                "give labels.csv a header line with the columns file and label",
+            )
+        for row in reader:
+            path = recordings / row["file"]
+            if not path.is_file():
+                raise ValidationError(
+                    "recordings",
+                    str(recordings),
+                    f"{row['file']} listed in labels.csv is missing; copy it into "
+                    "the folder or remove its line from labels.csv",
+                )
+            by_label.setdefault(row["label"], []).append(path)
+    if not by_label.get("HUMAN"):
+        # A person answers most callbacks, and every label without a
+        # recording of its own plays a HUMAN one.
+        raise ValidationError(
+            "recordings",
+            str(labels_file),
+            "list at least one recording labelled HUMAN",
+        )
     return by_label
 
 
 def assign_answers(
-    numbers: list[str], calls: list[DemoCall], recordings: Path, seed: int
+    numbers: list[str],
+    calls: list[DemoCall],
+    by_label: dict[str, list[Path]],
+    seed: int,
 ) -> tuple[dict[str, list[dict]], dict[str, str]]:
     """Draw what answers each number's callbacks, attempt by attempt.
 
-    Returns the phone behaviours per number (a list, one entry per attempt,
-    the last repeating) and the truth label of each recording played.
+    ``by_label`` is the recordings per label (see ``read_labels``). Returns
+    the phone behaviours per number (a list, one entry per attempt, the
+    last repeating) and the truth label of each recording played.
     """
-    by_label = read_labels(recordings)
     truth = {str(path): label for label, paths in by_label.items() for path in paths}
     handle_of = {}
     for call in calls:
