@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callsure.actors.demo.backend import next_local_time
+from callsure.actors.demo.callers import TIME_KEYS_S, keyed_time
 from callsure.actors.demo.desk import Desk
 from callsure.actors.demo.runner import retry_ladder
 from callsure.actors.demo.workload import (
@@ -165,13 +166,37 @@ def test_keyed_time_rejects_bad_digits():
             next_local_time(keyed, zone)
 
 
-def test_keyed_time_is_next_occurrence():
+@pytest.mark.parametrize(
+    ("keyed", "expected"),
+    [
+        # The current minute means now, not tomorrow.
+        ("0749", datetime(2026, 12, 6, 7, 49, 6)),
+        ("0750", datetime(2026, 12, 6, 7, 50)),
+        ("2359", datetime(2026, 12, 6, 23, 59)),
+        ("0748", datetime(2026, 12, 7, 7, 48)),
+        ("0000", datetime(2026, 12, 7, 0, 0)),
+    ],
+)
+def test_keyed_time_is_next_occurrence(keyed, expected):
     zone = ZoneInfo("Asia/Jerusalem")
-    now = datetime.now(zone).replace(tzinfo=None)
-    keyed = now.strftime("%H%M")
-    result = next_local_time(keyed, zone)
-    assert result > now
-    assert (result - now).total_seconds() <= 24 * 3600
+    now = datetime(2026, 12, 6, 7, 49, 6, tzinfo=zone)
+    assert next_local_time(keyed, zone, now) == expected
+
+
+@pytest.mark.parametrize("second", [0, 6, 30, 59])
+def test_demo_caller_keys_time_ahead(second):
+    zone = ZoneInfo("Asia/Jerusalem")
+    dialed = datetime(2026, 12, 6, 7, 49, second, tzinfo=zone)
+    keyed = keyed_time(dialed)
+    wanted = dialed.replace(hour=int(keyed[:2]), minute=int(keyed[2:]), second=0)
+    lead_s = (wanted - dialed).total_seconds() - TIME_KEYS_S
+    assert lead_s >= 60
+    assert lead_s <= 180
+
+
+def test_demo_caller_keyed_time_passes_midnight():
+    zone = ZoneInfo("Asia/Jerusalem")
+    assert keyed_time(datetime(2026, 12, 6, 23, 58, 30, tzinfo=zone)) == "0000"
 
 
 def test_retry_ladder_compressed_and_bounded():

@@ -18,7 +18,7 @@ from sip_peers import PhoneBank, wav_rms
 from callsure.actors.sip.backend import SchedulerIvrBackend
 from callsure.actors.sip.gateway import CallGateway, GatewaySettings
 from callsure.engine.callbacks import CallbackMode
-from callsure.engine.clock import SystemClock
+from callsure.engine.clock import SystemClock, VirtualClock
 from callsure.engine.prediction import ErlangAPredictor, StaticForecast
 from callsure.engine.scheduler import CallbackScheduler
 from callsure.engine.store import SQLiteStore
@@ -200,6 +200,35 @@ def test_ivr_caller_chosen_time(gateway, callers, scheduler, events):
     callbacks, _ = scheduler.list(customer_id=caller)
     assert callbacks[0].mode is CallbackMode.AT_TIME
     assert callbacks[0].promised_time == wanted
+
+
+def keyed_time_backend(path, now: datetime) -> SchedulerIvrBackend:
+    predictor = ErlangAPredictor({"general": FORECAST}, horizon_s=86400)
+    scheduler = CallbackScheduler(SQLiteStore(path), predictor, VirtualClock(now))
+    return SchedulerIvrBackend(scheduler, "UTC")
+
+
+def test_ivr_keyed_current_minute_means_now(tmp_path):
+    # The caller keys 0749 at 07:49:06: the promise is for now, and the
+    # IVR reads back 0749, not a refusal for tomorrow's 07:49.
+    now = datetime(2026, 12, 6, 7, 49, 6, tzinfo=UTC)
+    backend = keyed_time_backend(tmp_path / "callsure.db", now)
+    promised = backend.request_callback(
+        "+14155550126", "general", "at_time", "0749", ()
+    )
+    assert promised == now
+    assert promised.strftime("%H%M") == "0749"
+    callbacks, _ = backend.scheduler.list(customer_id="+14155550126")
+    assert callbacks[0].promised_time == now
+
+
+def test_ivr_keyed_past_minute_means_tomorrow(tmp_path):
+    now = datetime(2026, 12, 6, 7, 49, 6, tzinfo=UTC)
+    backend = keyed_time_backend(tmp_path / "callsure.db", now)
+    promised = backend.request_callback(
+        "+14155550127", "general", "at_time", "0748", ()
+    )
+    assert promised == datetime(2026, 12, 7, 7, 48, tzinfo=UTC)
 
 
 class DispatcherProbe:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from callsure.actors.demo.workload import DemoCall
 
@@ -19,6 +20,11 @@ OFFER_KEY_S = 5.5
 TIME_KEYS_S = 8.5
 FALLBACK_KEY_S = 17.0
 CALLER_HANGUP_S = 30.0
+# A caller who keys a time asks for the first whole minute at least this
+# long after the keys are pressed, so the time is 1 to 2 minutes ahead
+# then. The allowance covers call setup before the answer.
+KEYED_LEAD_S = 60.0
+CALL_SETUP_ALLOWANCE_S = 5.0
 # IVR choices: 1 = when an agent is free, 3 = at the predicted time,
 # 2 = at a keyed time, "" = hang up and keep waiting in the queue.
 CHOICES = (("1", 0.45), ("3", 0.33), ("2", 0.14), ("", 0.08))
@@ -49,15 +55,11 @@ class IvrDialer:
         if choice in ("1", "3"):
             plan.append([OFFER_KEY_S, choice])
         elif choice == "2":
-            from zoneinfo import ZoneInfo
-
-            # The next minute in the center's zone, because keyed times
-            # have minute resolution. If the engine finds it infeasible,
-            # the caller takes the first free agent instead.
-            wanted = datetime.now(ZoneInfo(self.zone)) + timedelta(minutes=1)
+            # If the engine finds the time infeasible, the caller takes the
+            # first free agent instead.
             plan += [
                 [OFFER_KEY_S, "2"],
-                [TIME_KEYS_S, wanted.strftime("%H%M")],
+                [TIME_KEYS_S, keyed_time(datetime.now(ZoneInfo(self.zone)))],
                 [FALLBACK_KEY_S, "1"],
             ]
         self._serial += 1
@@ -71,3 +73,19 @@ class IvrDialer:
             hangup_after_s=CALLER_HANGUP_S if choice else OFFER_KEY_S + 1.0,
         )
         return True
+
+
+def keyed_time(dialed_at: datetime) -> str:
+    """Return the ``HHMM`` that a caller dialing at ``dialed_at`` keys.
+
+    The phone process plays a plan fixed when the call is placed, so the
+    time is chosen then, for the moment the keys are pressed: the first
+    whole minute ``KEYED_LEAD_S`` or more after it.
+    """
+    keys_at = dialed_at + timedelta(
+        seconds=CALL_SETUP_ALLOWANCE_S + TIME_KEYS_S + KEYED_LEAD_S
+    )
+    wanted = keys_at.replace(second=0, microsecond=0)
+    if wanted < keys_at:
+        wanted += timedelta(minutes=1)
+    return wanted.strftime("%H%M")

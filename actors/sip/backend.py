@@ -136,8 +136,10 @@ def next_local_time(
 ) -> datetime:
     """Turn keyed ``HHMM`` into the next such naive wall-clock time in ``zone``.
 
-    ``now`` is an aware time (default: the system clock). A time of day
-    that has passed today means tomorrow.
+    ``now`` is an aware time (default: the system clock). A time in the
+    current minute means now, because keyed times have minute resolution
+    and the caller keys the time in the minute it names. A time of day
+    that passed before the current minute means tomorrow.
 
     Raises
     ------
@@ -153,6 +155,9 @@ def next_local_time(
         raise InvalidTimeError("requested_time", keyed, "key a time from 0000 to 2359")
     local_now = (now or datetime.now(zone)).astimezone(zone).replace(tzinfo=None)
     candidate = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if candidate <= local_now:
+    this_minute = local_now.replace(second=0, microsecond=0)
+    if candidate == this_minute:
+        return local_now
+    if candidate < this_minute:
         candidate += timedelta(days=1)
     return candidate
