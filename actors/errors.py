@@ -81,8 +81,12 @@ def unwrap(exc: BaseException) -> BaseException:
 
 
 def _from_validation(exc: ValidationError) -> RpcError:
+    if exc.value is None or exc.value == "":
+        description = f"missing value: {exc.fix}"
+    else:
+        description = f"invalid value {exc.value!r}: {exc.fix}"
     violation = error_details_pb2.BadRequest.FieldViolation(
-        field=exc.field, description=f"invalid value {exc.value!r}: {exc.fix}"
+        field=exc.field, description=description
     )
     return RpcError(
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -82,7 +82,10 @@ class ValidationError(CallsureError, ValueError):
         self.field = field
         self.value = value
         self.fix = fix
-        super().__init__(f"invalid {field} {value!r}: {fix}")
+        if value is None or value == "":
+            super().__init__(f"missing {field}: {fix}")
+        else:
+            super().__init__(f"invalid {field} {value!r}: {fix}")
 
 
 class InvalidPhoneNumberError(ValidationError):

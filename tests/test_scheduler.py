@@ -238,6 +238,21 @@ def test_local_time_in_dst_gap_rejected(scheduler):
         )
 
 
+def test_local_time_without_zone_missing(scheduler):
+    with pytest.raises(ValidationError) as raised:
+        scheduler.create(
+            request(
+                "c1",
+                mode=CallbackMode.AT_TIME,
+                requested_local_time=datetime(2026, 3, 30, 10, 0),
+                time_zone=None,
+            )
+        )
+    assert str(raised.value) == (
+        "missing time_zone: send the IANA zone of the local time"
+    )
+
+
 def test_predicted_promise_never_before_earlier_entrant(scheduler):
     first = scheduler.create(
         request("c1", mode=CallbackMode.PREDICTED, queue_position=12)
