@@ -108,7 +108,8 @@ def test_fit_rejects_too_few_days(bank_log, tmp_path):
         ],
     )
     assert result.exit_code == 2
-    assert "fit days" in result.output
+    assert "invalid fit days '2 days with calls'" in result.output
+    assert "fit on at least" in result.output
 
 
 def test_score_rejects_empty_file_without_allow_pickle(bank_log, tmp_path):

@@ -199,10 +199,12 @@ class WaitModel:
             {d for d, keep in zip(callers.local_dates, fit_mask, strict=True) if keep}
         )
         if len(fit_dates) <= CALIBRATION_DAYS:
+            count = len(fit_dates)
             raise ValidationError(
                 "fit days",
-                len(fit_dates),
-                f"fit on more than {CALIBRATION_DAYS} days of history",
+                f"{count} day{'' if count == 1 else 's'} with calls",
+                f"fit on at least {CALIBRATION_DAYS + 1} days with calls, the "
+                f"last {CALIBRATION_DAYS} of them for calibration",
             )
         first, last = fit_dates[0], fit_dates[-1]
         rates = Rates.fit(
