@@ -1,9 +1,12 @@
 """Bearer-token check of every call, as a grpc.aio server interceptor.
 
 A client sends the metadata ``authorization: Bearer <token>``. Every
-method, the health check and reflection included, is refused with
-UNAUTHENTICATED when the token is missing or wrong. The token is compared
-in constant time and never logged.
+method, reflection included, is rejected with UNAUTHENTICATED when the
+token is missing or wrong. Check and Watch of the standard health service
+(``grpc.health.v1.Health``) also run for a call without ``authorization``
+metadata, because load balancers probe them without credentials and they
+return only a serving status. A wrong token is rejected there too. The
+token is compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ logger = logging.getLogger(__name__)
 
 AUTHORIZATION_KEY = "authorization"
 SCHEME = "Bearer "
+# Health probes, which run for a call without authorization metadata.
+TOKEN_EXEMPT_METHODS = frozenset(
+    {"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"}
+)
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
@@ -47,7 +54,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             if key == AUTHORIZATION_KEY:
                 presented = value.encode() if isinstance(value, str) else value
                 return hmac.compare_digest(presented, self._expected)
-        return False
+        return handler_call_details.method in TOKEN_EXEMPT_METHODS
 
 
 async def _abort_unauthenticated(context: grpc.aio.ServicerContext) -> None:

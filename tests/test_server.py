@@ -36,7 +36,7 @@ from callsure.engine.exceptions import (
     ValidationError,
 )
 from callsure.engine.predictor import WaitEstimate
-from callsure.v1 import callback_pb2
+from callsure.v1 import admin_pb2, admin_pb2_grpc, callback_pb2
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
@@ -341,7 +341,8 @@ def test_tls_with_token_serving(certificate):
     assert status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_tls_without_token_rejected(certificate):
+def test_tls_health_without_token_serving(certificate):
+    # Load balancers probe the health service without credentials.
     cert, key = certificate
     config = load_config(None).replace(
         server={
@@ -352,9 +353,60 @@ def test_tls_without_token_rejected(certificate):
         }
     )
     credentials = grpc.ssl_channel_credentials(cert.read_bytes())
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        asyncio.run(check_health(config.server, credentials, ()))
-    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    status = asyncio.run(check_health(config.server, credentials, ()))
+    assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def probe_token_check(server_config) -> dict:
+    """Call a server that requires a token without one, and Check with a
+    wrong one; return each call's status code name, or its health status."""
+    running = await start_server(server_config, health_only_servicers())
+    results = {}
+    try:
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            health_stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="callsure.v1.AdminService")
+            reply = await health_stub.Check(request, timeout=10)
+            results["Check"] = health_pb2.HealthCheckResponse.ServingStatus.Name(
+                reply.status
+            )
+            watch = health_stub.Watch(request, timeout=10)
+            reply = await watch.read()
+            watch.cancel()
+            results["Watch"] = health_pb2.HealthCheckResponse.ServingStatus.Name(
+                reply.status
+            )
+            wrong = (("authorization", "Bearer wrong"),)
+            calls = {
+                "Check with wrong token": health_stub.Check(
+                    request, metadata=wrong, timeout=10
+                ),
+                "List": health_stub.List(health_pb2.HealthListRequest(), timeout=10),
+                "GetRetryPolicy": admin_pb2_grpc.AdminServiceStub(
+                    channel
+                ).GetRetryPolicy(admin_pb2.GetRetryPolicyRequest(), timeout=10),
+            }
+            for name, call in calls.items():
+                try:
+                    await call
+                    results[name] = "OK"
+                except grpc.aio.AioRpcError as error:
+                    results[name] = error.code().name
+    finally:
+        await running.stop(0)
+    return results
+
+
+def test_token_exempts_only_health_probes():
+    config = load_config(None).replace(
+        server={"grpc_address": "127.0.0.1:0", "token": "s3cret"}
+    )
+    results = asyncio.run(probe_token_check(config.server))
+    assert results["Check"] == "SERVING"
+    assert results["Watch"] == "SERVING"
+    assert results["Check with wrong token"] == "UNAUTHENTICATED"
+    assert results["List"] == "UNAUTHENTICATED"
+    assert results["GetRetryPolicy"] == "UNAUTHENTICATED"
 
 
 def test_half_tls_config_rejected(certificate):
