@@ -4,7 +4,8 @@ campaigns.
 
 Every subcommand prints the server's reply as JSON (one object per line
 for ``events``), so it works in scripts. Errors print the status code, the
-message and the field violations, and exit with status 1.
+message and the field violations, and exit with status 1; a server that
+cannot be reached gets one line naming its address instead.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class Connection:
     """A channel and the call metadata (the bearer token) of one command."""
 
     def __init__(self, address: str, token: str, ca_file: str | None):
+        self.address = address
         if ca_file:
             credentials = grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
             self.channel = grpc.secure_channel(address, credentials)
@@ -132,6 +134,8 @@ def _print(message, with_defaults: bool = False) -> None:
 
 
 def _fail(error: grpc.RpcError, hint: str = "") -> None:
+    if error.code() is grpc.StatusCode.UNAVAILABLE:
+        _fail_unavailable(error, hint)
     click.echo(f"error: {error.code().name}: {error.details()}", err=True)
     status = decode_status(error)
     for detail in status.details if status else ():
@@ -151,6 +155,25 @@ def _fail(error: grpc.RpcError, hint: str = "") -> None:
             "CALLSURE_CLIENT_TOKEN.",
             err=True,
         )
+    if hint:
+        click.echo(hint, err=True)
+    sys.exit(1)
+
+
+def _fail_unavailable(error: grpc.RpcError, hint: str) -> None:
+    """Print one line naming the server's address, instead of gRPC's
+    connection details, and exit 1."""
+    context = click.get_current_context(silent=True)
+    connection = context.find_object(Connection) if context else None
+    address = connection.address if connection else "the configured address"
+    # gRPC's details end with the socket error, such as "Connection refused".
+    reason = (error.details() or "unavailable").rpartition(": ")[2]
+    click.echo(
+        f"error: cannot reach the callsure server at {address} ({reason}): "
+        "start it with `callsure serve`, or give its address with --address "
+        "or CALLSURE_CLIENT_ADDRESS",
+        err=True,
+    )
     if hint:
         click.echo(hint, err=True)
     sys.exit(1)
@@ -277,7 +300,15 @@ def build_callback(
     "--window-period",
     help="Name of the queue's window period on --window-date, such as morning.",
 )
-@click.option("--grade", type=click.Choice(sorted(GRADES)), help="Grade hint.")
+@click.option(
+    "--grade",
+    type=click.Choice(sorted(GRADES)),
+    help="Grade the contact center already knows, stored as the customer's "
+    "CRM attribute grade. The server's grade rules decide the grade, and use "
+    "this hint only when a rule matches it, such as vip_attributes "
+    "grade = vip; the default rules match no attribute, so the callback "
+    "stays regular. See `callsure client admin get grade-rules`.",
+)
 @click.option("--ivr", multiple=True, help="IVR step such as main:2; repeatable.")
 @click.option("--request-id", help="Idempotency key; a new UUID when omitted.")
 @click.pass_obj
@@ -383,15 +414,39 @@ def cancel(connection, name, reason):
     _print(response.callback)
 
 
+def check_cursor(ctx, param, value: str) -> str:
+    """Check an event cursor given on the command line, which is an event's
+    sequence number, and return it. Raises ``click.BadParameter`` otherwise."""
+    if not value:
+        return value
+    # The server's sequence numbers are SQLite integers, below 2**63.
+    if not (value.isascii() and value.isdigit()) or int(value) >= 2**63:
+        raise click.BadParameter(
+            f"{value!r} is not an event cursor: give the cursor field of an "
+            "event printed before, a sequence number such as 42, or 0 for "
+            "every event",
+            param=param,
+        )
+    return value
+
+
 @client.command("events")
-@click.option("--after", "after_cursor", default="", help="Resume after this cursor.")
+@click.option(
+    "--after",
+    "after_cursor",
+    default="",
+    callback=check_cursor,
+    help="Print only the events after this cursor (the cursor field of an "
+    "event printed before, a sequence number).",
+)
 @click.option("--follow/--no-follow", default=True, show_default=True)
 @click.pass_obj
 def events(connection, after_cursor, follow):
     """Print journal events in order; with --follow, wait for new ones."""
     stub = event_pb2_grpc.EventServiceStub(connection.channel)
     request = event_pb2.StreamEventsRequest(after_cursor=after_cursor, follow=follow)
-    cursor = after_cursor
+    # The cursor of the last event printed; the resume hint needs one.
+    cursor = ""
     try:
         for response in stub.StreamEvents(request, metadata=connection.metadata):
             _print(response.event)
@@ -484,12 +539,12 @@ def admin_update(connection, setting, file):
 
     FILE contains the fields of the Update request, named as in
     proto/callsure/v1/admin.proto, such as the output of ``client admin
-    get SETTING``. Each update replaces the whole setting: for
-    callback-windows the calendar of the file's queue (the default calendar
-    when queue is empty), for capacity-limits the limits of every queue, so
-    send back the output of ``admin get capacity-limits`` without --queue.
-    For callback-windows, date_periods sets the periods of single dates.
-    Prints the server's reply.
+    get SETTING``. Each update replaces the whole setting. For
+    callback-windows that is the calendar of the file's queue, or the
+    default calendar when queue is empty, and date_periods sets the periods
+    of single dates. For capacity-limits it is the limits of every queue,
+    so send back the output of ``admin get capacity-limits`` without
+    --queue. Prints the server's reply.
     """
     method = ADMIN_UPDATES[setting][0]
     # click's binary stdin has no name.

@@ -115,6 +115,51 @@ def test_create_help_documents_at():
     assert "--window-period" in result.output
 
 
+def test_create_help_explains_grade():
+    result = CliRunner().invoke(cli, ["client", "create", "--help"])
+    help_text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "The server's grade rules decide the grade" in help_text
+    assert "the default rules match no attribute" in help_text
+    # click may wrap the help text at the hyphen of grade-rules.
+    assert "callsure client admin get grade" in help_text
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "-1", "1.5", "٣", str(2**63)])
+def test_events_after_invalid_cursor_rejected(cursor):
+    # Port 1 on loopback: the option is rejected before a call is made.
+    result = CliRunner().invoke(
+        cli,
+        ["client", "--address", "127.0.0.1:1", "events", "--no-follow"]
+        + ["--after", cursor],
+    )
+    assert result.exit_code == 2
+    assert f"{cursor!r} is not an event cursor" in result.output
+    assert "Resume with" not in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["get", "callbacks/x"],
+        ["events", "--no-follow", "--after", "5"],
+        ["admin", "get", "retry-policy"],
+        ["campaign", "list"],
+    ],
+)
+def test_no_server_one_line_names_address(command):
+    # Nothing listens on port 1 of loopback, so the connection is refused.
+    result = CliRunner().invoke(cli, ["client", "--address", "127.0.0.1:1", *command])
+    lines = result.output.splitlines()
+    assert result.exit_code == 1
+    assert len(lines) == 1, result.output
+    assert "cannot reach the callsure server at 127.0.0.1:1" in lines[0]
+    assert "callsure serve" in lines[0]
+    assert "--address" in lines[0]
+    assert "failed to connect to all addresses" not in result.output
+
+
 @pytest.mark.slow
 def test_events_stopped_server_prints_resume():
     folder = private_folder()
