@@ -533,8 +533,14 @@ def parse_update(text: str, setting: str, source: str):
 @admin.command("update")
 @click.argument("setting", type=click.Choice(list(ADMIN_UPDATES)))
 @click.argument("file", type=click.File("rb"))
+@click.option(
+    "--remove-missing",
+    is_flag=True,
+    help="For capacity-limits: remove the limits of queues that FILE leaves "
+    "out, instead of refusing the update.",
+)
 @click.pass_obj
-def admin_update(connection, setting, file):
+def admin_update(connection, setting, file, remove_missing):
     """Replace the SETTING with the JSON object in FILE ("-" reads stdin).
 
     FILE contains the fields of the Update request, named as in
@@ -542,9 +548,10 @@ def admin_update(connection, setting, file):
     get SETTING``. Each update replaces the whole setting. For
     callback-windows that is the calendar of the file's queue, or the
     default calendar when queue is empty, and date_periods sets the periods
-    of single dates. For capacity-limits it is the limits of every queue,
-    so send back the output of ``admin get capacity-limits`` without
-    --queue. Prints the server's reply.
+    of single dates. For capacity-limits it is the limits of every queue:
+    a FILE that leaves out a queue with a limit now, such as the output of
+    ``admin get capacity-limits --queue Q``, is refused unless
+    --remove-missing is given. Prints the server's reply.
     """
     method = ADMIN_UPDATES[setting][0]
     # click's binary stdin has no name.
@@ -559,7 +566,32 @@ def admin_update(connection, setting, file):
             f"{error.start}); save it as UTF-8"
         ) from None
     request = parse_update(text, setting, source)
+    if setting == "capacity-limits" and not remove_missing:
+        _check_no_limit_dropped(connection, request, source)
     _call_admin(connection, method, request)
+
+
+def _check_no_limit_dropped(connection, request, source: str) -> None:
+    """Refuse a capacity-limits update that would remove a queue's limit
+    only because the file leaves the queue out."""
+    stub = admin_pb2_grpc.AdminServiceStub(connection.channel)
+    try:
+        current = stub.GetCapacityLimits(
+            admin_pb2.GetCapacityLimitsRequest(),
+            metadata=connection.metadata,
+            timeout=TIMEOUT_S,
+        )
+    except grpc.RpcError as error:
+        _fail(error)
+    kept = {limit.queue for limit in request.limits}
+    dropped = sorted({limit.queue for limit in current.limits} - kept)
+    if dropped:
+        raise click.UsageError(
+            f"{source} has no limits for {', '.join(dropped)}, which have limits "
+            "now, so this update would remove them. Add them to the file "
+            "(`callsure client admin get capacity-limits` without --queue prints "
+            "every queue), or pass --remove-missing to remove them"
+        )
 
 
 # Campaigns

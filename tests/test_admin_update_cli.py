@@ -185,3 +185,29 @@ def test_invalid_retry_policy_names_field(served):
     assert "INVALID_ARGUMENT" in updated.output
     assert "max_attempts: invalid value 0" in updated.output
     assert after["max_attempts"] == 9
+
+
+@pytest.mark.slow
+def test_capacity_limits_of_one_queue_refused(served, tmp_path):
+    served.admin.UpdateCapacityLimits(CAPACITY_LIMITS, timeout=CALL_TIMEOUT_S)
+    path = tmp_path / "sales.json"
+    path.write_text(admin_get(served, "capacity-limits", "sales"))
+    refused = run_client(served, "admin", "update", "capacity-limits", str(path))
+    after = json.loads(admin_get(served, "capacity-limits"))
+    assert refused.exit_code == 2
+    assert "has no limits for billing" in refused.output
+    assert "--remove-missing" in refused.output
+    assert [limit["queue"] for limit in after["limits"]] == ["sales", "billing"]
+
+
+@pytest.mark.slow
+def test_capacity_limits_remove_missing(served, tmp_path):
+    served.admin.UpdateCapacityLimits(CAPACITY_LIMITS, timeout=CALL_TIMEOUT_S)
+    path = tmp_path / "sales.json"
+    path.write_text(admin_get(served, "capacity-limits", "sales"))
+    updated = run_client(
+        served, "admin", "update", "capacity-limits", str(path), "--remove-missing"
+    )
+    after = json.loads(admin_get(served, "capacity-limits"))
+    assert updated.exit_code == 0, updated.output
+    assert [limit["queue"] for limit in after["limits"]] == ["sales"]
