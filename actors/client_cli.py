@@ -583,8 +583,8 @@ def _check_no_limit_dropped(connection, request, source: str) -> None:
         )
     except grpc.RpcError as error:
         _fail(error)
-    kept = {limit.queue for limit in request.limits}
-    dropped = sorted({limit.queue for limit in current.limits} - kept)
+    sent = {limit.queue for limit in request.limits}
+    dropped = sorted({limit.queue for limit in current.limits} - sent)
     if dropped:
         raise click.UsageError(
             f"{source} has no limits for {', '.join(dropped)}, which have limits "
