@@ -278,7 +278,8 @@ def format_report(report: dict) -> str:
         ),
         f"  SMS requests {report['sms_requests']}",
         f"  live callers: answered {live['answered']}, abandoned {live['abandoned']}, "
-        f"service level {live['service_level']} within "
+        f"left with a promise {live['left_with_promise']}, still waiting at the end "
+        f"{live['waiting_at_end']}, service level {live['service_level']} within "
         f"{live['service_level_time_s']:g} s, abandonment {live['abandonment']}",
         f"  repeat callers {repeat['arrived']}: answered {repeat['answered']}, "
         f"promised a callback {repeat['promised']}, abandoned {repeat['abandoned']}",

@@ -140,6 +140,13 @@ def test_demo_failed_callbacks_end_in_sms(report):
 def test_demo_live_callers_counted(report):
     live = report["live"]
     assert live["arrived"] == report["callers"]
+    accounted = (
+        live["answered"]
+        + live["abandoned"]
+        + live["left_with_promise"]
+        + live["waiting_at_end"]
+    )
+    assert accounted == live["arrived"]
     assert live["answered"] >= 1
     assert live["abandoned"] >= 1
     assert 0.0 <= live["service_level"] <= 1.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections import Counter
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -12,7 +11,12 @@ import pytest
 
 from callsure.actors.demo.backend import next_local_time
 from callsure.actors.demo.callers import TIME_KEYS_S, keyed_time
-from callsure.actors.demo.desk import Desk
+from callsure.actors.demo.desk import (
+    HOLD_LIMIT_S,
+    SERVICE_LEVEL_TIME_S,
+    CallbackNeed,
+    Desk,
+)
 from callsure.actors.demo.runner import retry_ladder
 from callsure.actors.demo.workload import (
     DEFAULT_LOG,
@@ -205,13 +209,15 @@ def test_retry_ladder_compressed_and_bounded():
         assert 5.0 <= delay_s <= 20.0
 
 
-def desk_with(calls, due=0):
+def desk_with(calls, needs=(), agents=("retail-1",), to_ivr=()):
+    """A desk on ``calls`` whose callbacks waiting are ``needs`` (a list the
+    test may change); callers in ``to_ivr`` go to the IVR."""
     workload = DemoWorkload(
         calls=calls,
         speed=10.0,
         start_local=datetime(1999, 2, 3, 13, tzinfo=ZoneInfo("Asia/Jerusalem")),
         duration_s=10.0,
-        agents={RETAIL: ["retail-1"]},
+        agents={RETAIL: list(agents)},
         vip_customers=[],
         answers={},
     )
@@ -219,8 +225,8 @@ def desk_with(calls, due=0):
     desk = Desk(
         workload,
         lambda agent, busy: states.append((agent, busy)),
-        lambda call: False,
-        lambda group: due,
+        lambda call: call.phone_number in to_ivr,
+        lambda group: list(needs),
     )
     return desk, states
 
@@ -238,37 +244,157 @@ def call(number: str, arrival_s: float, patience_s=None, handle_s=30.0):
     )
 
 
+def run_desk(desk, until_s: float, tick_s: float = 0.05) -> None:
+    """Step ``desk`` in its own time from its last step to ``until_s``."""
+    now = getattr(desk, "_test_now", 0.0)
+    while now <= until_s:
+        desk.step(now)
+        now = round(now + tick_s, 6)
+    desk._test_now = now
+
+
 def test_desk_serves_first_and_abandons_second():
     desk, states = desk_with([call("+1", 0.0), call("+2", 0.1, patience_s=0.3)])
-    desk.start()
-    time.sleep(1.5)
-    desk.stop()
+    run_desk(desk, 1.5)
     assert desk.stats.answered == 1
     assert desk.stats.abandoned == 1
     assert states == [("retail-1", True)]
 
 
-def test_desk_keeps_agent_for_due_callback():
-    desk, states = desk_with([call("+1", 0.0)], due=1)
-    desk.start()
-    time.sleep(1.0)
-    desk.on_agent_leg("agents#1", RETAIL)
-    time.sleep(0.5)
-    desk.stop()
+def test_desk_reserves_agent_for_dialed_callback():
+    dialing = CallbackNeed("cb_1/1", "+9", dialing=True)
+    desk, states = desk_with([call("+1", 0.0)], needs=[dialing])
+    run_desk(desk, 1.0)
     assert desk.stats.answered == 0
+    assert desk.reserved_agents() == 1
+    desk.on_agent_leg("agents#1", RETAIL, "cb_1/1")
+    run_desk(desk, 1.5)
     assert desk.agents["retail-1"].callbacks_served == 1
+    assert desk.reserved_agents() == 0
     assert states == [("retail-1", True)]
+
+
+def test_desk_reservation_ends_at_hold_limit():
+    # The callback stays listed (its leg never arrives); after the limit
+    # the agent serves the queue and is not reserved again.
+    dialing = CallbackNeed("cb_1/1", "+9", dialing=True)
+    calls = [call("+1", 0.0, handle_s=100.0), call("+2", 0.0), call("+3", 0.0)]
+    desk, _ = desk_with(calls, needs=[dialing], agents=("retail-1", "retail-2"))
+    run_desk(desk, HOLD_LIMIT_S - 1.0)
+    assert desk.stats.answered == 1
+    assert desk.reserved_agents() == 1
+    run_desk(desk, HOLD_LIMIT_S + 1.0)
+    assert desk.stats.answered == 2
+    assert desk.reserved_agents() == 0
+    run_desk(desk, HOLD_LIMIT_S + 40.0)
+    assert desk.stats.answered == 3
+
+
+def test_desk_keeps_one_agent_for_late_callers():
+    # One agent and a callback being dialed: once the caller has waited
+    # past the service-level time, the agent serves the caller.
+    dialing = CallbackNeed("cb_1/1", "+9", dialing=True)
+    desk, _ = desk_with([call("+1", 0.0)], needs=[dialing])
+    run_desk(desk, 1.0)
+    assert desk.stats.answered == 0
+    run_desk(desk, SERVICE_LEVEL_TIME_S / desk.speed + 0.2)
+    assert desk.stats.answered == 1
+    assert desk.stats.answered_in_target == 0
+
+
+def test_desk_callback_keeps_callers_place():
+    # +9 entered first and took a callback "when an agent is free"; +2
+    # entered later and waits live. The freed agent is reserved for +9.
+    calls = [call("+1", 0.0, handle_s=1.0), call("+9", 0.0), call("+2", 0.5)]
+    needs: list = []
+    desk, _ = desk_with(calls, needs=needs, to_ivr={"+9"})
+    run_desk(desk, 0.2)
+    desk.on_promise("+9")
+    needs.append(CallbackNeed("cb_9/1", "+9", dialing=False))
+    run_desk(desk, 1.5)
+    assert desk.stats.answered == 1
+    assert desk.reserved_agents() == 1
+
+
+def test_desk_callback_waits_behind_earlier_caller():
+    calls = [call("+1", 0.0, handle_s=1.0), call("+2", 0.0), call("+9", 0.5)]
+    needs: list = []
+    desk, _ = desk_with(calls, needs=needs, to_ivr={"+9"})
+    run_desk(desk, 0.7)
+    desk.on_promise("+9")
+    needs.append(CallbackNeed("cb_9/1", "+9", dialing=False))
+    run_desk(desk, 1.5)
+    assert desk.stats.answered == 2
+    assert desk.reserved_agents() == 0
 
 
 def test_desk_promise_takes_caller_out_of_queue():
     desk, _ = desk_with([call("+1", 0.0, handle_s=30.0), call("+2", 0.0)])
-    desk.start()
-    time.sleep(0.5)
+    run_desk(desk, 0.5)
     desk.on_promise("+2")
-    time.sleep(0.5)
-    desk.stop()
+    run_desk(desk, 1.0)
     assert desk.stats.left_with_promise == 1
     assert desk.queue_lengths() == {RETAIL: 0}
+
+
+def test_tally_skips_callback_in_retry_delay():
+    from datetime import UTC, timedelta
+
+    from callsure.actors.demo.tally import Tally
+    from callsure.engine.callbacks import Event
+    from callsure.v1 import callback_pb2
+
+    desk, _ = desk_with([call("+9", 0.0)])
+    tally = Tally(desk.workload, keep_window_s=30.0)
+    message = callback_pb2.Callback(name="callbacks/cb_9", queue=RETAIL)
+    tally.on_promise("+9", "asap", message)
+    assert [n.attempt_id for n in tally.callbacks_waiting(RETAIL)] == ["cb_9/1"]
+    now = datetime.now(UTC)
+    row = {
+        "state": "pending",
+        "last_attempt": 1,
+        "not_before": (now + timedelta(seconds=30)).timestamp(),
+    }
+    retry = Event(1, now, "callback.retry_scheduled", "cb_9", {"callback": row})
+    tally.on_journal_event(retry)
+    assert tally.callbacks_waiting(RETAIL) == []
+    row["not_before"] = (now - timedelta(seconds=1)).timestamp()
+    tally.on_journal_event(Event(2, now, "callback.updated", "cb_9", {"callback": row}))
+    assert [n.attempt_id for n in tally.callbacks_waiting(RETAIL)] == ["cb_9/2"]
+
+
+def test_report_accounts_for_every_caller():
+    from callsure.actors.demo.runner import DemoOptions
+    from callsure.actors.demo.tally import Tally
+
+    calls = [
+        call("+1", 0.0, handle_s=100.0),
+        call("+2", 0.0, patience_s=0.5),
+        call("+3", 0.0),
+        call("+9", 0.0),
+    ]
+    desk, _ = desk_with(calls, to_ivr={"+9"})
+    run_desk(desk, 0.2)
+    desk.on_promise("+9")
+    run_desk(desk, 2.0)
+    tally = Tally(desk.workload, keep_window_s=30.0)
+    tally.desk = desk
+    options = DemoOptions(
+        DEFAULT_LOG, DEFAULT_RECORDINGS, QUICK_START, 1.0, 10.0, 1, 0.0, 1, 1
+    )
+    live = tally.report(options, elapsed_s=2.0, server="")["live"]
+    assert live["arrived"] == 4
+    assert live["answered"] == 1
+    assert live["abandoned"] == 1
+    assert live["left_with_promise"] == 1
+    assert live["waiting_at_end"] == 1
+    accounted = (
+        live["answered"]
+        + live["abandoned"]
+        + live["left_with_promise"]
+        + live["waiting_at_end"]
+    )
+    assert accounted == live["arrived"]
 
 
 def test_live_view_shows_queues_and_counts():
@@ -278,9 +404,7 @@ def test_live_view_shows_queues_and_counts():
     from callsure.actors.demo.view import LiveView
 
     desk, _ = desk_with([call("+1", 0.0), call("+2", 0.0)])
-    desk.start()
-    time.sleep(0.3)
-    desk.stop()
+    run_desk(desk, 0.3)
     tally = Tally(desk.workload, keep_window_s=30.0)
     tally.desk = desk
     view = LiveView(io.StringIO())

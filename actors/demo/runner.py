@@ -30,6 +30,7 @@ from callsure.actors.demo.workload import (
     DemoWorkload,
     common_prior,
 )
+from callsure.actors.sip.callflow import ATTEMPT_ID_HEADER
 from callsure.engine.exceptions import CallsureError
 from callsure.engine.phone import mask_number
 
@@ -58,7 +59,12 @@ def run_demo(
     """Run the demo end to end and return the report (see ``Tally.report``)."""
     from callsure.actors.demo.backend import GrpcIvrBackend
     from callsure.actors.demo.desk import Desk
-    from callsure.actors.demo.stack import DemoStack, demo_config, gateway_settings
+    from callsure.actors.demo.stack import (
+        DIAL_LEAD_S,
+        DemoStack,
+        demo_config,
+        gateway_settings,
+    )
 
     workload = DemoWorkload.build(
         options.log_path,
@@ -84,7 +90,7 @@ def run_demo(
         common_prior(workload.forecasts),
     )
     stack = DemoStack(config, folder)
-    tally = Tally(workload, config.prediction.keep_window_s)
+    tally = Tally(workload, config.prediction.keep_window_s, DIAL_LEAD_S)
     numbers = workload.numbers
     vip = set(workload.vip_customers)
 
@@ -155,7 +161,7 @@ def run_demo(
         ivr = IvrDialer(callers, gateway.sip_addresses, config.prediction.zone, tally)
         ivr.seed(options.seed)
         desk = Desk(
-            workload, cti.agent_state, ivr.dial, tally.due_callbacks, cti.contact
+            workload, cti.agent_state, ivr.dial, tally.callbacks_waiting, cti.contact
         )
         desk_holder["desk"] = desk
         tally.desk = desk
@@ -205,7 +211,8 @@ def _on_agent_phone_event(event: dict, desk_holder: dict) -> None:
     if desk is None:
         return
     if event["ev"] == "incoming":
-        desk.on_agent_leg(event["call"], event["user"])
+        attempt_id = event.get("headers", {}).get(ATTEMPT_ID_HEADER, "")
+        desk.on_agent_leg(event["call"], event["user"], attempt_id)
     elif event["ev"] == "state" and event["state"] == "DISCONNECTED":
         desk.on_agent_leg_ended(event["call"])
 

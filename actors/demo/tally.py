@@ -14,10 +14,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from callsure.actors.demo.desk import SERVICE_LEVEL_TIME_S
+from callsure.actors.demo.desk import SERVICE_LEVEL_TIME_S, CallbackNeed
 from callsure.actors.demo.workload import VIP_AGENT, DemoWorkload
 from callsure.actors.sip.callflow import ATTEMPT_ID_HEADER
 
@@ -29,6 +29,8 @@ FINAL_KINDS = {
     "callback.dropped": "dropped",
 }
 VERDICT_LABELS = ("HUMAN", "MACHINE", "SIT", "FAX", "SILENCE")
+# Verdicts after which the gateway may bridge the customer to an agent.
+PERSON_VERDICTS = ("HUMAN", "NOTSURE")
 
 
 @dataclass
@@ -44,14 +46,31 @@ class Promise:
     state: str = "pending"
     completed_at: datetime | None = None
     vip: bool = False
+    # The engine's view, from the journal and the dial orders: pending or
+    # dialing, the earliest release time, and the attempts so far.
+    engine_state: str = "pending"
+    not_before: datetime | None = None
+    last_attempt: int = 0
+    # The attempt handed to the gateway last, and its dedicated agent.
+    dialed_attempt: str = ""
+    dialed_agent: str = ""
+
+    @property
+    def progress(self) -> int:
+        """Rank of the engine state: pending 0, dialing 1, pending again 2..."""
+        return 2 * self.last_attempt - (self.engine_state == "dialing")
 
 
 class Tally:
     """Counts of one demo run; see the module docstring."""
 
-    def __init__(self, workload: DemoWorkload, keep_window_s: float):
+    def __init__(
+        self, workload: DemoWorkload, keep_window_s: float, dial_lead_s: float = 0.0
+    ):
         self.workload = workload
         self.keep_window_s = keep_window_s
+        # The engine releases a timed promise this long before its time.
+        self.dial_lead_s = dial_lead_s
         self.lock = threading.Lock()
         self.desk = None
         self.promises: dict[str, Promise] = {}
@@ -62,6 +81,9 @@ class Tally:
         self.truth_of_attempt: dict[str, str] = {}
         self.recording_of_attempt: dict[str, str] = {}
         self.verdict_of_attempt: dict[str, str] = {}
+        # Attempts that ended, or whose answer was not a person: they need
+        # no agent.
+        self.attempts_done: set[str] = set()
         self.outcomes: Counter = Counter()
         self.attempt_log: list[dict] = []
         self.orders = 0
@@ -115,9 +137,16 @@ class Tally:
                 self.recording_of_attempt[attempt_id] = Path(event["play"]).name
 
     def on_gateway_event(self, kind: str, payload: dict) -> None:
-        if kind == "call.verdict":
-            with self.lock:
-                self.verdict_of_attempt[payload["attempt_id"]] = payload["verdict"]
+        attempt_id = payload.get("attempt_id")
+        if attempt_id is None:
+            return
+        with self.lock:
+            if kind == "call.verdict":
+                self.verdict_of_attempt[attempt_id] = payload["verdict"]
+                if payload["verdict"] not in PERSON_VERDICTS:
+                    self.attempts_done.add(attempt_id)
+            elif kind == "call.ended":
+                self.attempts_done.add(attempt_id)
 
     def on_promise(self, number: str, mode: str, callback) -> None:
         callback_id = callback.name.removeprefix("callbacks/")
@@ -135,11 +164,22 @@ class Tally:
                     created_at=datetime.now(UTC),
                     promised_time=promised,
                     vip=number in self._vip_numbers,
+                    not_before=promised or datetime.now(UTC),
                 ),
             )
 
     def on_order(self, order) -> None:
+        """Count an order handed to the gateway, whose attempt is now dialing."""
         with self.lock:
+            promise = self.promises.get(order.callback_id)
+            if promise is not None and order.attempt_number * 2 - 1 >= (
+                promise.progress
+            ):
+                promise.engine_state = "dialing"
+                promise.last_attempt = order.attempt_number
+            if promise is not None:
+                promise.dialed_attempt = order.attempt_id
+                promise.dialed_agent = order.target.agent_id or ""
             self.orders += 1
             if order.phone_number in self._vip_numbers:
                 self.vip_orders += 1
@@ -148,6 +188,7 @@ class Tally:
 
     def on_outcome(self, report) -> None:
         with self.lock:
+            self.attempts_done.add(report.attempt_id)
             self.outcomes[report.outcome.value] += 1
             self.attempt_log.append(
                 {
@@ -169,9 +210,12 @@ class Tally:
                 self.sms_requests += 1
             elif event.kind == "callback.overdue":
                 self.overdue += 1
-            state = FINAL_KINDS.get(event.kind)
             promise = self.promises.get(event.callback_id)
-            if state is None or promise is None:
+            if promise is None:
+                return
+            _follow_engine(promise, event.payload.get("callback"))
+            state = FINAL_KINDS.get(event.kind)
+            if state is None:
                 return
             promise.state = state
             if state == "completed":
@@ -179,17 +223,45 @@ class Tally:
 
     # ---------------------------------------------------------------- queries
 
-    def due_callbacks(self, group: str) -> int:
-        """Open promises of ``group`` due now (asap, or their time has come)."""
+    def callbacks_waiting(self, group: str) -> list[CallbackNeed]:
+        """Callbacks of ``group`` being dialed, and promises due but not released.
+
+        A promise waiting out a retry delay, or released and waiting for a
+        customer line, is neither.
+        """
         now = datetime.now(UTC)
+        needs = []
         with self.lock:
-            return sum(
-                1
-                for p in self.promises.values()
-                if p.group == group
-                and p.state == "pending"
-                and (p.promised_time is None or p.promised_time <= now)
-            )
+            for p in self.promises.values():
+                if p.group != group or p.state != "pending":
+                    continue
+                if p.engine_state == "dialing":
+                    attempt_id = f"{p.callback_id}/{p.last_attempt}"
+                    if (
+                        p.dialed_attempt == attempt_id
+                        and attempt_id not in self.attempts_done
+                    ):
+                        needs.append(
+                            CallbackNeed(
+                                attempt_id, p.number, True, agent_id=p.dialed_agent
+                            )
+                        )
+                elif self._is_due(p, now):
+                    needs.append(
+                        CallbackNeed(
+                            f"{p.callback_id}/{p.last_attempt + 1}",
+                            p.number,
+                            False,
+                            timed=p.promised_time is not None,
+                            agent_id=VIP_AGENT if p.vip else "",
+                        )
+                    )
+        return needs
+
+    def _is_due(self, promise: Promise, now: datetime) -> bool:
+        if promise.engine_state != "pending" or promise.not_before is None:
+            return False
+        return promise.not_before - timedelta(seconds=self.dial_lead_s) <= now
 
     def open_promises(self) -> int:
         with self.lock:
@@ -208,16 +280,14 @@ class Tally:
             states = Counter(p.state for p in self.promises.values())
             kept, late = self._kept_and_late()
             verdicts = Counter(self.verdict_of_attempt.values())
+            now = datetime.now(UTC)
             return {
                 "promises": len(self.promises),
                 "pending": states["pending"],
                 "due": sum(
                     1
                     for p in self.promises.values()
-                    if p.state == "pending"
-                    and (
-                        p.promised_time is None or p.promised_time <= datetime.now(UTC)
-                    )
+                    if p.state == "pending" and self._is_due(p, now)
                 ),
                 "kept": kept,
                 "late": late,
@@ -251,6 +321,10 @@ class Tally:
     def report(self, command_options, elapsed_s: float, server: str) -> dict:
         """Build the end-of-run report as plain data (written as JSON)."""
         desk = self.desk
+        # Callers still in the queue, in the IVR or waiting for an agent.
+        # Read before the tally's lock is taken, because the desk's thread
+        # takes the desk's lock first and then the tally's.
+        waiting_at_end = sum(desk.queue_lengths().values())
         with self.lock:
             promises = list(self.promises.values())
             kept, late = self._kept_and_late()
@@ -327,6 +401,7 @@ class Tally:
                     "abandoned": live.abandoned,
                     "sent_to_ivr": live.to_ivr,
                     "left_with_promise": live.left_with_promise,
+                    "waiting_at_end": waiting_at_end,
                     "service_level": (
                         round(live.answered_in_target / finished_live, 3)
                         if finished_live
@@ -348,6 +423,22 @@ class Tally:
                     "abandoned": live.repeat_abandoned,
                 },
             }
+
+
+def _follow_engine(promise: Promise, row: dict | None) -> None:
+    """Update ``promise`` from a journal event's callback row, unless the row
+    is older than what a dial order showed already."""
+    if not row or row.get("state") not in ("pending", "dialing"):
+        return
+    last_attempt = int(row.get("last_attempt", 0))
+    progress = 2 * last_attempt - (row["state"] == "dialing")
+    if progress < promise.progress:
+        return
+    promise.engine_state = row["state"]
+    promise.last_attempt = last_attempt
+    not_before = row.get("not_before")
+    if isinstance(not_before, int | float):
+        promise.not_before = datetime.fromtimestamp(not_before, UTC)
 
 
 def _median(values: list[float]) -> float | None:

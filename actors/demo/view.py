@@ -58,6 +58,7 @@ class LiveView:
         return (
             f"t={desk.elapsed_s:5.0f}s queue {queues} "
             f"busy={sum(not a.ready for a in desk.agents.values())}/{len(desk.agents)} "
+            f"reserved={desk.reserved_agents()} "
             f"ivr={counts['ivr_active']} promises={counts['promises']} "
             f"due={counts['due']} dialed={counts['dialed']} kept={counts['kept']} "
             f"late={counts['late']} failed={counts['failed']} "
@@ -90,7 +91,8 @@ class LiveView:
             "",
             f"live callers  arrived {live.arrived}  answered {live.answered}  "
             f"abandoned {live.abandoned}  to IVR {live.to_ivr}  "
-            f"left with a promise {live.left_with_promise}",
+            f"left with a promise {live.left_with_promise}  "
+            f"agents reserved for callbacks {desk.reserved_agents()}",
             f"promises      made {counts['promises']}  pending {counts['pending']}  "
             f"due {counts['due']}  kept {counts['kept']}  late {counts['late']}  "
             f"failed {counts['failed']}",
