@@ -263,7 +263,8 @@ def format_report(report: dict) -> str:
         ),
         f"  promises made {promises['made']} {promises['by_mode']}: kept "
         f"{promises['kept']}, late {promises['late']} (keep window "
-        f"{promises['keep_window_s']:g} s), open at end {promises['open_at_end']}, "
+        f"{promises['keep_window_s']:g} s), open at end {promises['open_at_end']} "
+        f"({promises['open_at_end_not_due']} promised for a later time), "
         f"states {promises['states']}",
         f"  callback attempts {attempts['dialed']}, retries {attempts['retries']}, "
         f"outcomes {attempts['outcomes']}",

@@ -373,6 +373,14 @@ class Tally:
                     "late": late,
                     "states": dict(states),
                     "open_at_end": states["pending"],
+                    # Promised for a time after the run's end, so not late.
+                    "open_at_end_not_due": sum(
+                        1
+                        for p in promises
+                        if p.state == "pending"
+                        and p.promised_time is not None
+                        and p.promised_time > datetime.now(UTC)
+                    ),
                     "keep_window_s": self.keep_window_s,
                     "median_late_s": _median(lateness),
                     "max_late_s": max(lateness, default=None),
