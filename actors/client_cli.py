@@ -26,7 +26,9 @@ from google.rpc import error_details_pb2
 
 from callsure.actors.auth import AUTHORIZATION_KEY, SCHEME
 from callsure.actors.errors import decode_status
-from callsure.engine.campaigns import MAX_IN_FLIGHT, CampaignState
+from callsure.engine.campaigns import MAX_IN_FLIGHT, CampaignState, check_language
+from callsure.engine.exceptions import ValidationError
+from callsure.engine.phone import mask_number
 from callsure.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -636,11 +638,13 @@ def read_targets(path: str) -> tuple[list[campaign_pb2.CampaignTarget], list[int
     """Read campaign targets from a UTF-8 CSV file with a header row ("-": stdin).
 
     Columns: ``customer_id`` and ``phone_number`` (required),
-    ``dedicated_agent`` (an agent id), ``language``, and ``context``, whose
-    lines are separated by ``|``. Other columns are ignored, and so is a
-    byte order mark. Returns the targets and, for each, the line of the
-    file where its row ends. Raises ``click.UsageError`` naming the file
-    and line of a problem.
+    ``dedicated_agent`` (an agent id), ``language`` (a BCP 47 tag), and
+    ``context``, whose lines are separated by ``|``. Other named columns
+    are ignored, and so is a byte order mark. Returns the targets and, for
+    each, the line of the file where its row ends. Raises
+    ``click.UsageError`` naming the file and line of a problem: a row with
+    more fields than the header, a quoted field that is not closed, or an
+    invalid language.
     """
     try:
         if path == "-":
@@ -661,6 +665,12 @@ def read_targets(path: str) -> tuple[list[campaign_pb2.CampaignTarget], list[int
             f"{path}: line {line} is not UTF-8 ({exc.reason} at byte "
             f"{exc.start}); save the file as UTF-8"
         ) from None
+    unclosed = _unclosed_quote_line(text)
+    if unclosed is not None:
+        raise click.UsageError(
+            f"{path}:{unclosed}: the quoted field that starts on this line is "
+            'not closed; add the closing " (write "" for a quote inside a field)'
+        )
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         return _read_rows(path, reader)
@@ -683,6 +693,19 @@ def _read_rows(path: str, reader: csv.DictReader):
     targets = []
     lines = []
     for row in reader:
+        if None in row:
+            count = len(fields) + len(row[None])
+            raise click.UsageError(
+                f"{path}:{reader.line_num}: the row has {count} fields but the "
+                f"header has {len(fields)}; remove the extra fields, or quote a "
+                'field that contains a comma ("a,b")'
+            )
+        language = row.get("language") or ""
+        if language:
+            try:
+                check_language("language", language)
+            except ValidationError as exc:
+                raise click.UsageError(f"{path}:{reader.line_num}: {exc}") from None
         context = row.get("context") or ""
         agent = (row.get("dedicated_agent") or "").strip()
         targets.append(
@@ -690,7 +713,7 @@ def _read_rows(path: str, reader: csv.DictReader):
                 customer_id=row["customer_id"] or "",
                 phone_number=row["phone_number"] or "",
                 dedicated_agent=f"agents/{agent}" if agent else "",
-                language=row.get("language") or "",
+                language=language,
                 context=context.split(CONTEXT_SEPARATOR) if context else [],
             )
         )
@@ -698,18 +721,73 @@ def _read_rows(path: str, reader: csv.DictReader):
     return targets, lines
 
 
-def _warn_repeated_customers(path: str, targets, lines: list[int]) -> None:
-    """Warn about customers on more than one row: the server keeps the first."""
+def _unclosed_quote_line(text: str) -> int | None:
+    """Return the line where a quoted field that is never closed starts.
+
+    Follows the quoting of the csv module's default dialect: a field
+    quoted from its first character ends at a lone ``"``, and ``""``
+    inside it is one quote. Without this check, the csv module reads the
+    rest of the file into that field.
+    """
+    quotes = [match.start() for match in re.finditer('"', text)]
+    opened = None
+    index = 0
+    while index < len(quotes):
+        position = quotes[index]
+        if opened is None:
+            if position == 0 or text[position - 1] in ",\r\n":
+                opened = position
+        elif position + 1 < len(text) and text[position + 1] == '"':
+            index += 1
+        else:
+            opened = None
+        index += 1
+    if opened is None:
+        return None
+    return text.count("\n", 0, opened) + 1
+
+
+def _drop_repeated_customers(path: str, targets, lines: list[int]):
+    """Return ``targets`` and ``lines`` with only the first row of each
+    customer, and warn about each row left out."""
     first_line: dict[str, int] = {}
+    kept_targets, kept_lines = [], []
     for target, line in zip(targets, lines, strict=True):
         customer_id = target.customer_id.strip()
         if customer_id not in first_line:
             first_line[customer_id] = line
+            kept_targets.append(target)
+            kept_lines.append(line)
             continue
         click.echo(
             f"warning: {path}: customer {customer_id!r} on line {line} was "
             f"already on line {first_line[customer_id]}; a campaign calls a "
             "customer once, so this row is not added",
+            err=True,
+        )
+    return kept_targets, kept_lines
+
+
+def _warn_phone_changes(path: str, response, lines: list[int]) -> None:
+    """Print one warning per customer already in the campaign whose row has
+    another phone number; numbers are masked."""
+    for change in response.phone_number_changes:
+        line = lines[change.target_index]
+        previous = mask_number(change.previous_phone_number)
+        requested = mask_number(change.requested_phone_number)
+        if change.replaced:
+            outcome = f"its pending target now dials {requested} instead of {previous}"
+        else:
+            state = response.targets[change.target_index].state
+            name = callback_pb2.CallbackState.Name(state)
+            outcome = (
+                f"its target is {name.removeprefix('CALLBACK_STATE_').lower()}, so "
+                f"it keeps {previous} and {requested} is not used; add the "
+                "customer to a new campaign to call the new number"
+            )
+        click.echo(
+            f"warning: {path}:{line}: customer {change.customer_id!r} is already "
+            f"in the campaign; {outcome}",
             err=True,
         )
 
@@ -796,14 +874,17 @@ def campaign_create(
 def campaign_add_targets(connection, name, path):
     """Add the targets of a CSV file to campaign NAME, 1000 per request.
 
-    Prints one line per request with the targets added. A request that
-    fails stops the command; the requests before it are stored, and
-    running the command again adds only the customers still missing.
+    Prints one line per request with the targets added. A customer
+    already in the campaign with another phone number gets a warning: a
+    pending target takes the new number, one dialing or ended keeps the
+    old one. A request that fails stops the command; the requests before
+    it are stored, and running the command again adds only the customers
+    still missing.
     """
     targets, lines = read_targets(path)
     if not targets:
         raise click.UsageError(f"{path} contains no targets")
-    _warn_repeated_customers(path, targets, lines)
+    targets, lines = _drop_repeated_customers(path, targets, lines)
     stub = _campaigns(connection)
     for start in range(0, len(targets), TARGETS_PER_REQUEST):
         chunk = targets[start : start + TARGETS_PER_REQUEST]
@@ -813,17 +894,22 @@ def campaign_add_targets(connection, name, path):
                 request, metadata=connection.metadata, timeout=TIMEOUT_S
             )
         except grpc.RpcError as error:
-            line = _target_line(error, lines[start : start + TARGETS_PER_REQUEST])
-            hint = f"{path}: rows {start + 1} to {start + len(chunk)} were not added"
+            chunk_lines = lines[start : start + TARGETS_PER_REQUEST]
+            line = _target_line(error, chunk_lines)
+            hint = (
+                f"{path}: the rows on lines {chunk_lines[0]} to {chunk_lines[-1]} "
+                "were not added"
+            )
             if line is not None:
                 hint += f"; the target named above is on line {line}"
             if start:
                 fix = "fix the file and run" if line is not None else "run"
                 hint += (
-                    f". Rows 1 to {start} are stored; {fix} the command again, "
-                    "which adds only the customers still missing"
+                    f". The rows up to line {lines[start - 1]} are stored; {fix} "
+                    "the command again, which adds only the customers still missing"
                 )
             _fail(error, hint + ".")
+        _warn_phone_changes(path, response, lines[start : start + TARGETS_PER_REQUEST])
         click.echo(
             json.dumps(
                 {

@@ -46,7 +46,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -102,11 +102,40 @@ class AddedTargets:
         one the customer already had in this campaign).
     added : int
         Targets stored by this call.
+    phone_changes : list of PhoneChange
+        Customers already in the campaign whose request sent another
+        phone number, in request order.
     """
 
     campaign: Campaign
     targets: list[Callback]
     added: int
+    phone_changes: list[PhoneChange] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PhoneChange:
+    """A customer already in the campaign, sent again with another number.
+
+    Attributes
+    ----------
+    index : int
+        Position of the target in the request.
+    customer_id : str
+    previous_phone_number, requested_phone_number : str
+        The stored number before the request and the number sent, both in
+        E.164 form.
+    replaced : bool
+        True when the target was pending and now dials the requested
+        number; False when it was dialing or had ended, so it kept the
+        previous number.
+    """
+
+    index: int
+    customer_id: str
+    previous_phone_number: str
+    requested_phone_number: str
+    replaced: bool
 
 
 @dataclass(frozen=True)
@@ -293,7 +322,13 @@ class CampaignScheduler:
         """Store targets in one transaction, after checking every one.
 
         A customer already in the campaign keeps the target it has, so a
-        retried request adds nothing twice.
+        retried request adds nothing twice. When the request sends that
+        customer another phone number, a pending target dials the new
+        number from now on (the CRM's data changed), and a target that is
+        dialing or has ended keeps the old one; ``phone_changes`` lists
+        both cases. Other fields of a stored target stay as they are. A
+        customer repeated within one request counts once, with its first
+        target.
 
         Raises
         ------
@@ -328,16 +363,32 @@ class CampaignScheduler:
         now = self.clock.now()
         change = Change()
         result: list[Callback] = []
-        new: dict[str, Callback] = {}
+        # The target of each customer of this request, new or stored.
+        seen: dict[str, Callback] = {}
+        phone_changes: list[PhoneChange] = []
+        added = 0
         number = campaign.target_count
-        for target, phone in zip(targets, phones, strict=True):
-            request_id = _target_request_id(campaign_id, target.customer_id)
-            existing = new.get(target.customer_id)
-            if existing is None:
-                stored_id = self.store.callback_for_request(request_id)
-                if stored_id is not None:
-                    existing = self.callbacks.get(stored_id)
+        for index, (target, phone) in enumerate(zip(targets, phones, strict=True)):
+            existing = seen.get(target.customer_id)
             if existing is not None:
+                result.append(existing)
+                continue
+            request_id = _target_request_id(campaign_id, target.customer_id)
+            stored_id = self.store.callback_for_request(request_id)
+            if stored_id is not None:
+                existing = self.callbacks.get(stored_id)
+                if existing.phone_number != phone:
+                    phone_change = PhoneChange(
+                        index=index,
+                        customer_id=target.customer_id,
+                        previous_phone_number=existing.phone_number,
+                        requested_phone_number=phone,
+                        replaced=existing.state is CallbackState.PENDING,
+                    )
+                    phone_changes.append(phone_change)
+                    if phone_change.replaced:
+                        existing = self._replace_phone(existing, phone, now, change)
+                seen[target.customer_id] = existing
                 result.append(existing)
                 continue
             number += 1
@@ -357,19 +408,47 @@ class CampaignScheduler:
                 callback.callback_id,
                 callback=callback.to_row(),
             )
-            new[target.customer_id] = callback
+            added += 1
+            seen[target.customer_id] = callback
             result.append(callback)
-        if new:
+        if added:
             campaign = campaign.evolve(now, target_count=number)
             change.campaigns.append(campaign)
+        if change.callbacks:
             self.store.commit(change)
+        replaced = sum(1 for item in phone_changes if item.replaced)
         logger.info(
-            "campaign %s: %d targets added, %d already present",
+            "campaign %s: %d targets added, %d already present, %d phone "
+            "numbers replaced, %d kept because the target was dialing or ended",
             campaign_id,
-            len(new),
-            len(targets) - len(new),
+            added,
+            len(targets) - added,
+            replaced,
+            len(phone_changes) - replaced,
         )
-        return AddedTargets(campaign, result, len(new))
+        return AddedTargets(campaign, result, added, phone_changes)
+
+    def _replace_phone(
+        self, target: Callback, phone: str, now: datetime, change: Change
+    ) -> Callback:
+        """Add to ``change`` the pending ``target`` with its number replaced."""
+        updated = target.evolve(now, phone_number=phone)
+        change.callbacks.append(updated)
+        change.event(
+            now,
+            journal.CALLBACK_UPDATED,
+            target.callback_id,
+            callback=updated.to_row(),
+            reason="phone number changed by AddCampaignTargets",
+        )
+        logger.info(
+            "campaign %s: target %s phone number changed from %s to %s",
+            target.campaign_id,
+            target.callback_id,
+            mask_number(target.phone_number),
+            mask_number(phone),
+        )
+        return updated
 
     def _target_callback(
         self,

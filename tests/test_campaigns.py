@@ -200,6 +200,89 @@ def test_bad_context_names_target_line(campaigns):
     assert caught.value.field == "targets[0].context"
 
 
+def test_pending_target_takes_new_phone(callbacks, campaigns, caplog):
+    campaign, _ = campaigns.create(campaign_request())
+    [first] = campaigns.add_targets(campaign.campaign_id, targets("c-1")).targets
+    caplog.set_level("INFO", logger="callsure.engine.promotion")
+    moved = [CampaignTarget("c-1", "+1 415 555 0999")]
+    changed = campaigns.add_targets(campaign.campaign_id, moved)
+    [change] = changed.phone_changes
+    assert changed.added == 0
+    assert changed.targets[0].callback_id == first.callback_id
+    assert changed.targets[0].phone_number == "+14155550999"
+    assert callbacks.get(first.callback_id).phone_number == "+14155550999"
+    assert change.replaced
+    assert change.index == 0
+    assert change.previous_phone_number == "+14155550001"
+    assert change.requested_phone_number == "+14155550999"
+    assert kinds(callbacks, first.callback_id) == [
+        "callback.created",
+        "callback.updated",
+    ]
+    assert "+14155550999" not in caplog.text
+    assert "+14155550001" not in caplog.text
+    assert "+14*******99" in caplog.text
+
+
+def test_phone_change_retry_stores_nothing(callbacks, campaigns):
+    campaign, _ = campaigns.create(campaign_request())
+    campaigns.add_targets(campaign.campaign_id, targets("c-1"))
+    moved = [CampaignTarget("c-1", "+14155550999")]
+    campaigns.add_targets(campaign.campaign_id, moved)
+    events = len(kinds(callbacks))
+    again = campaigns.add_targets(campaign.campaign_id, moved)
+    assert again.phone_changes == []
+    assert again.added == 0
+    assert len(kinds(callbacks)) == events
+
+
+def test_dialing_target_keeps_phone(callbacks, campaigns):
+    campaign = running(campaigns, customers=("c-1",))
+    [order] = step(callbacks, campaigns)[1]
+    moved = [CampaignTarget("c-1", "+14155550999")]
+    kept = campaigns.add_targets(campaign.campaign_id, moved)
+    [change] = kept.phone_changes
+    assert not change.replaced
+    assert kept.targets[0].state is CallbackState.DIALING
+    assert kept.targets[0].phone_number == "+14155550001"
+    assert callbacks.get(order.callback_id).phone_number == "+14155550001"
+    assert "callback.updated" not in kinds(callbacks, order.callback_id)
+
+
+def test_repeated_customer_first_phone_kept(campaigns):
+    campaign, _ = campaigns.create(campaign_request())
+    campaigns.add_targets(campaign.campaign_id, targets("c-1"))
+    twice = [
+        CampaignTarget("c-1", "+14155550998"),
+        CampaignTarget("c-1", "+14155550999"),
+    ]
+    result = campaigns.add_targets(campaign.campaign_id, twice)
+    assert [c.requested_phone_number for c in result.phone_changes] == ["+14155550998"]
+    assert result.targets[1].phone_number == "+14155550998"
+
+
+@pytest.mark.parametrize("language", ["en", "en-US", "pt-BR", "zh-Hant-TW", "es-419"])
+def test_language_tag_accepted(campaigns, language):
+    campaign, _ = campaigns.create(campaign_request())
+    added = campaigns.add_targets(
+        campaign.campaign_id, targets("c-1", language=language)
+    )
+    assert added.targets[0].language == language
+
+
+@pytest.mark.parametrize(
+    "language", ["klingon-xx-123", "e", "en_US", "en-", "english", "en-US-x"]
+)
+def test_bad_language_names_target(campaigns, language):
+    campaign, _ = campaigns.create(campaign_request())
+    bad = [*targets("c-1"), CampaignTarget("c-2", "+14155550102", language=language)]
+    with pytest.raises(ValidationError) as caught:
+        campaigns.add_targets(campaign.campaign_id, bad)
+    assert caught.value.field == "targets[1].language"
+    assert "such as en, en-US" in str(caught.value)
+    assert campaigns.list_targets(campaign.campaign_id)[0] == []
+
+
 def test_targets_listed_in_pages(campaigns):
     campaign, _ = campaigns.create(campaign_request())
     campaigns.add_targets(campaign.campaign_id, targets(*[f"c-{i}" for i in range(5)]))

@@ -200,6 +200,62 @@ def test_add_targets_normalises_phone(stub):
     assert again.callback == first.callback
 
 
+def add(stub, name, *targets) -> campaign_pb2.AddCampaignTargetsResponse:
+    request = campaign_pb2.AddCampaignTargetsRequest(campaign=name, targets=targets)
+    return call(stub, "AddCampaignTargets", request)
+
+
+def test_new_phone_replaces_pending_target(stub):
+    name = create(stub).campaign.name
+    first = add(stub, name, target("c-1", "+14155550101")).targets[0]
+    moved = add(
+        stub, name, target("c-2", "+14155550102"), target("c-1", "+1 415 555 0199")
+    )
+    again = add(stub, name, target("c-1", "+14155550199"))
+    [change] = moved.phone_number_changes
+    assert moved.added_count == 1
+    assert moved.targets[1].callback == first.callback
+    assert moved.targets[1].phone_number == "+14155550199"
+    assert change.target_index == 1
+    assert change.customer_id == "c-1"
+    assert change.previous_phone_number == "+14155550101"
+    assert change.requested_phone_number == "+14155550199"
+    assert change.replaced
+    assert list(again.phone_number_changes) == []
+    assert again.added_count == 0
+
+
+def test_new_phone_of_ended_target_kept(stub):
+    name = create(stub).campaign.name
+    add(stub, name, target("c-1", "+14155550101"))
+    call(
+        stub,
+        "RemoveCampaignTarget",
+        campaign_pb2.RemoveCampaignTargetRequest(campaign=name, customer_id="c-1"),
+    )
+    kept = add(stub, name, target("c-1", "+14155550199"))
+    [change] = kept.phone_number_changes
+    assert not change.replaced
+    assert kept.targets[0].phone_number == "+14155550101"
+    assert kept.targets[0].state == callback_pb2.CALLBACK_STATE_CANCELLED
+
+
+def test_bad_language_names_target(stub):
+    name = create(stub).campaign.name
+    request = campaign_pb2.AddCampaignTargetsRequest(
+        campaign=name,
+        targets=[
+            target("c-1", "+14155550101", language="pt-BR"),
+            target("c-2", "+14155550102", language="klingon-xx-123"),
+        ],
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        call(stub, "AddCampaignTargets", request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violation(caught.value).field == "targets[1].language"
+    assert "such as en, en-US" in violation(caught.value).description
+
+
 def test_target_is_campaign_callback(stub, channel):
     name = create(stub).campaign.name
     added = call(
@@ -596,11 +652,35 @@ def test_cli_targets_failed_request_names_line(server, tmp_path):
 
     assert failed.exit_code == 1
     assert "on line 1202" in failed.output
-    assert "Rows 1 to 1000 are stored" in failed.output
+    assert "The rows up to line 1001 are stored" in failed.output
     assert "+99" not in failed.output
     assert json.loads(stored.output)["campaign"]["target_count"] == 1000
     assert again.exit_code == 0, again.output
     assert json.loads(complete.output)["campaign"]["target_count"] == 1500
+
+
+def test_cli_new_phone_warned_masked(server, tmp_path):
+    name = cli_campaign(server)
+    path = tmp_path / "crm.csv"
+    path.write_text("customer_id,phone_number\nc-1,+14155550701\nc-2,+14155550702\n")
+    first = run_client(server, "campaign", "add-targets", name, "--file", str(path))
+    run_client(server, "campaign", "remove-target", name, "c-2")
+    path.write_text("customer_id,phone_number\nc-1,+14155550791\nc-2,+14155550792\n")
+    again = run_client(server, "campaign", "add-targets", name, "--file", str(path))
+    listed = run_client(server, "campaign", "targets", name, "--all")
+
+    assert first.exit_code == 0, first.output
+    assert again.exit_code == 0, again.output
+    warnings = [line for line in again.output.splitlines() if "warning" in line]
+    assert len(warnings) == 2
+    assert f"{path}:2: customer 'c-1'" in warnings[0]
+    assert "now dials +14*******91 instead of +14*******01" in warnings[0]
+    assert f"{path}:3: customer 'c-2'" in warnings[1]
+    assert "is cancelled, so it keeps +14*******02" in warnings[1]
+    for number in ("+14155550701", "+14155550791", "+14155550702", "+14155550792"):
+        assert number not in again.output
+    phones = [json.loads(line)["phone_number"] for line in listed.output.splitlines()]
+    assert phones == ["+14155550791", "+14155550702"]
 
 
 def test_cli_naive_start_rejected(server):

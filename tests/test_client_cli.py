@@ -160,6 +160,66 @@ def test_no_server_one_line_names_address(command):
     assert "failed to connect to all addresses" not in result.output
 
 
+def run_add_targets(path):
+    # Port 1 on loopback: a file rejected here is rejected before a call.
+    return CliRunner().invoke(
+        cli,
+        ["client", "--address", "127.0.0.1:1", "campaign", "add-targets"]
+        + ["campaigns/x", "--file", str(path)],
+    )
+
+
+def test_targets_extra_fields_named(tmp_path):
+    path = tmp_path / "targets.csv"
+    path.write_text(
+        "customer_id,phone_number\nc-1,+14155550101\nc-2,+14155550102,en,x\n"
+    )
+    result = run_add_targets(path)
+    assert result.exit_code == 2
+    assert f"{path}:3: the row has 4 fields but the header has 2" in result.output
+    assert "cannot reach" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        ('customer_id,phone_number\nc-1,"+14155550101\nc-2,+14155550102\n', 2),
+        ('customer_id,context\n"c-1",a\nc-2,"x ""y"" z"\nc-3,"open\n', 4),
+        ('customer_id,phone_number,context\nc-1,+1,"a\nb"\nc-2,+1,"c\n', 4),
+    ],
+    ids=["first-field", "after-escaped-quotes", "after-multiline-field"],
+)
+def test_targets_unclosed_quote_names_line(tmp_path, content, line):
+    path = tmp_path / "targets.csv"
+    path.write_text(content)
+    result = run_add_targets(path)
+    assert result.exit_code == 2
+    assert f"{path}:{line}: the quoted field that starts on this line" in result.output
+    assert "phone_number ''" not in result.output
+
+
+def test_targets_quoted_comma_read(tmp_path):
+    path = tmp_path / "targets.csv"
+    path.write_text('customer_id,phone_number,context\nc-1,+14155550101,"a,b"\n')
+    result = run_add_targets(path)
+    # The file is valid, so the command goes on to the (absent) server.
+    assert result.exit_code == 1
+    assert "cannot reach the callsure server" in result.output
+
+
+def test_targets_bad_language_names_line(tmp_path):
+    path = tmp_path / "targets.csv"
+    path.write_text(
+        "customer_id,phone_number,language\n"
+        "c-1,+14155550101,pt-BR\n"
+        "c-2,+14155550102,klingon-xx-123\n"
+    )
+    result = run_add_targets(path)
+    assert result.exit_code == 2
+    assert f"{path}:3: invalid language 'klingon-xx-123'" in result.output
+    assert "such as en, en-US, pt-BR or zh-Hant-TW" in result.output
+
+
 @pytest.mark.slow
 def test_events_stopped_server_prints_resume():
     folder = private_folder()

@@ -234,6 +234,16 @@ class CampaignServicer(campaign_pb2_grpc.CampaignServiceServicer):
                 targets=[target_to_proto(target) for target in added.targets],
                 added_count=added.added,
                 campaign=campaign_to_proto(added.campaign),
+                phone_number_changes=[
+                    campaign_pb2.CampaignTargetPhoneChange(
+                        target_index=change.index,
+                        customer_id=change.customer_id,
+                        previous_phone_number=change.previous_phone_number,
+                        requested_phone_number=change.requested_phone_number,
+                        replaced=change.replaced,
+                    )
+                    for change in added.phone_changes
+                ],
             )
 
     async def StartCampaign(self, request, context):
