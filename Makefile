@@ -12,10 +12,12 @@ BIN = $(VENV)/bin
 
 setup: $(VENV)/.installed
 
+# uv installs the dependencies (Ray, grpcio, numpy, pjsua2) in about half
+# the time pip takes; pip only installs uv.
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e ".[test]"
+	$(BIN)/pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --python $(BIN)/python -e ".[test]"
 	touch $@
 
 build: setup
