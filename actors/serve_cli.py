@@ -32,7 +32,7 @@ from callsure.actors.logsetup import configure_logging
 from callsure.engine.config import load_config
 from callsure.engine.exceptions import CallsureError, ConfigError, StorageError
 from callsure.engine.settings import is_loopback
-from callsure.engine.store.files import WriterLock
+from callsure.engine.store.files import SERVE_PID_ENV, WriterLock
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ async def run_server(config, ray_address: str | None) -> None:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
 
+    # A local Ray's workers inherit this environment, so the lock file of
+    # the store that the coordinator opens names this process too.
+    os.environ[SERVE_PID_ENV] = str(os.getpid())
     await asyncio.to_thread(start_ray, config.ray, ray_address, config.log)
     gateway = None
     try:

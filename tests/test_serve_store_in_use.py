@@ -77,7 +77,7 @@ def test_second_serve_stops_before_ray(folders):
     db = (first_folder / "callsure.db").resolve()
     first = ServeProcess(first_folder)
     try:
-        holder = Path(f"{db}.lock").read_text().strip()
+        worker, serve_line = Path(f"{db}.lock").read_text().splitlines()
         second = run_serve(second_folder, db)
         first_log = first.log()
     finally:
@@ -86,7 +86,14 @@ def test_second_serve_stops_before_ray(folders):
     # The first server's log shows the line the second one must not print.
     assert RAY_START_LINE in first_log
     assert second.returncode == 1
-    assert f"the store {db} is in use by process {holder} " in second.stderr
+    # The coordinator's worker holds the lock, and the message names the
+    # `callsure serve` that started it as well.
+    holder = (
+        f"process {worker} (a worker of callsure serve, process {first.process.pid})"
+    )
+    assert serve_line == f"serve {first.process.pid}"
+    assert worker != str(first.process.pid)
+    assert f"the store {db} is in use by {holder} " in second.stderr
     assert RAY_START_LINE not in second.stderr
     assert "Traceback" not in second.stderr
     assert second.stdout == ""

@@ -19,6 +19,7 @@ import pytest
 
 from callsure.engine.exceptions import StorageError
 from callsure.engine.store import SQLiteStore
+from callsure.engine.store.files import SERVE_PID_ENV
 
 PROCESS_TIMEOUT_S = 60.0
 
@@ -115,6 +116,32 @@ def test_lock_file_names_pid_owner_only(db):
     lock = db.parent / "promises.db.lock"
     assert lock.read_text() == f"{os.getpid()}\n"
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    store.close()
+
+
+def test_lock_names_serve_of_worker(db, monkeypatch):
+    # A Ray worker of `callsure serve` inherits SERVE_PID_ENV; here the
+    # holder subprocess inherits it from this process.
+    monkeypatch.setenv(SERVE_PID_ENV, "31133")
+    process, line = start_holder(db)
+    try:
+        assert line == "OPENED", process.stderr.read()
+        lock = db.parent / "promises.db.lock"
+        assert lock.read_text() == f"{process.pid}\nserve 31133\n"
+        monkeypatch.delenv(SERVE_PID_ENV)
+        with pytest.raises(StorageError) as info:
+            SQLiteStore(db)
+    finally:
+        stop_holder(process)
+    expected = f"process {process.pid} (a worker of callsure serve, process 31133)"
+    assert expected in str(info.value)
+
+
+def test_serve_itself_names_one_process(db, monkeypatch):
+    monkeypatch.setenv(SERVE_PID_ENV, str(os.getpid()))
+    store = SQLiteStore(db)
+    lock = db.parent / "promises.db.lock"
+    assert lock.read_text() == f"{os.getpid()}\n"
     store.close()
 
 

@@ -28,6 +28,10 @@ from callsure.engine.exceptions import StorageError
 logger = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".lock"
+SERVE_PID_ENV = "CALLSURE_SERVE_PID"
+"""Environment variable with the process id of ``callsure serve``. Serve
+sets it before it starts a local Ray, whose workers inherit it, so the lock
+file of a store that a worker opens names the serve process as well."""
 
 PRIVATE_MODE = 0o600
 # Files SQLite creates beside the database, named by a suffix of its path.
@@ -104,8 +108,10 @@ _locks_guard = threading.Lock()
 class WriterLock:
     """An exclusive ``flock`` on ``<db>.lock``, held by one process at a time.
 
-    The lock file contains the process id of the holder, so the error of a
-    second process names it.
+    The lock file contains the process id of the holder on its first line,
+    so the error of a second process names it. When ``SERVE_PID_ENV`` names
+    another process, a second line ``serve <pid>`` records that the holder
+    is a worker of that ``callsure serve``, and the error names both.
 
     NOTE: a child forked without ``exec`` shares the lock's open file, so
     the lock lasts until that child exits as well.
@@ -163,7 +169,7 @@ class WriterLock:
                 f"{error.strerror}; put the store on a local file system"
             ) from None
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(descriptor, _holder_text().encode(), 0)
         return descriptor
 
     def release(self) -> None:
@@ -185,9 +191,22 @@ class WriterLock:
             os.close(entry.descriptor)
 
 
+def _holder_text() -> str:
+    """Return the lock file's text: this process id, then the serve line."""
+    pid = str(os.getpid())
+    serve_pid = os.environ.get(SERVE_PID_ENV, "").strip()
+    if serve_pid.isdigit() and serve_pid != pid:
+        return f"{pid}\nserve {serve_pid}\n"
+    return f"{pid}\n"
+
+
 def _read_holder(descriptor: int) -> str:
-    text = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
-    if text.isdigit():
-        return f"process {text}"
-    # The holder locked the file but has not written its id yet.
-    return "another process"
+    lines = os.pread(descriptor, 64, 0).decode("ascii", "replace").splitlines()
+    pid = lines[0].strip() if lines else ""
+    if not pid.isdigit():
+        # The holder locked the file but has not written its id yet.
+        return "another process"
+    serve_pid = lines[1].removeprefix("serve ").strip() if len(lines) > 1 else ""
+    if serve_pid.isdigit():
+        return f"process {pid} (a worker of callsure serve, process {serve_pid})"
+    return f"process {pid}"
