@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from callsure.actors.logsetup import configure_logging
 from callsure.engine.config import load_config, render_defaults
@@ -134,6 +135,15 @@ def cli(ctx, config_path, log_level, log_format):
     try:
         config = load_config(config_path)
     except ConfigError as exc:
+        source = ctx.get_parameter_source("config_path")
+        if exc.key == "--config" and source is ParameterSource.ENVIRONMENT:
+            # The user set the environment variable, not the option.
+            exc = ConfigError(
+                "CALLSURE_CONFIG",
+                exc.value,
+                f"{exc.expected} (set CALLSURE_CONFIG to another path, or unset "
+                "it to use the defaults and the environment)",
+            )
         raise click.UsageError(str(exc)) from None
     overrides = {}
     if log_level:

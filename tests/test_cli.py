@@ -32,6 +32,25 @@ def test_invalid_config_stops_with_key(tmp_path):
     assert "LOUD" in result.output
 
 
+def test_missing_config_from_env_named(tmp_path):
+    path = tmp_path / "nothere.toml"
+    result = CliRunner().invoke(
+        cli, ["config", "check"], env={"CALLSURE_CONFIG": str(path)}
+    )
+    assert result.exit_code == 2
+    assert f"invalid config CALLSURE_CONFIG = '{path}'" in result.output
+    assert "unset it" in result.output
+    assert "--config" not in result.output
+
+
+def test_missing_config_option_named(tmp_path):
+    path = tmp_path / "nothere.toml"
+    result = CliRunner().invoke(cli, ["--config", str(path), "config", "check"])
+    assert result.exit_code == 2
+    assert f"invalid config --config = '{path}'" in result.output
+    assert "CALLSURE_CONFIG" not in result.output
+
+
 def test_config_show_hides_token():
     result = CliRunner().invoke(
         cli, ["config", "show"], env={"CALLSURE_SERVER__TOKEN": "hunter2"}
