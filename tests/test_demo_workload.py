@@ -11,12 +11,8 @@ import pytest
 
 from callsure.actors.demo.backend import next_local_time
 from callsure.actors.demo.callers import TIME_KEYS_S, keyed_time
-from callsure.actors.demo.desk import (
-    HOLD_LIMIT_S,
-    SERVICE_LEVEL_TIME_S,
-    CallbackNeed,
-    Desk,
-)
+from callsure.actors.demo.desk import SERVICE_LEVEL_TIME_S, Desk
+from callsure.actors.demo.reservations import HOLD_LIMIT_S, CallbackNeed
 from callsure.actors.demo.runner import retry_ladder
 from callsure.actors.demo.workload import (
     DEFAULT_LOG,
@@ -192,8 +188,8 @@ def test_demo_caller_keys_time_ahead(second):
     zone = ZoneInfo("Asia/Jerusalem")
     dialed = datetime(2026, 12, 6, 7, 49, second, tzinfo=zone)
     keyed = keyed_time(dialed)
-    wanted = dialed.replace(hour=int(keyed[:2]), minute=int(keyed[2:]), second=0)
-    lead_s = (wanted - dialed).total_seconds() - TIME_KEYS_S
+    requested = dialed.replace(hour=int(keyed[:2]), minute=int(keyed[2:]), second=0)
+    lead_s = (requested - dialed).total_seconds() - TIME_KEYS_S
     assert lead_s >= 60
     assert lead_s <= 180
 
@@ -303,7 +299,7 @@ def test_desk_keeps_one_agent_for_late_callers():
 
 
 def test_desk_callback_keeps_callers_place():
-    # +9 entered first and took a callback "when an agent is free"; +2
+    # +9 entered first and took a callback "when an agent is free", and +2
     # entered later and waits live. The freed agent is reserved for +9.
     calls = [call("+1", 0.0, handle_s=1.0), call("+9", 0.0), call("+2", 0.5)]
     needs: list = []

@@ -115,7 +115,8 @@ class GrpcIvrBackend:
             message.grade_hints.grade = common_pb2.CUSTOMER_GRADE_VIP
         if mode == "at_time":
             local_time = next_local_time(requested_time or "", self.zone)
-            # Seconds kept: a time keyed in the current minute means now.
+            # With seconds, because a time keyed in the current minute
+            # means now.
             message.requested_local_time = local_time.isoformat(timespec="seconds")
             message.time_zone = self.time_zone
         request = callback_pb2.CreateCallbackRequest(

@@ -20,9 +20,9 @@ OFFER_KEY_S = 5.5
 TIME_KEYS_S = 8.5
 FALLBACK_KEY_S = 17.0
 CALLER_HANGUP_S = 30.0
-# A caller who keys a time asks for the first whole minute at least this
-# long after the keys are pressed, so the time is 1 to 2 minutes ahead
-# then. The allowance covers call setup before the answer.
+# A caller who keys a time requests the first whole minute at least this
+# long after pressing the keys, so the time is 1 to 2 minutes ahead then.
+# The allowance covers call setup before the IVR picks up.
 KEYED_LEAD_S = 60.0
 CALL_SETUP_ALLOWANCE_S = 5.0
 # IVR choices: 1 = when an agent is free, 3 = at the predicted time,
@@ -79,13 +79,13 @@ def keyed_time(dialed_at: datetime) -> str:
     """Return the ``HHMM`` that a caller dialing at ``dialed_at`` keys.
 
     The phone process plays a plan fixed when the call is placed, so the
-    time is chosen then, for the moment the keys are pressed: the first
-    whole minute ``KEYED_LEAD_S`` or more after it.
+    time is chosen then, for the moment the keys are pressed. It is the
+    first whole minute ``KEYED_LEAD_S`` or more after that moment.
     """
     keys_at = dialed_at + timedelta(
         seconds=CALL_SETUP_ALLOWANCE_S + TIME_KEYS_S + KEYED_LEAD_S
     )
-    wanted = keys_at.replace(second=0, microsecond=0)
-    if wanted < keys_at:
-        wanted += timedelta(minutes=1)
-    return wanted.strftime("%H%M")
+    requested = keys_at.replace(second=0, microsecond=0)
+    if requested < keys_at:
+        requested += timedelta(minutes=1)
+    return requested.strftime("%H%M")

@@ -9,18 +9,12 @@ accepts a callback leaves the queue. The desk reports every agent state
 to callsure (``AgentService.ReportAgentState``), so the coordinator
 releases callbacks only when an agent is free.
 
-Agents and callbacks: the callback's customer keeps the original place
-in the queue, so the desk reserves a free agent of the group for a
-callback whose place has come (a promised time that is due, or a
-"when an agent is free" promise that entered before the oldest live
-caller), and for a callback being dialed. The reserved agent stays free,
-as the coordinator releases callbacks only to free agents. A reservation
-ends when the callback's agent leg arrives, the attempt ends without a
-person, or after ``HOLD_LIMIT_S``, and each attempt gets one. While a
-live caller has waited longer than the service-level time, at least one
-agent of the group is never reserved. The agent leg of a callback rings
-the agent phone of the group (or of the VIP's dedicated agent), and the
-desk then marks an agent busy until the call ends.
+Agents and callbacks: the desk reserves free agents for callbacks
+whose place in the queue has come and for callbacks being dialed, each
+for a bounded time (see ``callsure.actors.demo.reservations``). The
+agent leg of a callback rings the agent phone of the group (or of the
+VIP's dedicated agent), and the desk then marks an agent busy until the
+call ends.
 
 The report accounts for every caller: answered, abandoned, left with a
 promise, or still waiting when the run ends.
@@ -38,16 +32,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from callsure.actors.demo.reservations import Reservations
 from callsure.actors.demo.workload import DemoCall
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.05
-# A free agent reserved for a callback goes back to live callers after
-# this long without the callback's agent leg arriving. The release takes
-# about 0.5 s. Ringing (1 to 4 s, at most the demo's 5 s ring timeout) and
-# answer detection (about 2.5 s) are not compressed.
-HOLD_LIMIT_S = 8.0
 # Service level target: answered within 20 s, in the log's own seconds.
 SERVICE_LEVEL_TIME_S = 20.0
 
@@ -67,33 +57,6 @@ class Agent:
     @property
     def ready(self) -> bool:
         return self.busy_until is None and not self.callback_call
-
-
-@dataclass(frozen=True)
-class CallbackNeed:
-    """A callback of a group that wants an agent now.
-
-    Attributes
-    ----------
-    attempt_id : str
-        ``<callback_id>/<number>``: the attempt being dialed, or the next
-        attempt of a due promise.
-    phone_number : str
-    dialing : bool
-        The gateway is dialing the attempt.
-    timed : bool
-        The promise is for a time (predicted or keyed), not "when an agent
-        is free".
-    agent_id : str
-        The VIP's dedicated agent who takes the callback; "" for any agent
-        of the group.
-    """
-
-    attempt_id: str
-    phone_number: str
-    dialing: bool
-    timed: bool = False
-    agent_id: str = ""
 
 
 @dataclass
@@ -169,13 +132,7 @@ class Desk:
         }
         self.stats = LiveStats()
         self.promised_numbers: set[str] = set()
-        # Number -> when that caller entered the queue, for the place of
-        # its callback.
-        self._entered_at: dict[str, float] = {}
-        # Attempt id -> the agent reserved for it, and when.
-        self._holds: dict[str, tuple[Agent, float]] = {}
-        # Attempts whose reservation ended; none gets a second one.
-        self._holds_spent: set[str] = set()
+        self.reservations = Reservations()
         self.overbooked = 0
         self.started_at = 0.0
         self._next_arrival = 0
@@ -221,7 +178,7 @@ class Desk:
     def reserved_agents(self) -> int:
         """Agents reserved for callbacks now."""
         with self.lock:
-            return len(self._holds)
+            return len(self.reservations)
 
     # ------------------------------------------------- entry points (any thread)
 
@@ -299,7 +256,7 @@ class Desk:
             for waiting in list(waiting_list):
                 if waiting.call.phone_number == number:
                     waiting_list.remove(waiting)
-                    self._entered_at.setdefault(number, waiting.arrived_at)
+                    self.reservations.entered_at.setdefault(number, waiting.arrived_at)
                     # The caller hung up with a promise, not in anger: the
                     # contact ends, and abandonment statistics stay clean.
                     self.report_contact("ended", waiting.call)
@@ -370,84 +327,24 @@ class Desk:
             self._serve_live(agent, waiting, now)
 
     def _reserve(self, group: str, now: float) -> None:
-        """Reserve free agents for the group's callbacks (module docstring)."""
-        needs = {need.attempt_id: need for need in self.callbacks_waiting(group)}
-        group_size = sum(1 for a in self.agents.values() if a.group == group)
-        for attempt_id, (agent, since) in list(self._holds.items()):
-            if agent.group != group:
-                continue
-            expired = now - since > HOLD_LIMIT_S
-            if attempt_id in needs and agent.ready and not expired:
-                continue
-            self._end_hold(attempt_id)
-            if expired:
-                logger.debug(
-                    "desk: reservation of %s for %s expired", agent.agent_id, attempt_id
-                )
-        limit = group_size - 1 if self._late_live_caller(group, now) else group_size
-        held = [key for key, (a, _) in self._holds.items() if a.group == group]
-        # A caller became late while every agent was reserved: the newest
-        # reservation ends, and its callback may reserve again later.
-        for attempt_id in held[limit:]:
-            self._holds.pop(attempt_id)[0].held_since = None
-        held = len(held[:limit])
-        for need in self._in_callback_order(group, needs.values()):
-            if held >= limit:
-                return
-            agent = self._agent_to_reserve(group, need)
-            if agent is None:
-                continue
-            agent.held_since = now
-            self._holds[need.attempt_id] = (agent, now)
-            held += 1
-
-    def _in_callback_order(self, group: str, needs) -> list[CallbackNeed]:
-        """Order the callbacks whose place has come: being dialed first."""
         head = self._oldest_live(group)
-        dialing, timed, asap = [], [], []
-        for need in needs:
-            if need.attempt_id in self._holds or need.attempt_id in self._holds_spent:
-                continue
-            if need.dialing:
-                dialing.append(need)
-            elif need.timed:
-                timed.append(need)
-            else:
-                entered = self._entered_at.get(need.phone_number)
-                # A promise taken "when an agent is free" keeps the caller's
-                # place: no reservation while a live caller who entered
-                # earlier waits.
-                if head is None or (entered is not None and entered < head.arrived_at):
-                    asap.append(need)
-        asap.sort(key=lambda need: self._entered_at.get(need.phone_number, 0.0))
-        return dialing + timed + asap
-
-    def _agent_to_reserve(self, group: str, need: CallbackNeed) -> Agent | None:
-        if need.agent_id:
-            agent = self.agents.get(need.agent_id)
-            if agent is not None and agent.ready and agent.held_since is None:
-                return agent
-            return None
-        for agent in self._free_agents(group):
-            if agent.held_since is None:
-                return agent
-        return None
-
-    def _end_hold(self, attempt_id: str) -> None:
-        hold = self._holds.pop(attempt_id, None)
-        self._holds_spent.add(attempt_id)
-        if hold is not None:
-            hold[0].held_since = None
+        self.reservations.update(
+            [a for a in self.agents.values() if a.group == group],
+            self.callbacks_waiting(group),
+            head.arrived_at if head is not None else None,
+            self._late_live_caller(group, now),
+            now,
+        )
 
     def _oldest_live(self, group: str) -> Waiting | None:
-        """The caller who has waited longest of those an agent could take."""
+        """Return the caller who has waited longest of those an agent can take."""
         for waiting in self.queues[group]:
             if not waiting.in_ivr:
                 return waiting
         return None
 
     def _late_live_caller(self, group: str, now: float) -> bool:
-        """A live caller of the group has waited past the service-level time."""
+        """Return whether a live caller has waited past the service-level time."""
         head = self._oldest_live(group)
         if head is None:
             return False
@@ -478,11 +375,10 @@ class Desk:
     def _take_callback(
         self, call_key: str, user: str, attempt_id: str, now: float
     ) -> None:
-        hold = self._holds.get(attempt_id)
-        self._end_hold(attempt_id)
+        reserved = self.reservations.take(attempt_id)
         agent = self.agents.get(user)
-        if hold is not None and hold[0].ready:
-            agent = hold[0]
+        if reserved is not None:
+            agent = reserved
         elif agent is None or not agent.ready:
             group = agent.group if agent is not None else user
             # An unreserved agent first, so other callbacks keep theirs.
@@ -500,12 +396,7 @@ class Desk:
                     logger.warning("desk: agent leg for unknown agent %s", user)
                     return
                 agent = min(pool, key=lambda a: a.busy_until or 0.0)
-        for other, (held, _) in list(self._holds.items()):
-            if held is agent:
-                # The leg took an agent reserved for another callback, which
-                # may reserve again.
-                del self._holds[other]
-        agent.held_since = None
+        self.reservations.forget_agent(agent)
         agent.callback_call = call_key
         agent.callbacks_served += 1
         self.report_state(agent.agent_id, True)

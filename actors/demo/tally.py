@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from callsure.actors.demo.desk import SERVICE_LEVEL_TIME_S, CallbackNeed
+from callsure.actors.demo.desk import SERVICE_LEVEL_TIME_S
+from callsure.actors.demo.reservations import CallbackNeed
 from callsure.actors.demo.workload import VIP_AGENT, DemoWorkload
 from callsure.actors.sip.callflow import ATTEMPT_ID_HEADER
 
@@ -46,8 +47,8 @@ class Promise:
     state: str = "pending"
     completed_at: datetime | None = None
     vip: bool = False
-    # The engine's view, from the journal and the dial orders: pending or
-    # dialing, the earliest release time, and the attempts so far.
+    # The engine's view from the journal and the dial orders: pending or
+    # dialing, the earliest release time and the number of attempts.
     engine_state: str = "pending"
     not_before: datetime | None = None
     last_attempt: int = 0
@@ -81,8 +82,8 @@ class Tally:
         self.truth_of_attempt: dict[str, str] = {}
         self.recording_of_attempt: dict[str, str] = {}
         self.verdict_of_attempt: dict[str, str] = {}
-        # Attempts that ended, or whose answer was not a person: they need
-        # no agent.
+        # Attempts that ended, or that reached no person, so they need no
+        # agent.
         self.attempts_done: set[str] = set()
         self.outcomes: Counter = Counter()
         self.attempt_log: list[dict] = []
@@ -224,7 +225,8 @@ class Tally:
     # ---------------------------------------------------------------- queries
 
     def callbacks_waiting(self, group: str) -> list[CallbackNeed]:
-        """Callbacks of ``group`` being dialed, and promises due but not released.
+        """List the callbacks of ``group`` being dialed and its promises due
+        but not released.
 
         A promise waiting out a retry delay, or released and waiting for a
         customer line, is neither.

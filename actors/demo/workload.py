@@ -156,7 +156,8 @@ class DemoWorkload:
             For recordings that ``read_labels`` rejects (checked first), a
             start that does not parse, or a window without queued calls.
         """
-        # The recordings are checked first: reading the log takes seconds.
+        # The recordings are checked first, because reading the log takes
+        # seconds.
         by_label = read_labels(recordings)
         zone = ZoneInfo(LOCAL_ZONE)
         try:
