@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import re
+import ssl
 import sys
 import uuid
 from datetime import datetime
@@ -117,11 +118,40 @@ class Connection:
     def __init__(self, address: str, token: str, ca_file: str | None):
         self.address = address
         if ca_file:
-            credentials = grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
+            credentials = grpc.ssl_channel_credentials(read_ca_file(ca_file))
             self.channel = grpc.secure_channel(address, credentials)
         else:
             self.channel = grpc.insecure_channel(address)
         self.metadata = ((AUTHORIZATION_KEY, SCHEME + token),) if token else ()
+
+
+def read_ca_file(path: str) -> bytes:
+    """Return the contents of ``path`` after checking that OpenSSL reads a
+    PEM certificate from it.
+
+    gRPC would accept any file here and print its TLS library's errors on
+    every connection attempt instead. Raises ``click.ClickException``, one
+    line naming the file.
+    """
+    fix = (
+        "give the PEM file of the CA certificate that signed the server's "
+        "certificate (it starts with -----BEGIN CERTIFICATE-----)"
+    )
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(
+            f"--ca-file: cannot read {path} ({exc.strerror}); {fix}"
+        ) from None
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ValueError, ssl.SSLError):
+        # ValueError: an empty file.
+        raise click.ClickException(
+            f"--ca-file: {path} contains no PEM certificate; {fix}"
+        ) from None
+    return data
 
 
 def _print(message, with_defaults: bool = False) -> None:

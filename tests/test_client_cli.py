@@ -220,6 +220,47 @@ def test_targets_bad_language_names_line(tmp_path):
     assert "such as en, en-US, pt-BR or zh-Hant-TW" in result.output
 
 
+def run_client_process(*arguments):
+    # A subprocess, because gRPC's C core writes its errors to file
+    # descriptor 2, which CliRunner does not capture.
+    command = [sys.executable, "-m", "callsure.actors.cli", "client"]
+    command += ["--address", "127.0.0.1:1", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "content", ["customer_id,phone_number\nc-1,+14155550101\n", "", "\xff\xfe"]
+)
+def test_ca_file_not_pem_one_line(tmp_path, content):
+    path = tmp_path / "labels.csv"
+    path.write_text(content, encoding="latin-1")
+    result = run_client_process("--ca-file", str(path), "list")
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1
+    assert len(lines) == 1, result.stderr
+    assert f"--ca-file: {path} contains no PEM certificate" in lines[0]
+    assert "-----BEGIN CERTIFICATE-----" in lines[0]
+    assert "TSI_" not in result.stderr
+
+
+def test_ca_file_pem_certificate_used(tmp_path):
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "ca.pem", tmp_path / "ca-key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    result = run_client_process("--ca-file", str(cert), "list")
+    # The certificate is accepted, so the client goes on to the server.
+    assert result.returncode == 1
+    assert "cannot reach the callsure server at 127.0.0.1:1" in result.stderr
+    assert "--ca-file" not in result.stderr
+
+
 @pytest.mark.slow
 def test_events_stopped_server_prints_resume():
     folder = private_folder()
