@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,30 @@ from callsure.actors.logsetup import configure_logging  # noqa: E402
 from callsure.engine.exceptions import CallsureError  # noqa: E402
 
 GCS_PORT_WAIT_S = "60"
+
+# Warnings that ray.init prints on every start and that do not apply here,
+# by logger. `callsure serve` calls ray.init from a thread on purpose so
+# that its own SIGTERM handler stays in force, and token authentication,
+# which Ray enables by default for a local cluster, is what callsure wants.
+_EXPECTED_RAY_NOTICES = {
+    "ray._private.worker": "SIGTERM handler is not set because current thread",
+    "ray._private.authentication.authentication_token_setup": (
+        "Token authentication is enabled for this Ray cluster"
+    ),
+}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+for _name, _prefix in _EXPECTED_RAY_NOTICES.items():
+    logging.getLogger(_name).addFilter(_DropNotice(_prefix))
 
 
 def start_ray(ray_config, address: str | None = None, log_config=None) -> None:
@@ -40,6 +65,10 @@ def start_ray(ray_config, address: str | None = None, log_config=None) -> None:
         way as this process.
     """
     address = address or ray_config.address
+    # Ray colours the "(Actor pid=...)" prefix of the actors' log lines; in
+    # a log file or journal those escape codes are noise.
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     options = {
         "namespace": ray_config.namespace,
         "include_dashboard": False,

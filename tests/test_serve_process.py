@@ -117,6 +117,13 @@ def test_token_never_logged(server, channel):
     assert TOKEN not in server.log()
 
 
+def test_log_has_no_ray_start_noise(server, channel):
+    log = server.log()
+    assert "SIGTERM handler is not set" not in log
+    assert "Token authentication is enabled" not in log
+    assert "\x1b[" not in log
+
+
 def test_created_callback_pending_with_wait(channel):
     stub = callback_pb2_grpc.CallbackServiceStub(channel)
     reply = create(stub, new_callback("customer-created"))
