@@ -3,9 +3,10 @@ read and replace the admin settings; create, fill, run and inspect
 campaigns.
 
 Every subcommand prints the server's reply as JSON (one object per line
-for ``events``), so it works in scripts. Errors print the status code, the
-message and the field violations, and exit with status 1; a server that
-cannot be reached gets one line naming its address instead.
+for ``events``), so it works in scripts. Errors print the status code and
+the message, then the field violations that add to the message, and exit
+with status 1; a server that cannot be reached gets one line naming its
+address instead.
 """
 
 from __future__ import annotations
@@ -168,14 +169,18 @@ def _print(message, with_defaults: bool = False) -> None:
 def _fail(error: grpc.RpcError, hint: str = "") -> None:
     if error.code() is grpc.StatusCode.UNAVAILABLE:
         _fail_unavailable(error, hint)
-    click.echo(f"error: {error.code().name}: {error.details()}", err=True)
+    summary = error.details() or ""
+    click.echo(f"error: {error.code().name}: {summary}", err=True)
     status = decode_status(error)
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
             for violation in bad_request.field_violations:
-                click.echo(f"  {violation.field}: {violation.description}", err=True)
+                if violation_adds_to(summary, violation.field, violation.description):
+                    click.echo(
+                        f"  {violation.field}: {violation.description}", err=True
+                    )
         elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
@@ -190,6 +195,23 @@ def _fail(error: grpc.RpcError, hint: str = "") -> None:
     if hint:
         click.echo(hint, err=True)
     sys.exit(1)
+
+
+def violation_adds_to(summary: str, field: str, description: str) -> bool:
+    """Return True when a field violation says more than the error summary.
+
+    The server's summary of a single invalid field already names the field,
+    the value and the fix (``invalid campaign.sms_text 'x': use ...``), so
+    its violation (``invalid value 'x': use ...``) is left out. A violation
+    is printed when the summary lacks its field or any word of its
+    description past the leading "invalid value" or "missing value".
+    """
+    if field not in summary:
+        return True
+    words = description.split()
+    if words[:2] in (["invalid", "value"], ["missing", "value:"]):
+        words = words[2:]
+    return not set(words) <= set(summary.split())
 
 
 def _fail_unavailable(error: grpc.RpcError, hint: str) -> None:

@@ -492,7 +492,7 @@ def test_cli_update_invalid_date_names_value(served):
     )
     assert updated.exit_code == 1
     assert "INVALID_ARGUMENT" in updated.output
-    assert "date_periods[0].date: invalid value '24.12.2026'" in updated.output
+    assert "invalid date_periods[0].date '24.12.2026'" in updated.output
 
 
 def test_cli_update_unknown_field_rejected(tmp_path):

@@ -753,6 +753,21 @@ def test_cli_max_in_flight_range_checked(server, value):
     assert f"{value} is not in the range 1<=x<=1000" in result.output
 
 
+def test_cli_error_printed_once(server, tmp_path):
+    name = cli_campaign(server)
+    path = tmp_path / "targets.csv"
+    path.write_text("customer_id,phone_number\nc-1,+14155550101\n,+14155550102\n")
+    result = run_client(server, "campaign", "add-targets", name, "--file", str(path))
+    lines = result.output.splitlines()
+    assert result.exit_code == 1
+    assert lines[0].startswith(
+        "error: INVALID_ARGUMENT: missing targets[1].customer_id"
+    )
+    assert result.output.count("send a non-empty customer_id") == 1
+    assert lines[1].startswith(f"{path}: the rows on lines 2 to 3 were not added")
+    assert "the target named above is on line 3" in lines[1]
+
+
 def test_cli_missing_token_hint(server):
     result = CliRunner().invoke(
         cli, ["client", "--address", server.address, "campaign", "list", "--all"]

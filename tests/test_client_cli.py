@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from serve_support import ServeProcess, private_folder
 
 from callsure.actors.cli import cli
-from callsure.actors.client_cli import build_callback
+from callsure.actors.client_cli import build_callback, violation_adds_to
 from callsure.v1 import callback_pb2
 
 CUSTOMER = ["--customer", "c-1", "--phone", "+14155550100", "--queue", "billing"]
@@ -218,6 +218,46 @@ def test_targets_bad_language_names_line(tmp_path):
     assert result.exit_code == 2
     assert f"{path}:3: invalid language 'klingon-xx-123'" in result.output
     assert "such as en, en-US, pt-BR or zh-Hant-TW" in result.output
+
+
+@pytest.mark.parametrize(
+    ("summary", "field", "description", "printed"),
+    [
+        (
+            "invalid campaign.sms_text 'Hi {name}': unknown placeholder {name}",
+            "campaign.sms_text",
+            "invalid value 'Hi {name}': unknown placeholder {name}",
+            False,
+        ),
+        (
+            "missing targets[0].customer_id: send a non-empty customer_id",
+            "targets[0].customer_id",
+            "missing value: send a non-empty customer_id",
+            False,
+        ),
+        (
+            "invalid config capacity.interval = 0: expected a positive duration",
+            "capacity.interval",
+            "invalid value 0: a positive duration",
+            False,
+        ),
+        (
+            "the request has 2 invalid fields",
+            "targets[1].language",
+            "invalid value 'x': send a BCP 47 language tag",
+            True,
+        ),
+        (
+            "invalid targets[0].phone_number '+99': not in E.164 form",
+            "targets[0].phone_number",
+            "invalid value '+99': not in E.164 form; the country code 99 is unknown",
+            True,
+        ),
+    ],
+    ids=["same-text", "missing", "config", "other-field", "more-text"],
+)
+def test_violation_printed_only_when_new(summary, field, description, printed):
+    assert violation_adds_to(summary, field, description) is printed
 
 
 def run_client_process(*arguments):
