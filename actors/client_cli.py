@@ -198,7 +198,7 @@ def _fail(error: grpc.RpcError, hint: str = "") -> None:
 
 
 def violation_adds_to(summary: str, field: str, description: str) -> bool:
-    """Return True when a field violation says more than the error summary.
+    """Return True when a field violation contains more than the error summary.
 
     The server's summary of a single invalid field already names the field,
     the value and the fix (``invalid campaign.sms_text 'x': use ...``), so
