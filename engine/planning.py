@@ -396,6 +396,17 @@ class PromisePlanner:
                 "send window_date and window_period (window mode)",
             )
         calendar = self.scheduler.calendar_for(request.queue)
+        # A window is a period of the queue's calendar, so its date is a
+        # date in the calendar's zone; another zone would be ignored.
+        if request.time_zone:
+            zone = zone_named(request.time_zone)
+            if zone.key != calendar.zone.key:
+                raise ValidationError(
+                    "time_zone",
+                    request.time_zone,
+                    f"window dates are local to the queue's calendar in "
+                    f"{calendar.zone.key}; send that zone or none",
+                )
         horizon = now + timedelta(seconds=self._policy.promise.booking_horizon_s)
         last_date = horizon.astimezone(calendar.zone).date()
         if request.window_date > last_date:

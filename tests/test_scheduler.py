@@ -283,6 +283,22 @@ def test_window_promise_inside_window(scheduler):
     assert stored.time_zone == "UTC"
 
 
+def test_window_in_other_zone_rejected(scheduler):
+    scheduler.set_calendar("*", office_hours())
+    with pytest.raises(ValidationError) as raised:
+        scheduler.create(
+            request(
+                "c1",
+                mode=CallbackMode.WINDOW,
+                window_date=date(2026, 3, 3),
+                window_period="day",
+                time_zone="Europe/Berlin",
+            )
+        )
+    assert raised.value.field == "time_zone"
+    assert "calendar in UTC" in str(raised.value)
+
+
 def test_window_on_holiday_rejected(scheduler):
     scheduler.set_calendar(
         "*", office_hours(extra_holidays=frozenset({date(2026, 3, 3)}))
