@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
@@ -44,6 +45,13 @@ MAX_IVR_STEP_LENGTH = 128
 MAX_LANGUAGE_LENGTH = 64
 """Maximum length of a language tag. BCP 47 tags in use, such as ``pt-BR``,
 are much shorter."""
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?")
+"""Shape of the language of a callback or a campaign target, a BCP 47 tag
+(RFC 5646) such as ``en``, ``pt-BR``, ``es-419`` or ``zh-Hant-TW``: a
+primary language of 2 or 3 letters, then an optional script of 4 letters,
+then an optional region of 2 letters or 3 digits. Variants, extensions
+and private-use subtags are rejected."""
+LANGUAGE_EXAMPLES = "en, en-US, pt-BR or zh-Hant-TW"
 
 
 class CallbackMode(enum.Enum):
@@ -210,7 +218,21 @@ class CallbackRequest:
         check_length("queue", self.queue, MAX_QUEUE_LENGTH)
         check_length("dedicated_agent_id", self.dedicated_agent_id, MAX_ID_LENGTH)
         check_length("language", self.language, MAX_LANGUAGE_LENGTH)
+        check_language("language", self.language)
         check_ivr_history(self.ivr_history)
+
+
+def check_language(field: str, value: str) -> None:
+    """Raise ``ValidationError`` naming ``field`` when ``value`` does not
+    have the shape of ``LANGUAGE_TAG``.
+
+    NOTE: only the shape is checked, not the IANA subtag registry, so
+    ``xx-YY`` passes.
+    """
+    if not isinstance(value, str) or not LANGUAGE_TAG.fullmatch(value):
+        raise ValidationError(
+            field, value, f"send a BCP 47 language tag such as {LANGUAGE_EXAMPLES}"
+        )
 
 
 def check_length(field: str, value: object, limit: int) -> None:

@@ -37,7 +37,6 @@ default, so it sends no SMS unless ``sms_text`` is set, and an empty
 from __future__ import annotations
 
 import enum
-import re
 import string
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -48,6 +47,7 @@ from callsure.engine.callbacks import (
     MAX_LANGUAGE_LENGTH,
     MAX_QUEUE_LENGTH,
     check_ivr_history,
+    check_language,
     check_length,
     from_epoch,
 )
@@ -65,13 +65,6 @@ MAX_TARGETS = 1_000_000
 MAX_SMS_TEXT_LENGTH = 480
 """Maximum length of a campaign's SMS template, in characters. The text
 sent is longer by the names and ids filled in."""
-LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?")
-"""Shape of a target's language, a BCP 47 tag (RFC 5646) such as ``en``,
-``pt-BR``, ``es-419`` or ``zh-Hant-TW``. It is a primary language of 2 or 3
-letters, then an optional script of 4 letters, then an optional region of
-2 letters or 3 digits. Variants, extensions and private-use subtags are
-rejected."""
-LANGUAGE_EXAMPLES = "en, en-US, pt-BR or zh-Hant-TW"
 SMS_FIELDS = ("campaign", "queue", "callback_id")
 """Placeholders of a campaign's SMS template: the campaign's name, its
 queue and the target's callback id (the reference the customer quotes)."""
@@ -396,17 +389,3 @@ def check_target(target: CampaignTarget, field: str) -> None:
     for index, line in enumerate(target.context):
         check_length(f"{field}.context[{index}]", line, MAX_IVR_STEP_LENGTH)
     check_language(f"{field}.language", target.language)
-
-
-def check_language(field: str, value: str) -> None:
-    """Raise ``ValidationError`` naming ``field`` when ``value`` does not
-    have the shape of ``LANGUAGE_TAG``.
-
-    NOTE: only the shape is checked, not the IANA subtag registry, so
-    ``xx-YY`` passes. ``CreateCallback`` checks only the length of its
-    language, so a callback may carry a tag that a target may not.
-    """
-    if not isinstance(value, str) or not LANGUAGE_TAG.fullmatch(value):
-        raise ValidationError(
-            field, value, f"send a BCP 47 language tag such as {LANGUAGE_EXAMPLES}"
-        )

@@ -55,10 +55,27 @@ def test_text_field_over_limit_rejected(field, limit):
     assert f"has {limit + 1}" in info.value.fix
 
 
-@pytest.mark.parametrize(("field", "limit"), LIMITS)
+# A language must also have the shape of a BCP 47 tag, which no string of
+# MAX_LANGUAGE_LENGTH letters has.
+@pytest.mark.parametrize(
+    ("field", "limit"), [(f, n) for f, n in LIMITS if f != "language"]
+)
 def test_text_field_at_limit_accepted(field, limit):
     built = build(**{field: "x" * limit})
     assert len(getattr(built, field)) == limit
+
+
+@pytest.mark.parametrize("tag", ["en", "pt-BR", "es-419", "zh-Hant-TW"])
+def test_language_tag_accepted(tag):
+    assert build(language=tag).language == tag
+
+
+@pytest.mark.parametrize("tag", ["", "english", "klingon-xx-123", "en_US", "e"])
+def test_language_not_a_tag_rejected(tag):
+    with pytest.raises(ValidationError) as info:
+        build(language=tag)
+    assert info.value.field == "language"
+    assert "BCP 47" in info.value.fix
 
 
 def test_megabyte_id_message_stays_short():
@@ -115,7 +132,7 @@ def test_values_at_limit_stored_whole(tmp_path):
             customer_id="c" * MAX_ID_LENGTH,
             request_id="r" * MAX_ID_LENGTH,
             ivr_history=history,
-            language="l" * MAX_LANGUAGE_LENGTH,
+            language="zh-Hant-TW",
         )
     )
     scheduler.store.close()
@@ -124,7 +141,7 @@ def test_values_at_limit_stored_whole(tmp_path):
     assert stored.customer_id == "c" * MAX_ID_LENGTH
     assert stored.request_id == "r" * MAX_ID_LENGTH
     assert stored.ivr_history == history
-    assert stored.language == "l" * MAX_LANGUAGE_LENGTH
+    assert stored.language == "zh-Hant-TW"
 
 
 # Through a real `callsure serve`
