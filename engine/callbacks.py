@@ -47,10 +47,10 @@ MAX_LANGUAGE_LENGTH = 64
 are much shorter."""
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?")
 """Shape of the language of a callback or a campaign target, a BCP 47 tag
-(RFC 5646) such as ``en``, ``pt-BR``, ``es-419`` or ``zh-Hant-TW``: a
-primary language of 2 or 3 letters, then an optional script of 4 letters,
-then an optional region of 2 letters or 3 digits. Variants, extensions
-and private-use subtags are rejected."""
+(RFC 5646) such as ``en``, ``pt-BR``, ``es-419`` or ``zh-Hant-TW``. It is
+a primary language of 2 or 3 letters, an optional script of 4 letters and
+an optional region of 2 letters or 3 digits. Variants, extensions and
+private-use subtags are rejected."""
 LANGUAGE_EXAMPLES = "en, en-US, pt-BR or zh-Hant-TW"
 
 

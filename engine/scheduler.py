@@ -468,10 +468,9 @@ class CallbackScheduler(SchedulerAdministration):
         """Expire promises past their expiry, finalise expired leases and
         journal overdue promises, without releasing anything.
 
-        ``due`` runs this first; the coordinator runs it alone while no
-        gateway is registered, so a promise that no gateway can dial still ends
-        visibly at its expiry. Returns how many records it changed or
-        journaled.
+        ``due`` runs this first. The coordinator runs it alone while no
+        gateway is registered, so that a promise still ends visibly at its
+        expiry. Returns how many records it changed or journaled.
         """
         now = now or self.clock.now()
         count = self._expire_pending(now)
