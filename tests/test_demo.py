@@ -147,6 +147,9 @@ def test_demo_live_callers_counted(report):
         + live["waiting_at_end"]
     )
     assert accounted == live["arrived"]
+    # Free agents serve the queue through the drain. When reserved agents
+    # sat idle, 14 of 119 callers were still waiting at the end.
+    assert live["waiting_at_end"] <= 5
     assert live["answered"] >= 1
     assert live["abandoned"] >= 1
     assert 0.0 <= live["service_level"] <= 1.0
