@@ -159,5 +159,7 @@ def next_local_time(
     if candidate == this_minute:
         return local_now
     if candidate < this_minute:
+        # NOTE: the IVR reads the promise back as HHMM only, so a caller
+        # promised this time tomorrow is not told the day.
         candidate += timedelta(days=1)
     return candidate
