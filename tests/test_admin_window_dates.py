@@ -26,6 +26,7 @@ from callsure.actors.cli import cli
 from callsure.actors.errors import decode_status
 from callsure.actors.services.admin import (
     MAX_DATE_COUNT,
+    MAX_PERIODS_PER_DAY,
     calendar_from_request,
     calendar_to_response,
 )
@@ -142,8 +143,48 @@ def one_date(day, *periods):
     return admin_pb2.DatePeriods(date=day, periods=list(periods))
 
 
+def many_periods(count):
+    """``count`` periods of one minute each, named by their start."""
+    return [
+        (
+            f"p{n}",
+            f"{n // 60:02d}:{n % 60:02d}",
+            f"{(n + 1) // 60:02d}:{(n + 1) % 60:02d}",
+        )
+        for n in range(count)
+    ]
+
+
 # (request, field named in the error, value named in the error)
 INVALID_REQUESTS = {
+    "too many periods on a date": (
+        dates_request(
+            one_date(
+                "2026-12-24",
+                *(date_period(*p) for p in many_periods(MAX_PERIODS_PER_DAY + 1)),
+            )
+        ),
+        "date_periods[0].periods",
+        f"{MAX_PERIODS_PER_DAY + 1} periods",
+    ),
+    "too many periods on a weekday": (
+        admin_pb2.UpdateCallbackWindowsRequest(
+            time_zone="UTC",
+            periods=[
+                weekday_period(3, *p) for p in many_periods(MAX_PERIODS_PER_DAY + 1)
+            ],
+        ),
+        "periods",
+        f"more than {MAX_PERIODS_PER_DAY} periods on WEEKDAY_WEDNESDAY",
+    ),
+    "periods over the weekly limit": (
+        admin_pb2.UpdateCallbackWindowsRequest(
+            time_zone="UTC",
+            periods=[weekday_period(1, "m", "08:00", "09:00")] * 100_000,
+        ),
+        "periods",
+        "100000 periods",
+    ),
     "impossible date": (
         dates_request(one_date("2026-02-30")),
         "date_periods[0].date",

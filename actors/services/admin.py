@@ -45,6 +45,10 @@ MAX_PERIOD_NAME_LENGTH = 64
 # measured one. It keeps the stored calendar, which every restart reads
 # back, small and still covers almost three years of days set one by one.
 MAX_DATE_COUNT = 1000
+# Periods of one weekday or one date, which must not overlap: one per
+# quarter hour. Checked before the periods are compared with one another,
+# because that comparison grows with the square of their number.
+MAX_PERIODS_PER_DAY = 96
 NEVER_RETRIED = frozenset(
     {callback_pb2.CALL_OUTCOME_CONNECTED, callback_pb2.CALL_OUTCOME_NOT_DIALED}
 )
@@ -165,6 +169,12 @@ def _date_periods_from_messages(messages) -> dict[date, tuple[Period, ...]]:
                 message.date,
                 "send one entry per date, with all of its periods",
             )
+        if len(message.periods) > MAX_PERIODS_PER_DAY:
+            raise ValidationError(
+                f"{field}.periods",
+                f"{len(message.periods)} periods",
+                f"send at most {MAX_PERIODS_PER_DAY} periods per date",
+            )
         periods: list[Period] = []
         for number, item in enumerate(message.periods):
             period_field = f"{field}.periods[{number}]"
@@ -184,6 +194,18 @@ def _date_periods_from_messages(messages) -> dict[date, tuple[Period, ...]]:
 def calendar_from_request(request) -> CallbackCalendar:
     """Build a ``CallbackCalendar`` from an UpdateCallbackWindowsRequest."""
     _queue_name(request.queue, "queue")
+    if len(request.periods) > 7 * MAX_PERIODS_PER_DAY:
+        raise ValidationError(
+            "periods",
+            f"{len(request.periods)} periods",
+            f"send at most {MAX_PERIODS_PER_DAY} periods per weekday",
+        )
+    if len(request.closed_dates) > MAX_DATE_COUNT:
+        raise ValidationError(
+            "closed_dates",
+            f"{len(request.closed_dates)} dates",
+            f"send at most {MAX_DATE_COUNT} dates, dropping dates that have passed",
+        )
     weekly: dict[int, list[Period]] = {}
     for index, message in enumerate(request.periods):
         field = f"periods[{index}]"
@@ -196,6 +218,13 @@ def calendar_from_request(request) -> CallbackCalendar:
             )
         period = _period_from_message(message, field)
         day = weekly.setdefault(message.weekday - 1, [])
+        if len(day) == MAX_PERIODS_PER_DAY:
+            raise ValidationError(
+                "periods",
+                f"more than {MAX_PERIODS_PER_DAY} periods on "
+                f"{admin_pb2.Weekday.Name(weekday)}",
+                f"send at most {MAX_PERIODS_PER_DAY} periods per weekday",
+            )
         # A customer picks a period by its name, so a name names one period
         # of a day.
         if any(other.name == period.name for other in day):
