@@ -120,10 +120,15 @@ def from_timestamp(message, field: str, path: str | None = None) -> datetime | N
 # How far a reported event may lie ahead of the server's clock: clocks of
 # a CTI and the server drift apart by seconds, not minutes.
 MAX_EVENT_CLOCK_SKEW = timedelta(minutes=5)
+# How old a reported event may be. Waits learned from an event decades old
+# would skew the prediction. A day covers a CTI feed's backlog after an
+# outage.
+MAX_EVENT_AGE = timedelta(days=1)
 
 
 def event_time_of(message, field: str, path: str, now: datetime) -> datetime | None:
-    """Read the time of a reported event, which may not lie in the future.
+    """Read the time of a reported event, which may lie neither in the
+    future nor more than a day back.
 
     An agent or a contact keeps its latest event and ignores older ones,
     so one event from the far future would hide every real one after it.
@@ -135,6 +140,13 @@ def event_time_of(message, field: str, path: str, now: datetime) -> datetime | N
             when.isoformat(),
             f"send a time no later than the server's clock {now.isoformat()} "
             "plus 5 minutes; check the sender's clock",
+        )
+    if when is not None and when < now - MAX_EVENT_AGE:
+        raise ValidationError(
+            path,
+            when.isoformat(),
+            f"send a time within the last 24 hours of the server's clock "
+            f"{now.isoformat()}; check the sender's clock",
         )
     return when
 

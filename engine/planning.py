@@ -62,6 +62,10 @@ NEAREST_SEARCH_ROUNDS = 6
 # A customer's chosen time this close to now is taken as "now", because
 # the IVR prompt and the network take a few seconds.
 PAST_TOLERANCE = timedelta(seconds=60)
+# How long before the request a caller may have entered the queue. The
+# entry time is the callback's place, so an entry time years back would
+# put it ahead of every real caller.
+MAX_ENTRY_AGE = timedelta(days=1)
 # The predictor's capacity of an interval is reused for this many seconds of
 # clock time, because every create and release needs one. One Erlang A
 # capacity call took 0.1 to 0.7 ms for 8 to 3000 agents (AMD EPYC, 2 cores).
@@ -253,6 +257,13 @@ class PromisePlanner:
         if entry > now:
             raise InvalidTimeError(
                 "entry_time", entry.isoformat(), "send a time that is not in the future"
+            )
+        if entry < now - MAX_ENTRY_AGE:
+            raise InvalidTimeError(
+                "entry_time",
+                entry.isoformat(),
+                "send a time within the last 24 hours, when the caller entered "
+                "the queue",
             )
 
         self._replacing = replacing

@@ -359,6 +359,8 @@ def test_serve_agent_state_from_far_future_rejected(channel):
     [
         timestamp_pb2.Timestamp(seconds=LAST_SECOND + 1),
         timestamp_pb2.Timestamp(seconds=1_700_000_000, nanos=-1),
+        # 0001-01-01T00:00:00Z: older than the day a CTI backlog may span.
+        timestamp_pb2.Timestamp(seconds=-62_135_596_800),
     ],
 )
 def test_serve_agent_state_time_out_of_range_rejected(channel, stamp):

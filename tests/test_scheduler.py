@@ -143,6 +143,16 @@ def test_future_entry_time_rejected(scheduler):
         scheduler.create(request("c1", entry_time=T0 + timedelta(minutes=1)))
 
 
+def test_entry_time_over_day_old_rejected(scheduler):
+    with pytest.raises(InvalidTimeError, match="within the last 24 hours"):
+        scheduler.create(request("c1", entry_time=T0 - timedelta(days=1, seconds=1)))
+
+
+def test_entry_time_day_old_accepted(scheduler):
+    entered = T0 - timedelta(days=1)
+    assert scheduler.create(request("c1", entry_time=entered)).entry_time == entered
+
+
 def test_at_time_naive_time_rejected(scheduler):
     naive = datetime(2026, 3, 2, 10, 0)
     with pytest.raises(InvalidTimeError, match="timezone-aware"):
