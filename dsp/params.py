@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+import math
+import numbers
+import reprlib
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -14,26 +17,123 @@ __all__ = ["AnalysisParams", "Cause", "Event", "EventKind", "Verdict", "VerdictK
 DTMF_KEYS = "123A456B789C*0#D"
 _POWER_RATIOS = {"dtmf_normal_twist_db", "dtmf_reverse_twist_db", "dtmf_harmonic_db"}
 
+# Valid ranges of the AnalysisParams fields, bounds included, from how the
+# kernel uses each field. All of them lie well inside float32.
+#
+# Block levels run from 0 dB (digital silence, 10 log10(0 + 1)) to
+# 90.3 dB (a full-scale square wave), so 90 dB bounds levels, margins and
+# DTMF twists.
+MAX_LEVEL_DB = 90.0
+# The kernel counts time in 10 ms blocks, and a shorter duration would
+# round to no block at all.
+MIN_DURATION_MS = 10.0
+MAX_DURATION_MS = 3_600_000.0
+# Everything is analysed at 8 kHz, so no tone lies above 4 kHz.
+MAX_FREQUENCY_HZ = 4000.0
+_DURATION = (MIN_DURATION_MS, MAX_DURATION_MS)
+_LEVEL = (0.0, MAX_LEVEL_DB)
+# Prediction residuals relative to the block energy run from 0 (one pure
+# tone) to 4, the value given to digital silence. White noise is near 2.
+_PURITY = (0.0, 4.0)
+# A lag-1 autocorrelation coefficient.
+_VOICING = (-1.0, 1.0)
+_SHARE = (0.0, 1.0)
+PARAM_RANGES = {
+    "speech_margin_db": _LEVEL,
+    "min_level_db": _LEVEL,
+    "human_silence_ms": _DURATION,
+    "max_greeting_ms": _DURATION,
+    "short_greeting_ms": _DURATION,
+    "long_pause_ms": _DURATION,
+    "min_word_ms": _DURATION,
+    "silence_timeout_ms": _DURATION,
+    "max_analysis_ms": _DURATION,
+    "tone_margin_db": _LEVEL,
+    "tone_purity": _PURITY,
+    "beep_min_ms": _DURATION,
+    "beep_quiet_ms": _DURATION,
+    "beep_min_hz": (0.0, MAX_FREQUENCY_HZ),
+    "beep_max_hz": (0.0, MAX_FREQUENCY_HZ),
+    # Neighbouring DTMF frequencies lie 10.4-10.6 % apart, so a wider
+    # tolerance would accept a tone halfway between two of them.
+    "dtmf_frequency_tolerance": (0.0, 0.05),
+    "dtmf_normal_twist_db": _LEVEL,
+    "dtmf_reverse_twist_db": _LEVEL,
+    "dtmf_harmonic_db": (-MAX_LEVEL_DB, 0.0),
+    "dtmf_energy_share": _SHARE,
+    "fax_ced_ms": _DURATION,
+    "voicing_min": _VOICING,
+    "structured_voicing": _VOICING,
+    "structured_purity": _PURITY,
+    "provisional_pause_ms": _DURATION,
+    "compact_pause_ms": _DURATION,
+    "compact_greeting_ms": _DURATION,
+    "compact_speech_share": _SHARE,
+    "lone_sound_ms": _DURATION,
+}
+# Durations that may also be 0, which turns the rule off (for
+# beep_quiet_ms, a beep then needs no quiet before it).
+_UNITS = {"ms": " ms", "db": " dB", "hz": " Hz"}
+_ZERO_ALLOWED = {
+    "beep_quiet_ms",
+    "provisional_pause_ms",
+    "compact_pause_ms",
+    "compact_greeting_ms",
+    "lone_sound_ms",
+}
+
+
+def _checked_value(name: str, value) -> float:
+    """Return an AnalysisParams field's value as a float, or raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a real number (int, float or a numpy number), "
+            f"got {value!r} of type {type(value).__name__}"
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        # An int too large for a float lies outside every range.
+        number = math.inf
+    low, high = PARAM_RANGES[name]
+    if name in _ZERO_ALLOWED and number == 0.0:
+        return number
+    if not low <= number <= high:
+        unit = _UNITS.get(name.rsplit("_", 1)[-1], "")
+        expected = f"from {low:.10g} to {high:.10g}{unit}"
+        if name in _ZERO_ALLOWED:
+            expected = f"0 (off) or {expected}"
+        raise ValueError(f"{name} must be {expected}, got {reprlib.repr(value)}")
+    return number
+
 
 @dataclass(frozen=True)
 class AnalysisParams:
     """Tunable limits of one call's analysis; the defaults suit most trunks.
 
     Levels are in dB relative to one int16 unit squared (a full-scale sine
-    is 87 dB), times in ms, frequencies in Hz.
+    is 87 dB), times in ms, frequencies in Hz. Each field must lie in
+    the range its description gives, bounds included: the constructor
+    raises ValueError naming the field otherwise, and TypeError for a
+    value that is not a real number. Ints and numpy numbers are stored
+    as floats.
 
     Attributes
     ----------
     speech_margin_db : float
         Level above the noise floor (the minimum 10 ms level over the last
-        1.2-1.6 s) at which a block can be speech.
+        1.2-1.6 s) at which a block can be speech. 0 to 90 dB: block levels
+        run from 0 dB (digital silence) to 90.3 dB (a full-scale square
+        wave).
     min_level_db : float
         Level below which a block is silence whatever the floor (30 dB is
-        an RMS of 32, -60 dBFS).
+        an RMS of 32, -60 dBFS). 0 to 90 dB.
     human_silence_ms : float
         Pause after a short greeting that makes the call HUMAN, unless the
         greeting is compact (see ``compact_pause_ms``). It also ends an
-        utterance (SPEECH_END) and reports a SILENCE event.
+        utterance (SPEECH_END) and reports a SILENCE event. 10 ms (one
+        analysis block) to 3,600,000 ms (1 h), like every duration here;
+        those that may also be 0 say so.
     max_greeting_ms : float
         Greeting length (first word to last word so far, pauses included)
         at which the call is a MACHINE.
@@ -50,42 +150,51 @@ class AnalysisParams:
         Shortest run of speech blocks that starts a word.
     silence_timeout_ms : float
         Time from answer without speech after which the call is SILENCE
-        (or NOTSURE when the line carried noise or tones).
+        (or NOTSURE when the line carried noise or tones). Shorter than
+        ``max_analysis_ms`` for the SILENCE rule to apply.
     max_analysis_ms : float
         Time from answer after which an undecided call is NOTSURE.
     tone_margin_db : float
         Level above the floor at which a block is checked for tones.
+        0 to 90 dB.
     tone_purity : float
         Largest prediction residual (relative to the block's energy) of a
-        block explained by one or two tones.
+        block explained by one or two tones. 0 to 4: the residual is 0 for
+        a pure tone, about 2 for white noise and 4 for digital silence.
     beep_min_ms : float
         Shortest voicemail beep (beeps last 70 ms to 1.5 s).
     beep_quiet_ms : float
-        Quiet required just before a beep, which tells it from music.
+        Quiet required just before a beep, which tells it from music, or 0
+        for none.
     beep_min_hz, beep_max_hz : float
-        Frequency range of voicemail beeps.
+        Frequency range of voicemail beeps, 0 to 4000 Hz (audio is
+        analysed at 8 kHz), minimum below maximum. Only tones of 200 to
+        3400 Hz are tracked, whatever the range.
     dtmf_frequency_tolerance : float
         Largest relative frequency deviation of a DTMF tone; ITU-T Q.24
-        asks receivers to accept 1.5 % and reject beyond 3.5 %.
+        asks receivers to accept 1.5 % and reject beyond 3.5 %. 0 to 0.05:
+        neighbouring DTMF frequencies lie about 10.5 % apart.
     dtmf_normal_twist_db, dtmf_reverse_twist_db : float
         How far the low group may exceed the high group, and the reverse.
+        0 to 90 dB.
     dtmf_harmonic_db : float
         Largest level of a DTMF tone's second harmonic relative to the tone
-        (talk-off protection: voice is rich in harmonics).
+        (talk-off protection: voice is rich in harmonics). -90 to 0 dB.
     dtmf_energy_share : float
-        Smallest share of the block's energy in the two DTMF tones.
+        Smallest share of the block's energy in the two DTMF tones, 0 to 1.
     fax_ced_ms : float
         Length of a 2100 Hz tone that makes the call FAX (CED lasts 2.6-4 s).
     voicing_min : float
         Smallest lag-1 autocorrelation of a speech block; white line noise
-        is near 0, voiced speech near 1.
+        is near 0, voiced speech near 1. -1 to 1.
     structured_voicing, structured_purity : float
         Sound 6 dB above ``min_level_db`` counts as speech or music
         whatever the floor when its lag-1 autocorrelation is at least
         ``structured_voicing`` and its order-2 prediction residual is
         below ``structured_purity`` (white noise: about 0 and 2). This
         catches quiet music that fills the stream from its start; raise
-        them on lines with strongly coloured noise.
+        them on lines with strongly coloured noise. ``structured_voicing``
+        is -1 to 1, ``structured_purity`` 0 to 4.
     provisional_pause_ms : float
         Pause after a greeting of at most ``short_greeting_ms`` that gives
         a provisional HUMAN (cause SHORT_PAUSE), or 0 for none. The
@@ -103,14 +212,15 @@ class AnalysisParams:
         greetings need ``human_silence_ms`` or more.
     compact_greeting_ms : float
         Maximum length of a compact greeting, from its first word to its
-        last. Longer ones gain little, because HUMAN would come more than
-        1.15 s after the first word anyway, while machines of the corpus
-        pause 250-460 ms after 1.01-1.05 s of greeting.
+        last, or 0 to turn the rule off. Longer ones gain little, because
+        HUMAN would come more than 1.15 s after the first word anyway,
+        while machines of the corpus pause 250-460 ms after 1.01-1.05 s of
+        greeting.
     compact_speech_share : float
         Smallest share of the greeting's 10 ms blocks, first to last word,
         judged speech for it to be compact. A machine that reads out
         digits or words one by one leaves more gaps than a person's one
-        or two words.
+        or two words. 0 to 1.
     lone_sound_ms : float
         Longest single tone that, heard after answer with no speech and
         nothing else before ``silence_timeout_ms``, makes the call HUMAN
@@ -155,32 +265,12 @@ class AnalysisParams:
     def __post_init__(self):
         for field in fields(self):
             value = getattr(self, field.name)
-            if not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise ValueError(f"{field.name} must be a finite number, got {value!r}")
-        if self.human_silence_ms < 10 or self.max_greeting_ms < 10:
+            # The frozen dataclass keeps the checked value as a float.
+            object.__setattr__(self, field.name, _checked_value(field.name, value))
+        if self.beep_min_hz >= self.beep_max_hz:
             raise ValueError(
-                "human_silence_ms and max_greeting_ms must be at least 10 ms, got "
-                f"{self.human_silence_ms} and {self.max_greeting_ms}"
-            )
-        if self.provisional_pause_ms < 0:
-            raise ValueError(
-                "provisional_pause_ms must be 0 (no provisional verdict) or a "
-                f"pause in ms, got {self.provisional_pause_ms}"
-            )
-        if self.compact_pause_ms < 0 or self.compact_greeting_ms < 0:
-            raise ValueError(
-                "compact_pause_ms and compact_greeting_ms must be at least 0 ms, "
-                f"got {self.compact_pause_ms} and {self.compact_greeting_ms}"
-            )
-        if self.lone_sound_ms < 0:
-            raise ValueError(
-                "lone_sound_ms must be 0 (rule off) or a length in ms, got "
-                f"{self.lone_sound_ms}"
-            )
-        if not 0 <= self.compact_speech_share <= 1:
-            raise ValueError(
-                "compact_speech_share must be a share from 0 to 1, got "
-                f"{self.compact_speech_share}"
+                "beep_min_hz must be below beep_max_hz, got "
+                f"{self.beep_min_hz} and {self.beep_max_hz}"
             )
 
     def as_array(self) -> np.ndarray:

@@ -21,6 +21,7 @@ from callsure.dsp import (
     decode_g711,
     read_wav,
 )
+from callsure.dsp.params import PARAM_RANGES
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,72 @@ def test_params_reject_negative_provisional_pause():
 def test_params_reject_bad_compact_greeting(field, value):
     with pytest.raises(ValueError, match=f"{field} .*got .*{value}"):
         AnalysisParams(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("silence_timeout_ms", -5, "from 10 to 3600000 ms"),
+        ("max_analysis_ms", -1, "from 10 to 3600000 ms"),
+        ("min_level_db", -400, "from 0 to 90 dB"),
+        ("speech_margin_db", 91, "from 0 to 90 dB"),
+        ("tone_purity", -3, "from 0 to 4"),
+        ("structured_purity", 4.5, "from 0 to 4"),
+        ("voicing_min", -1.5, "from -1 to 1"),
+        ("beep_min_hz", 5000, "from 0 to 4000 Hz"),
+        ("beep_max_hz", -100, "from 0 to 4000 Hz"),
+        ("fax_ced_ms", -1e9, "from 10 to 3600000 ms"),
+        ("human_silence_ms", 1e39, "from 10 to 3600000 ms"),
+        ("human_silence_ms", 10**30, "from 10 to 3600000 ms"),
+        ("human_silence_ms", 10**400, "from 10 to 3600000 ms"),
+        ("human_silence_ms", float("nan"), "from 10 to 3600000 ms"),
+        ("min_word_ms", 5, "from 10 to 3600000 ms"),
+        ("dtmf_frequency_tolerance", 0.2, "from 0 to 0.05"),
+        ("dtmf_harmonic_db", 3, "from -90 to 0 dB"),
+        ("dtmf_energy_share", 1.5, "from 0 to 1"),
+        ("lone_sound_ms", 5, "0 [(]off[)] or from 10 to 3600000 ms"),
+        ("beep_quiet_ms", -10, "0 [(]off[)] or from 10 to 3600000 ms"),
+    ],
+)
+def test_params_reject_out_of_range(field, value, expected):
+    with pytest.raises(ValueError, match=f"^{field} must be {expected}, got "):
+        AnalysisParams(**{field: value})
+
+
+def test_params_reject_inverted_beep_band():
+    with pytest.raises(ValueError, match="beep_min_hz must be below beep_max_hz"):
+        AnalysisParams(beep_min_hz=2000, beep_max_hz=1000)
+
+
+@pytest.mark.parametrize("field", [f.name for f in fields(AnalysisParams)])
+def test_params_accept_range_bounds(field):
+    low, high = PARAM_RANGES[field]
+    others = {}
+    # The beep band must keep its minimum below its maximum.
+    if field == "beep_min_hz":
+        high -= 1
+        others = {"beep_max_hz": high + 1}
+    if field == "beep_max_hz":
+        low += 1
+        others = {"beep_min_hz": low - 1}
+    assert getattr(AnalysisParams(**{field: low}, **others), field) == low
+    assert getattr(AnalysisParams(**{field: high}, **others), field) == high
+
+
+@pytest.mark.parametrize("value", [True, "600", None, 600j])
+def test_params_reject_non_numbers(value):
+    with pytest.raises(TypeError, match="human_silence_ms must be a real number"):
+        AnalysisParams(human_silence_ms=value)
+
+
+@pytest.mark.parametrize(
+    "value", [np.int64(600), np.int32(600), np.float32(600), np.float64(600), 600]
+)
+def test_params_accept_numpy_numbers(value):
+    params = AnalysisParams(human_silence_ms=value)
+    assert params.human_silence_ms == 600.0
+    assert type(params.human_silence_ms) is float
+    assert params == AnalysisParams(human_silence_ms=600.0)
 
 
 def test_batch_rejects_bad_frames():
