@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -45,6 +46,19 @@ QUICK_SPEED = 15.0
 QUICK_DRAIN_S = 50.0
 # Ray's own default parent folder, short enough for its socket paths.
 RAY_PARENT = "/tmp"
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A ``click.FloatRange`` that also rejects nan, which passes its bounds
+    because every comparison with nan is false, and inf."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 RAY_FOLDER_RETRY_S = 2.0
 
 
@@ -71,14 +85,14 @@ RAY_FOLDER_RETRY_S = 2.0
 )
 @click.option(
     "--minutes",
-    type=click.FloatRange(min=1, max=24 * 60),
+    type=FiniteFloatRange(min=1, max=24 * 60),
     default=60.0,
     show_default=True,
     help="Minutes of the log to replay.",
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(min=1, max=60),
+    type=FiniteFloatRange(min=1, max=60),
     default=12.0,
     show_default=True,
     help="Time compression: log seconds per real second.",
@@ -86,7 +100,7 @@ RAY_FOLDER_RETRY_S = 2.0
 @click.option(
     "--drain",
     "drain_s",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=120.0,
     show_default=True,
     help="Seconds to wait after the last caller for open callbacks.",

@@ -380,7 +380,13 @@ def _replay(
     try:
         options = ReplayOptions(**option_values)
     except ValidationError as error:
-        raise click.UsageError(str(error)) from None
+        if error.field not in option_values:
+            raise click.UsageError(str(error)) from None
+        # An option of this command: name it as the user typed it.
+        raise click.BadParameter(
+            f"{error.value!r}: {error.fix}",
+            param_hint=f"'--{error.field.replace('_', '-')}'",
+        ) from None
     log = read_log(log_path or demo_log_path())
     dates = log_days(log)
     if not dates:

@@ -8,7 +8,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
+from callsure.actors.cli import cli
 from callsure.actors.demo.backend import next_local_time
 from callsure.actors.demo.callers import TIME_KEYS_S, keyed_time
 from callsure.actors.demo.desk import SERVICE_LEVEL_TIME_S, Desk
@@ -411,3 +413,13 @@ def test_live_view_shows_queues_and_counts():
     assert "answered 1" in screen
     assert "queue retail=1" in line
     assert "\n" not in line
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--speed", "nan"), ("--minutes", "nan"), ("--drain", "inf")]
+)
+def test_demo_rejects_non_finite_option(option, value):
+    # Rejected while the options are read, before anything starts.
+    result = CliRunner().invoke(cli, ["demo", option, value])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output

@@ -108,7 +108,19 @@ def test_replay_rejects_bad_probability(bank_log):
         cli, ["replay", str(bank_log), "--accept-probability", "2", "--days", "1"]
     )
     assert result.exit_code != 0
-    assert "accept_probability" in result.output
+    assert "'--accept-probability'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--window-s", "nan"), ("--threshold-s", "inf"), ("--reoffer-s", "nan")],
+)
+def test_replay_rejects_non_finite_seconds(bank_log, option, value):
+    result = CliRunner().invoke(
+        cli, ["replay", str(bank_log), option, value, "--days", "1"]
+    )
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': {float(value)!r}" in result.output
 
 
 def test_parse_days_checks_bounds_before_expanding():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from callsure.engine.exceptions import ValidationError
@@ -107,14 +108,17 @@ class ReplayOptions:
             "booking_horizon_s",
         ):
             value = getattr(self, name)
-            if value <= 0:
-                raise ValidationError(name, value, "use a positive number of seconds")
-        if self.reoffer_s < 0:
-            raise ValidationError("reoffer_s", self.reoffer_s, "use 0 or more")
+            # Written so that NaN fails too: every comparison with it is false.
+            if not 0 < value < math.inf:
+                raise ValidationError(
+                    name, value, "use a positive, finite number of seconds"
+                )
+        for name in ("reoffer_s", "threshold_s"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ValidationError(name, value, "use a finite number, 0 or more")
         if self.max_offers < 1:
             raise ValidationError("max_offers", self.max_offers, "use 1 or more")
-        if self.threshold_s < 0:
-            raise ValidationError("threshold_s", self.threshold_s, "use 0 or more")
         if self.warmup_days < 0:
             raise ValidationError("warmup_days", self.warmup_days, "use 0 or more")
 
