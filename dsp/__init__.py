@@ -45,7 +45,9 @@ releases the GIL and keeps every call's state in C arrays::
 
 After a MACHINE verdict the analysis keeps listening, so
 ``verdict(slot).beep_ms`` is filled in when the beep comes, however long
-after the greeting.
+after the greeting. ``batch.finish(slot)`` ends the slot's stream and
+returns its final verdict, and ``process`` skips the slot from then on
+until ``close``.
 
 How a verdict is reached (``Cause``):
 

@@ -28,12 +28,19 @@ ENCODINGS = {"pcm16": 0, "ulaw": 1, "alaw": 2}
 MAX_STREAMS = 100_000
 
 
+def _is_integer(value) -> bool:
+    # bool is an int subclass, but True as a slot or a count is a mistake.
+    return isinstance(value, (int, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
 def _check_format(sample_rate_hz, encoding) -> None:
-    if sample_rate_hz not in SAMPLE_RATES_HZ:
+    if not _is_integer(sample_rate_hz) or sample_rate_hz not in SAMPLE_RATES_HZ:
         raise ValueError(
-            f"sample_rate_hz must be 8000 or 16000, got {sample_rate_hz!r}"
+            f"sample_rate_hz must be the int 8000 or 16000, got {sample_rate_hz!r}"
         )
-    if encoding not in ENCODINGS:
+    if not isinstance(encoding, str) or encoding not in ENCODINGS:
         raise ValueError(
             f"encoding must be 'pcm16', 'ulaw' or 'alaw', got {encoding!r}"
         )
@@ -68,26 +75,26 @@ class BatchAnalyzer:
     in one call that releases the GIL; state lives in C arrays between
     calls, and events wait in a fixed ring of 64 per slot (the oldest are
     dropped when nobody drains them) until :meth:`drain_events`. Times are
-    in ms from the slot's :meth:`open`. Each slot takes about 2.3 kB. One
-    BatchAnalyzer must not be used from two threads at once.
+    in ms from the slot's :meth:`open`. After :meth:`finish` a slot is
+    frozen, as :meth:`StreamAnalyzer.finish` freezes a stream, until
+    :meth:`close`. Each slot takes about 2.3 kB. One BatchAnalyzer must
+    not be used from two threads at once.
     """
 
     def __init__(self, max_streams, sample_rate_hz=8000, frame_ms=20, encoding="pcm16"):
-        if (
-            not isinstance(max_streams, (int, np.integer))
-            or not 1 <= max_streams <= MAX_STREAMS
-        ):
+        if not _is_integer(max_streams) or not 1 <= max_streams <= MAX_STREAMS:
             raise ValueError(
-                f"max_streams must be 1..{MAX_STREAMS}, got {max_streams!r}"
+                f"max_streams must be an int from 1 to {MAX_STREAMS}, "
+                f"got {max_streams!r}"
             )
         _check_format(sample_rate_hz, encoding)
-        if frame_ms not in FRAME_LENGTHS_MS:
-            raise ValueError(f"frame_ms must be 10, 20 or 30, got {frame_ms!r}")
+        if not _is_integer(frame_ms) or frame_ms not in FRAME_LENGTHS_MS:
+            raise ValueError(f"frame_ms must be the int 10, 20 or 30, got {frame_ms!r}")
         self.max_streams = int(max_streams)
-        self.sample_rate_hz = sample_rate_hz
-        self.frame_ms = frame_ms
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.frame_ms = int(frame_ms)
         self.encoding = encoding
-        self.samples_per_frame = sample_rate_hz * frame_ms // 1000
+        self.samples_per_frame = self.sample_rate_hz * self.frame_ms // 1000
         self._dtype = np.int16 if encoding == "pcm16" else np.uint8
         self._kernel = AnalysisKernel(
             self.max_streams,
@@ -96,6 +103,7 @@ class BatchAnalyzer:
             ENCODINGS[encoding],
         )
         self._open = np.zeros(self.max_streams, dtype=bool)
+        self._finished = np.zeros(self.max_streams, dtype=bool)
         self._all_present = np.ones(self.max_streams, dtype=np.uint8)
         self._free = list(range(self.max_streams - 1, -1, -1))
         self.events_dropped = 0
@@ -124,11 +132,14 @@ class BatchAnalyzer:
         slot = self._free.pop()
         self._kernel.open(slot, params.as_array(), bool(answered))
         self._open[slot] = True
+        self._finished[slot] = False
         return slot
 
     def _check_slot(self, slot) -> int:
-        if not isinstance(slot, (int, np.integer)) or not 0 <= slot < self.max_streams:
-            raise ValueError(f"slot must be 0..{self.max_streams - 1}, got {slot!r}")
+        if not _is_integer(slot) or not 0 <= slot < self.max_streams:
+            raise ValueError(
+                f"slot must be an int from 0 to {self.max_streams - 1}, got {slot!r}"
+            )
         if not self._open[slot]:
             raise ValueError(f"slot {slot} is not open")
         return int(slot)
@@ -144,17 +155,22 @@ class BatchAnalyzer:
         """Tell the analyser the call was answered (200 OK) now.
 
         Speech heard before is treated as network audio: an undecided call
-        is judged afresh from here.
+        is judged afresh from here. A finished slot is left as it is.
         """
-        self._kernel.mark_answered(self._check_slot(slot))
+        slot = self._check_slot(slot)
+        if not self._finished[slot]:
+            self._kernel.mark_answered(slot)
 
     def set_playing(self, slot: int, playing: bool) -> None:
         """Tell the analyser whether the engine is playing audio into the call.
 
         Analysis goes on regardless; the silence and analysis time limits
-        do not count time during which the engine played.
+        do not count time during which the engine played. A finished slot
+        is left as it is.
         """
-        self._kernel.set_playing(self._check_slot(slot), bool(playing))
+        slot = self._check_slot(slot)
+        if not self._finished[slot]:
+            self._kernel.set_playing(slot, bool(playing))
 
     def process(self, frames: np.ndarray, present: np.ndarray | None = None) -> None:
         """Analyse one frame of every open slot, releasing the GIL.
@@ -162,8 +178,8 @@ class BatchAnalyzer:
         Parameters
         ----------
         frames : ndarray, shape (max_streams, samples_per_frame)
-            int16 for "pcm16", uint8 for G.711. Rows of closed slots are
-            ignored.
+            int16 for "pcm16", uint8 for G.711. Rows of closed and of
+            finished slots are ignored.
         present : ndarray of bool, shape (max_streams,), optional
             Slots that received a frame this tick; the others are skipped
             (their time does not advance). All slots when omitted.
@@ -207,10 +223,20 @@ class BatchAnalyzer:
 
         Open tone and speech segments are closed and a call still undecided
         gets NOTSURE (cause STREAM_END) or, when no speech was heard,
-        SILENCE or NOTSURE as after the silence timeout.
+        SILENCE or NOTSURE as after the silence timeout. From then on
+        :meth:`process` skips the slot: its state, elapsed time and verdict
+        stay as they are, and its pending events can still be drained,
+        until :meth:`close` frees it for the next :meth:`open`. Finishing
+        a finished slot again only returns its verdict.
         """
         slot = self._check_slot(slot)
-        self._kernel.finish(slot)
+        if not self._finished[slot]:
+            self._kernel.finish(slot)
+            # The kernel's process loop skips closed streams, and close
+            # keeps the stream's state, so this freezes the slot with no
+            # work per tick.
+            self._kernel.close(slot)
+            self._finished[slot] = True
         return self.verdict(slot)
 
     def verdict(self, slot: int) -> Verdict | None:
@@ -267,7 +293,7 @@ class StreamAnalyzer:
         self, sample_rate_hz=8000, encoding="pcm16", params=None, answered=True
     ):
         _check_format(sample_rate_hz, encoding)
-        self.sample_rate_hz = sample_rate_hz
+        self.sample_rate_hz = int(sample_rate_hz)
         self.encoding = encoding
         self._batch = BatchAnalyzer(1, sample_rate_hz, 10, encoding)
         self._slot = self._batch.open(params, answered)

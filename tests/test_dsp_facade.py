@@ -126,6 +126,75 @@ def test_batch_rejects_bad_configuration(kwargs, message):
         BatchAnalyzer(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_streams": True}, "max_streams must be an int .* got True"),
+        ({"max_streams": 2.0}, "max_streams must be an int .* got 2.0"),
+        ({"max_streams": 2, "frame_ms": 20.0}, "frame_ms must be the int .* 20.0"),
+        ({"max_streams": 2, "sample_rate_hz": 8000.0}, "sample_rate_hz .* 8000.0"),
+        ({"max_streams": 2, "encoding": ["pcm16"]}, r"encoding .* \['pcm16'\]"),
+    ],
+)
+def test_batch_rejects_wrong_types(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BatchAnalyzer(**kwargs)
+
+
+def test_stream_rejects_encoding_list():
+    with pytest.raises(ValueError, match="encoding must be 'pcm16', 'ulaw' or 'alaw'"):
+        StreamAnalyzer(8000, ["pcm16"])
+
+
+def test_batch_accepts_numpy_integers():
+    batch = BatchAnalyzer(np.int64(2), np.int64(16000), np.int32(20))
+    assert batch.samples_per_frame == 320
+    assert type(batch.samples_per_frame) is int
+    slot = batch.open()
+    assert batch.elapsed_ms(np.int64(slot)) == 0
+
+
+@pytest.mark.parametrize("slot", [True, False, np.bool_(True), 0.0])
+def test_batch_rejects_non_int_slots(slot):
+    batch = BatchAnalyzer(2)
+    batch.open()
+    batch.open()
+    with pytest.raises(ValueError, match="slot must be an int from 0 to 1"):
+        batch.verdict(slot)
+    with pytest.raises(ValueError, match="slot must be an int from 0 to 1"):
+        batch.elapsed_ms(slot)
+
+
+def test_batch_skips_finished_slot(machine_call):
+    batch = BatchAnalyzer(2)
+    finished, running = batch.open(), batch.open()
+    frames = np.zeros((2, 160), dtype=np.int16)
+    for start in range(0, 160 * 50, 160):
+        frames[:] = machine_call[start : start + 160]
+        batch.process(frames)
+    verdict = batch.finish(finished)
+    events = batch.drain_events(finished)
+    for start in range(160 * 50, 160 * 150, 160):
+        frames[:] = machine_call[start : start + 160]
+        batch.process(frames)
+    assert batch.elapsed_ms(finished) == 1000
+    assert batch.elapsed_ms(running) == 3000
+    assert batch.verdict(finished) == verdict
+    assert batch.finish(finished) == verdict
+    assert batch.drain_events(finished) == []
+    assert events[-1].kind is EventKind.VERDICT
+    batch.mark_answered(finished)
+    batch.set_playing(finished, True)
+    assert batch.verdict(finished) == verdict
+
+    batch.close(finished)
+    reopened = batch.open()
+    assert reopened == finished
+    batch.process(frames)
+    assert batch.elapsed_ms(reopened) == 20
+    assert batch.verdict(reopened) is None
+
+
 def test_params_reject_negative_provisional_pause():
     with pytest.raises(ValueError, match="provisional_pause_ms .* got -1"):
         AnalysisParams(provisional_pause_ms=-1)
