@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from callsure.engine import paging
 from callsure.engine.callbacks import (
     Callback,
     CallbackMode,
@@ -242,14 +243,16 @@ class CampaignScheduler:
         token ("" after the last page)."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValidationError("page_size", page_size, f"send 1 to {MAX_PAGE_SIZE}")
+        state_value = state.value if state else None
         items = self.store.page_campaigns(
-            state=state.value if state else None,
+            state=state_value,
             limit=page_size + 1,
-            after_id=page_token or None,
+            after_id=paging.after_id("ListCampaigns", page_token, state_value),
         )
         if len(items) > page_size:
             items = items[:page_size]
-            return items, items[-1].campaign_id
+            last = items[-1].campaign_id
+            return items, paging.page_token("ListCampaigns", last, state_value)
         return items, ""
 
     def summary(self, campaign_id: str) -> CampaignSummary:
@@ -498,21 +501,17 @@ class CampaignScheduler:
         self.get(campaign_id)
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValidationError("page_size", page_size, f"send 1 to {MAX_PAGE_SIZE}")
-        if page_token and not page_token.startswith(f"{campaign_id}-"):
-            raise ValidationError(
-                "page_token",
-                page_token[:32],
-                "send the next_page_token of the previous page of this campaign",
-            )
+        filters = (campaign_id, state.value if state else None)
         items = self.store.campaign_targets(
             campaign_id,
-            state=state.value if state else None,
+            state=filters[1],
             limit=page_size + 1,
-            after_id=page_token or None,
+            after_id=paging.after_id("ListCampaignTargets", page_token, *filters),
         )
         if len(items) > page_size:
             items = items[:page_size]
-            return items, items[-1].callback_id
+            last = items[-1].callback_id
+            return items, paging.page_token("ListCampaignTargets", last, *filters)
         return items, ""
 
     def remove_target(

@@ -99,6 +99,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from callsure.engine import paging
 from callsure.engine import policy as policies
 from callsure.engine.administration import SchedulerAdministration
 from callsure.engine.callbacks import (
@@ -354,16 +355,18 @@ class CallbackScheduler(SchedulerAdministration):
             except ValueError:
                 names = ", ".join(s.value for s in CallbackState)
                 raise ValidationError("state", state, f"send one of {names}") from None
+        filters = (state.value if state else None, customer_id or None, queue or None)
         items = self.store.list_callbacks(
-            state=state.value if state else None,
-            customer_id=customer_id or None,
-            queue=queue or None,
+            state=filters[0],
+            customer_id=filters[1],
+            queue=filters[2],
             limit=page_size + 1,
-            after_id=page_token or None,
+            after_id=paging.after_id("ListCallbacks", page_token, *filters),
         )
         if len(items) > page_size:
             items = items[:page_size]
-            return items, items[-1].callback_id
+            last = items[-1].callback_id
+            return items, paging.page_token("ListCallbacks", last, *filters)
         return items, ""
 
     def cancel(self, callback_id: str, reason: str = "cancelled") -> Callback:

@@ -294,6 +294,22 @@ def test_targets_listed_in_pages(campaigns):
     assert last == ""
 
 
+def test_targets_token_of_other_campaign_rejected(campaigns):
+    first, _ = campaigns.create(campaign_request())
+    second, _ = campaigns.create(campaign_request(request_id="create-second"))
+    campaigns.add_targets(first.campaign_id, targets("c-1", "c-2"))
+    _, token = campaigns.list_targets(first.campaign_id, page_size=1)
+    with pytest.raises(ValidationError) as raised:
+        campaigns.list_targets(second.campaign_id, page_token=token)
+    assert raised.value.field == "page_token"
+
+
+def test_campaigns_made_up_token_rejected(campaigns):
+    with pytest.raises(ValidationError) as raised:
+        campaigns.list(page_token="cp_0000")
+    assert raised.value.field == "page_token"
+
+
 # Lifecycle
 
 

@@ -341,6 +341,22 @@ def test_list_pages_through_all(scheduler):
     assert len(seen) == 7
 
 
+@pytest.mark.parametrize("token", ["a", "!!garbage%%", "zzz", "cb_1.0123456789ab"])
+def test_list_made_up_token_rejected(scheduler, token):
+    scheduler.create(request("c1"))
+    with pytest.raises(ValidationError) as raised:
+        scheduler.list(page_token=token)
+    assert raised.value.field == "page_token"
+
+
+def test_list_token_of_other_filters_rejected(scheduler):
+    for i in range(3):
+        scheduler.create(request(f"c{i}"))
+    _, token = scheduler.list(page_size=1)
+    with pytest.raises(ValidationError, match="same filters"):
+        scheduler.list(page_size=1, page_token=token, queue="sales")
+
+
 def test_list_filters_by_state_and_customer(scheduler):
     keep = scheduler.create(request("c1"))
     gone = scheduler.create(request("c2"))
