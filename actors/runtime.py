@@ -99,7 +99,18 @@ def start_ray(ray_config, address: str | None = None, log_config=None) -> None:
         ray_config.node_ip_address,
         ray_config.namespace,
     )
-    ray.init(**options)
+    try:
+        ray.init(**options)
+    except Exception as error:  # Ray raises a bare Exception here
+        if "timed out during startup" not in str(error):
+            raise
+        # Ray waits a fixed 30 s for its raylet to register with the GCS.
+        raise CallsureError(
+            "the local Ray did not start: its raylet did not register within "
+            "Ray's 30 s, which happens when the machine is overloaded; start "
+            "again when the load is lower, or join a running cluster with "
+            "ray.address"
+        ) from None
     check_gcs_host(ray.get_runtime_context().gcs_address, ray_config.node_ip_address)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 READY_PREFIX = "callsure serving gRPC on "
 START_TIMEOUT_S = 120.0
+# What `callsure serve` prints when Ray's raylet did not register in time.
+RAYLET_TIMEOUT = "its raylet did not register"
 
 
 class ServeProcess:
@@ -42,16 +44,28 @@ class ServeProcess:
             }
         )
         env.update(extra_env or {})
+        self.env = env
+        for attempt in range(1, RAY_START_ATTEMPTS + 1):
+            self._start()
+            try:
+                self.address = self._wait_ready()
+                return
+            except RuntimeError:
+                # Ray waits a fixed 30 s for its raylet; on two cores loaded
+                # by other jobs that wait has run out. Start once more.
+                if attempt == RAY_START_ATTEMPTS or RAYLET_TIMEOUT not in self.log():
+                    raise
+
+    def _start(self) -> None:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "callsure.actors.cli", "serve"],
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=env,
-            cwd=folder,
+            env=self.env,
+            cwd=self.folder,
             start_new_session=True,
         )
-        self.address = self._wait_ready()
 
     def _wait_ready(self) -> str:
         found: list[str] = []
