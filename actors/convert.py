@@ -120,9 +120,9 @@ def from_timestamp(message, field: str, path: str | None = None) -> datetime | N
 # How far a reported event may lie ahead of the server's clock: clocks of
 # a CTI and the server drift apart by seconds, not minutes.
 MAX_EVENT_CLOCK_SKEW = timedelta(minutes=5)
-# How old a reported event may be. Waits learned from an event decades old
-# would skew the prediction. A day covers a CTI feed's backlog after an
-# outage.
+# Oldest age of a reported event. Waits learned from an event decades old
+# would skew the prediction, and a day covers a CTI feed's backlog after
+# an outage.
 MAX_EVENT_AGE = timedelta(days=1)
 
 

@@ -1,15 +1,15 @@
 """Agents of the demo's switch reserved for callbacks.
 
-The callback's customer keeps the original place in the queue. So the
-switch reserves a free agent of the group for a callback being dialed,
-and for a callback whose place has come: a promised time that is due, or
-a "when an agent is free" promise whose caller entered the queue before
-the oldest live caller. The reserved agent stays free, because the
-coordinator releases callbacks only to free agents. A reservation ends
-when the callback's agent leg arrives, the attempt ends without a
-person, or after ``HOLD_LIMIT_S``, and each attempt gets one. While a
-live caller has waited longer than the service-level time, at least one
-agent of the group is never reserved.
+The callback's customer keeps the original place in the queue, so the
+switch reserves a free agent of the group for a callback being dialed
+and for a callback whose place has come. A place has come when a promised
+time is due, or when the caller of a "when an agent is free" promise
+entered the queue before the oldest live caller. The reserved agent
+stays free, because the coordinator releases callbacks only to free
+agents. A reservation ends when the callback's agent leg arrives, the
+attempt ends without a person, or after ``HOLD_LIMIT_S``, and each
+attempt gets one. While a live caller has waited longer than the
+service-level time, at least one agent of the group is never reserved.
 """
 
 from __future__ import annotations

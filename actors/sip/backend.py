@@ -160,6 +160,6 @@ def next_local_time(
         return local_now
     if candidate < this_minute:
         # NOTE: the IVR reads the promise back as HHMM only, so a caller
-        # promised this time tomorrow is not told the day.
+        # promised this time tomorrow does not hear the day.
         candidate += timedelta(days=1)
     return candidate
