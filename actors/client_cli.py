@@ -28,7 +28,8 @@ from google.rpc import error_details_pb2
 
 from callsure.actors.auth import AUTHORIZATION_KEY, SCHEME
 from callsure.actors.errors import decode_status
-from callsure.engine.campaigns import MAX_IN_FLIGHT, CampaignState, check_language
+from callsure.engine.callbacks import check_language
+from callsure.engine.campaigns import MAX_IN_FLIGHT, CampaignState
 from callsure.engine.exceptions import ValidationError
 from callsure.engine.phone import mask_number
 from callsure.v1 import (

@@ -132,8 +132,8 @@ class AnalysisParams:
         Pause after a short greeting that makes the call HUMAN, unless the
         greeting is compact (see ``compact_pause_ms``). It also ends an
         utterance (SPEECH_END) and reports a SILENCE event. 10 ms (one
-        analysis block) to 3,600,000 ms (1 h), like every duration here;
-        those that may also be 0 say so.
+        analysis block) to 3,600,000 ms (1 h), like every duration here.
+        The docs of durations that may also be 0 state it.
     max_greeting_ms : float
         Greeting length (first word to last word so far, pauses included)
         at which the call is a MACHINE.
@@ -164,8 +164,8 @@ class AnalysisParams:
     beep_min_ms : float
         Shortest voicemail beep (beeps last 70 ms to 1.5 s).
     beep_quiet_ms : float
-        Quiet required just before a beep, which tells it from music, or 0
-        for none.
+        Quiet required just before a beep, which separates it from music,
+        or 0 for none.
     beep_min_hz, beep_max_hz : float
         Frequency range of voicemail beeps, 0 to 4000 Hz (audio is
         analysed at 8 kHz), minimum below maximum. Only tones of 200 to

@@ -188,15 +188,15 @@ def test_invalid_retry_policy_names_field(served):
 
 
 @pytest.mark.slow
-def test_capacity_limits_of_one_queue_refused(served, tmp_path):
+def test_capacity_limits_of_one_queue_rejected(served, tmp_path):
     served.admin.UpdateCapacityLimits(CAPACITY_LIMITS, timeout=CALL_TIMEOUT_S)
     path = tmp_path / "sales.json"
     path.write_text(admin_get(served, "capacity-limits", "sales"))
-    refused = run_client(served, "admin", "update", "capacity-limits", str(path))
+    rejected = run_client(served, "admin", "update", "capacity-limits", str(path))
     after = json.loads(admin_get(served, "capacity-limits"))
-    assert refused.exit_code == 2
-    assert "has no limits for billing" in refused.output
-    assert "--remove-missing" in refused.output
+    assert rejected.exit_code == 2
+    assert "has no limits for billing" in rejected.output
+    assert "--remove-missing" in rejected.output
     assert [limit["queue"] for limit in after["limits"]] == ["sales", "billing"]
 
 

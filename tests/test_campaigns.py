@@ -240,11 +240,11 @@ def test_dialing_target_keeps_phone(callbacks, campaigns):
     campaign = running(campaigns, customers=("c-1",))
     [order] = step(callbacks, campaigns)[1]
     moved = [CampaignTarget("c-1", "+14155550999")]
-    kept = campaigns.add_targets(campaign.campaign_id, moved)
-    [change] = kept.phone_changes
+    unchanged = campaigns.add_targets(campaign.campaign_id, moved)
+    [change] = unchanged.phone_changes
     assert not change.replaced
-    assert kept.targets[0].state is CallbackState.DIALING
-    assert kept.targets[0].phone_number == "+14155550001"
+    assert unchanged.targets[0].state is CallbackState.DIALING
+    assert unchanged.targets[0].phone_number == "+14155550001"
     assert callbacks.get(order.callback_id).phone_number == "+14155550001"
     assert "callback.updated" not in kinds(callbacks, order.callback_id)
 

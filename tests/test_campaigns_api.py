@@ -233,11 +233,11 @@ def test_new_phone_of_ended_target_kept(stub):
         "RemoveCampaignTarget",
         campaign_pb2.RemoveCampaignTargetRequest(campaign=name, customer_id="c-1"),
     )
-    kept = add(stub, name, target("c-1", "+14155550199"))
-    [change] = kept.phone_number_changes
+    unchanged = add(stub, name, target("c-1", "+14155550199"))
+    [change] = unchanged.phone_number_changes
     assert not change.replaced
-    assert kept.targets[0].phone_number == "+14155550101"
-    assert kept.targets[0].state == callback_pb2.CALLBACK_STATE_CANCELLED
+    assert unchanged.targets[0].phone_number == "+14155550101"
+    assert unchanged.targets[0].state == callback_pb2.CALLBACK_STATE_CANCELLED
 
 
 def test_bad_language_names_target(stub):
